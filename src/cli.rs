@@ -1,0 +1,339 @@
+//! The `holterd` command line: argument parsing and one function per command.
+
+use crate::dsp::{BeatExtractor, ExtractorConfig};
+use crate::eval::{self, DetectEvalOptions, DetectionScore, LeadChoice, NoiseKind, RecordResult};
+use crate::wfdb;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Streaming Holter ECG analysis.
+#[derive(Debug, Parser)]
+#[command(name = "holterd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Extract every beat of a WFDB record into a CSV file.
+    Detect(DetectArgs),
+    /// Evaluate against reference annotations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// WFDB utilities.
+    #[command(subcommand)]
+    Wfdb(WfdbCommand),
+}
+
+#[derive(Debug, Args)]
+struct LeadArgs {
+    /// Channel index to analyse (default: the MLII lead, else channel 0).
+    #[arg(long, conflicts_with = "lead")]
+    channel: Option<usize>,
+    /// Lead name to analyse, e.g. MLII or V5.
+    #[arg(long)]
+    lead: Option<String>,
+    /// Powerline frequency to notch out: 50, 60 or none.
+    #[arg(long, default_value = "60", value_parser = parse_powerline)]
+    powerline: Powerline,
+}
+
+/// A powerline frequency to notch, or none.
+#[derive(Debug, Clone, Copy)]
+struct Powerline(Option<f64>);
+
+impl LeadArgs {
+    fn choice(&self) -> LeadChoice {
+        match (&self.channel, &self.lead) {
+            (Some(c), _) => LeadChoice::Channel(*c),
+            (None, Some(l)) => LeadChoice::Lead(l.clone()),
+            (None, None) => LeadChoice::Default,
+        }
+    }
+}
+
+fn parse_powerline(s: &str) -> Result<Powerline, String> {
+    match s {
+        "none" => Ok(Powerline(None)),
+        "50" => Ok(Powerline(Some(50.0))),
+        "60" => Ok(Powerline(Some(60.0))),
+        _ => Err(format!("{s:?}: use 50, 60 or none")),
+    }
+}
+
+#[derive(Debug, Args)]
+struct DetectArgs {
+    /// Record path without extension, e.g. ../shared/data/mitdb/100.
+    record: PathBuf,
+    #[command(flatten)]
+    lead: LeadArgs,
+    /// Output CSV file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Score QRS detection on every record of a database (AAMI EC57, beat by beat).
+    Detect(EvalDetectArgs),
+}
+
+#[derive(Debug, Args)]
+struct EvalDetectArgs {
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    #[command(flatten)]
+    lead: LeadArgs,
+    /// Add recorded electrode noise from nstdb: bw or ma.
+    #[arg(long, requires = "snr")]
+    noise: Option<NoiseKind>,
+    /// Signal-to-noise ratio of the added noise, dB.
+    #[arg(long, requires = "noise", allow_negative_numbers = true)]
+    snr: Option<f64>,
+    /// Directory of the noise records (default: $HOLTER_DATA_DIR/nstdb).
+    #[arg(long)]
+    noise_dir: Option<PathBuf>,
+    /// Only these records (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    records: Vec<String>,
+    /// Samples per chunk fed to the extractor.
+    #[arg(long, default_value_t = 256)]
+    chunk: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Exit with an error if gross sensitivity (%) is below this.
+    #[arg(long)]
+    min_se: Option<f64>,
+    /// Exit with an error if gross positive predictivity (%) is below this.
+    #[arg(long)]
+    min_ppv: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Single-core throughput and per-stream memory of the beat extractor.
+    Dsp(BenchDspArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchDspArgs {
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Records to stream (comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    records: Vec<String>,
+    /// Passes over the records; the fastest is reported.
+    #[arg(long, default_value_t = 3)]
+    passes: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum WfdbCommand {
+    /// Cut a stretch of a record (all signals, with its annotations) into a new format-16 record.
+    Cut(CutArgs),
+}
+
+#[derive(Debug, Args)]
+struct CutArgs {
+    /// Source record path without extension.
+    record: PathBuf,
+    /// Start, seconds.
+    #[arg(long)]
+    from: f64,
+    /// End, seconds.
+    #[arg(long)]
+    to: f64,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Name of the new record (default: <record>_<from>).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Detect(a) => detect(a),
+        Command::Eval(EvalCommand::Detect(a)) => eval_detect(a),
+        Command::Bench(BenchCommand::Dsp(a)) => bench_dsp(a),
+        Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
+    }
+}
+
+fn default_db(db: Option<PathBuf>) -> PathBuf {
+    db.unwrap_or_else(|| crate::data_dir().join("mitdb"))
+}
+
+fn detect(a: DetectArgs) -> Result<()> {
+    let record = wfdb::read_record(&a.record)?;
+    let channel = a.lead.choice().channel(&record.header, &record.header_path)?;
+    let config = ExtractorConfig {
+        powerline_hz: a.lead.powerline.0,
+        ..ExtractorConfig::new(record.header.fs)
+    };
+    let beats = BeatExtractor::extract_all(config, &record.physical(channel), 256)
+        .with_context(|| record.header_path.display().to_string())?;
+    let file = std::fs::File::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    write!(w, "sample,time_s,rr_prev_ms,rr_next_ms,quality")?;
+    for i in 0..crate::dsp::BEAT_LEN {
+        write!(w, ",v{i}")?;
+    }
+    writeln!(w)?;
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+    for b in &beats {
+        write!(w, "{},{:.4},{},{},{}", b.sample, b.time_s, opt(b.rr_prev_ms), opt(b.rr_next_ms), b.quality.as_str())?;
+        for v in &b.values {
+            write!(w, ",{v:.6}")?;
+        }
+        writeln!(w)?;
+    }
+    w.flush()?;
+    eprintln!(
+        "{}: {} beats from channel {channel} ({}) written to {}",
+        record.header.record,
+        beats.len(),
+        record.header.signals[channel].description,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn selected_records(db: &Path, only: &[String]) -> Result<Vec<String>> {
+    let all = eval::list_records(db)?;
+    if all.is_empty() {
+        bail!("{}: no WFDB records with .atr annotations found; set --db or HOLTER_DATA_DIR", db.display());
+    }
+    if only.is_empty() {
+        return Ok(all);
+    }
+    for r in only {
+        if !all.contains(r) {
+            bail!("{}: no record {r} with annotations", db.display());
+        }
+    }
+    Ok(only.to_vec())
+}
+
+fn eval_detect(a: EvalDetectArgs) -> Result<()> {
+    let db = default_db(a.db);
+    let opts = DetectEvalOptions {
+        lead: a.lead.choice(),
+        noise: a.noise.zip(a.snr),
+        noise_dir: a.noise_dir.unwrap_or_else(|| crate::data_dir().join("nstdb")),
+        chunk: a.chunk.max(1),
+        powerline_hz: a.lead.powerline.0,
+    };
+    let mut results: Vec<RecordResult> = Vec::new();
+    for name in selected_records(&db, &a.records)? {
+        results.push(eval::eval_record(&db.join(&name), &opts)?);
+    }
+    let mut gross = DetectionScore::default();
+    for r in &results {
+        gross += r.score;
+    }
+    if a.json {
+        let json = serde_json::json!({
+            "records": results,
+            "gross": {
+                "tp": gross.tp, "fn": gross.fn_, "fp": gross.fp,
+                "se": gross.se(), "ppv": gross.ppv(),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!("{:>8} {:>7} {:>5} {:>5} {:>7} {:>7} {:>9}", "record", "TP", "FN", "FP", "Se%", "+P%", "latency_s");
+        for r in &results {
+            println!(
+                "{:>8} {:>7} {:>5} {:>5} {:>7.2} {:>7.2} {:>9.2}",
+                r.record, r.score.tp, r.score.fn_, r.score.fp, r.score.se(), r.score.ppv(), r.latency_mean_s
+            );
+        }
+        println!(
+            "{:>8} {:>7} {:>5} {:>5} {:>7.2} {:>7.2}",
+            "gross", gross.tp, gross.fn_, gross.fp, gross.se(), gross.ppv()
+        );
+    }
+    if let Some(min) = a.min_se
+        && gross.se() < min
+    {
+        bail!("gross sensitivity {:.2} % is below the required {min} %", gross.se());
+    }
+    if let Some(min) = a.min_ppv
+        && gross.ppv() < min
+    {
+        bail!("gross positive predictivity {:.2} % is below the required {min} %", gross.ppv());
+    }
+    Ok(())
+}
+
+fn bench_dsp(a: BenchDspArgs) -> Result<()> {
+    let db = default_db(a.db);
+    let mut signals = Vec::new();
+    for name in selected_records(&db, &a.records)? {
+        let record = wfdb::read_record(&db.join(&name))?;
+        let channel = LeadChoice::Default.channel(&record.header, &record.header_path)?;
+        signals.push((record.header.fs, record.physical(channel)));
+    }
+    let total: usize = signals.iter().map(|(_, s)| s.len()).sum();
+    let mut best = f64::INFINITY;
+    let mut beats = 0;
+    for _ in 0..a.passes.max(1) {
+        let start = Instant::now();
+        beats = 0;
+        for (fs, signal) in &signals {
+            beats += BeatExtractor::extract_all(ExtractorConfig::new(*fs), signal, 4096)?.len();
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "{} records, {total} samples, {beats} beats: {:.3} s on one thread = {:.1} million samples/s",
+        signals.len(),
+        best,
+        total as f64 / best / 1e6
+    );
+    for fs in [125.0, 250.0, 360.0, 500.0, 1000.0] {
+        let e = BeatExtractor::new(ExtractorConfig::new(fs))?;
+        println!("state per stream at {fs:>6} Hz: {:>6} bytes", e.memory_bytes());
+    }
+    Ok(())
+}
+
+fn cut(a: CutArgs) -> Result<()> {
+    let record = wfdb::read_record(&a.record)?;
+    let fs = record.header.fs;
+    if !(a.from >= 0.0 && a.to > a.from) {
+        bail!("--from {} --to {}: need 0 <= from < to", a.from, a.to);
+    }
+    let (from, to) = ((a.from * fs) as usize, ((a.to * fs) as usize).min(record.len()));
+    if from >= to {
+        bail!("{}: the record is only {:.1} s long", a.record.display(), record.len() as f64 / fs);
+    }
+    let name = a.name.unwrap_or_else(|| format!("{}_{}", record.header.record, a.from as u64));
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let samples: Vec<Vec<i32>> = record.samples.iter().map(|s| s[from..to].to_vec()).collect();
+    wfdb::write_record_16(&a.out, &name, &record.header, &samples)?;
+    let anns: Vec<wfdb::Annotation> = wfdb::read_annotations(&a.record.with_extension("atr"))?
+        .into_iter()
+        .filter(|x| (from as u64..to as u64).contains(&x.sample))
+        .map(|mut x| {
+            x.sample -= from as u64;
+            x
+        })
+        .collect();
+    wfdb::write_annotations(&a.out.join(format!("{name}.atr")), &anns)?;
+    eprintln!("wrote {} ({} samples, {} annotations)", a.out.join(&name).display(), to - from, anns.len());
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Streams one record through the beat extractor and scores it.
+
+use super::{DetectionScore, NoiseKind, add_noise, score_detections};
+use crate::dsp::{BeatExtractor, DspError, ExtractorConfig};
+use crate::wfdb::{self, Header, WfdbError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Which signal of a record to analyse.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LeadChoice {
+    /// The MLII lead if the header names one, else channel 0.
+    #[default]
+    Default,
+    /// A channel by index.
+    Channel(usize),
+    /// A channel by signal name, e.g. `V5`.
+    Lead(String),
+}
+
+impl LeadChoice {
+    /// Resolves the choice against a header.
+    pub fn channel(&self, header: &Header, header_path: &Path) -> Result<usize, WfdbError> {
+        let names = || {
+            header
+                .signals
+                .iter()
+                .map(|s| s.description.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            LeadChoice::Default => Ok(header.channel_of("MLII").unwrap_or(0)),
+            LeadChoice::Channel(c) if *c < header.signals.len() => Ok(*c),
+            LeadChoice::Channel(c) => Err(WfdbError::invalid(
+                header_path,
+                format!("channel {c} does not exist: the record has {} signals ({})", header.signals.len(), names()),
+            )),
+            LeadChoice::Lead(name) => header.channel_of(name).ok_or_else(|| {
+                WfdbError::invalid(header_path, format!("no lead named {name:?}; the record has {}", names()))
+            }),
+        }
+    }
+}
+
+/// How to run a detection evaluation.
+#[derive(Debug, Clone)]
+pub struct DetectEvalOptions {
+    /// Signal to analyse.
+    pub lead: LeadChoice,
+    /// Noise to add, from `noise_dir`, at `snr_db`.
+    pub noise: Option<(NoiseKind, f64)>,
+    /// Directory holding the `nstdb` noise records.
+    pub noise_dir: PathBuf,
+    /// Chunk size in samples, as a stream would deliver them.
+    pub chunk: usize,
+    /// Powerline frequency to notch.
+    pub powerline_hz: Option<f64>,
+}
+
+/// The outcome for one record.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordResult {
+    /// Record name.
+    pub record: String,
+    /// TP, FN and FP.
+    #[serde(flatten)]
+    pub score: DetectionScore,
+    /// Beats emitted by the extractor.
+    pub beats: usize,
+    /// Beats flagged unreadable by the quality gate.
+    pub unreadable: usize,
+    /// Mean time from R peak to beat emission, seconds.
+    pub latency_mean_s: f64,
+    /// Longest time from R peak to beat emission, seconds.
+    pub latency_max_s: f64,
+}
+
+/// An evaluation failure.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// A record or annotation file is unreadable.
+    #[error(transparent)]
+    Wfdb(#[from] WfdbError),
+    /// The record's sampling rate is unsupported.
+    #[error("{0}: {1}")]
+    Dsp(String, DspError),
+    /// The noise record does not fit the record.
+    #[error("{0}")]
+    Noise(String),
+}
+
+/// Names of the records in `dir` that have a header, a signal file and `.atr` annotations, sorted.
+pub fn list_records(dir: &Path) -> Result<Vec<String>, WfdbError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WfdbError::io(dir, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".hea")?.to_string();
+            dir.join(format!("{stem}.atr")).exists().then_some(stem)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Streams record `path` (without extension) through the extractor and scores it against `path.atr`.
+pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult, EvalError> {
+    let record = wfdb::read_record(path)?;
+    let channel = opts.lead.channel(&record.header, &record.header_path)?;
+    let annotations = wfdb::read_annotations(&path.with_extension("atr"))?;
+    let reference: Vec<u64> = annotations
+        .iter()
+        .filter(|a| a.code.is_beat())
+        .map(|a| a.sample)
+        .collect();
+    let mut excluded = Vec::new();
+    let mut vf_start = None;
+    for a in &annotations {
+        match a.code.symbol() {
+            "[" => vf_start = Some(a.sample),
+            "]" => {
+                if let Some(s) = vf_start.take() {
+                    excluded.push((s, a.sample));
+                }
+            }
+            _ => {}
+        }
+    }
+    let fs = record.header.fs;
+    let mut signal = record.physical(channel);
+    if let Some((kind, snr)) = opts.noise {
+        let noise_path = opts.noise_dir.join(kind.record());
+        let noise = wfdb::read_record(&noise_path)?;
+        if noise.header.fs != fs {
+            return Err(EvalError::Noise(format!(
+                "{}: noise is sampled at {} Hz, the record at {fs} Hz",
+                noise_path.display(),
+                noise.header.fs
+            )));
+        }
+        let noise_signal = noise.physical(channel % noise.header.signals.len());
+        add_noise(&mut signal, &noise_signal, &reference, fs, snr);
+    }
+    let config = ExtractorConfig {
+        powerline_hz: opts.powerline_hz,
+        ..ExtractorConfig::new(fs)
+    };
+    let beats = BeatExtractor::extract_all(config, &signal, opts.chunk)
+        .map_err(|e| EvalError::Dsp(record.header_path.display().to_string(), e))?;
+    let detections: Vec<u64> = beats.iter().map(|b| b.sample).collect();
+    let score = score_detections(&reference, &detections, &excluded, fs);
+    let latencies: Vec<f64> = beats
+        .iter()
+        .map(|b| (b.emitted_at - b.sample) as f64 / fs)
+        .collect();
+    Ok(RecordResult {
+        record: record.header.record.clone(),
+        score,
+        beats: beats.len(),
+        unreadable: beats.iter().filter(|b| !b.quality.is_readable()).count(),
+        latency_mean_s: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+        latency_max_s: latencies.iter().copied().fold(0.0, f64::max),
+    })
+}

@@ -1,0 +1,19 @@
+//! holterd: streaming Holter ECG analysis.
+//!
+//! - [`wfdb`] reads PhysioNet records and annotations;
+//! - [`dsp`] turns a stream of samples into 187-sample beats (filters, QRS
+//!   detection, quality gate, resampling);
+//! - [`eval`] scores detection against reference annotations (AAMI EC57);
+//! - [`cli`] is the command line, a thin layer over the above.
+
+pub mod cli;
+pub mod dsp;
+pub mod eval;
+pub mod wfdb;
+
+/// Directory of the reference data: `$HOLTER_DATA_DIR`, else `../shared/data`.
+pub fn data_dir() -> std::path::PathBuf {
+    std::env::var_os("HOLTER_DATA_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| "../shared/data".into())
+}

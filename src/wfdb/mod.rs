@@ -1,0 +1,55 @@
+//! Reading PhysioNet WFDB records: the `.hea` header, format 212 and 16
+//! signal files, and MIT-format `.atr` annotation files.
+//!
+//! Every reader returns a [`WfdbError`] that names the file and what is wrong
+//! with it; malformed input never panics.
+
+mod annotation;
+mod header;
+mod record;
+mod signal;
+mod write;
+
+pub use annotation::{Annotation, AnnotationCode, read_annotations};
+pub use header::{Header, SignalSpec, parse_header};
+pub use record::{Record, read_record};
+pub use signal::{decode_212, decode_16};
+pub use write::{write_annotations, write_record_16};
+
+use std::path::{Path, PathBuf};
+
+/// An error while reading or writing WFDB files: which file, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum WfdbError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but its content is invalid.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl WfdbError {
+    pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> Self {
+        WfdbError::Invalid {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        WfdbError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, WfdbError> {
+    std::fs::read(path).map_err(|e| WfdbError::io(path, e))
+}
