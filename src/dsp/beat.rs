@@ -32,6 +32,8 @@ const MAX_WAIT_S: f64 = 2.5;
 const RING_S: f64 = 4.0;
 /// Samples with an absolute value above this (mV) are treated as invalid.
 const MAX_ABS_MV: f32 = 1000.0;
+/// Samples processed per stage in [`BeatExtractor::push`].
+const BLOCK: usize = 128;
 
 /// Settings of one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +95,8 @@ pub struct BeatExtractor {
     quality: QualityMonitor,
     resampler: Resampler,
     next: u64,
+    /// Samples written to `ring` (ahead of `next` within a block).
+    written: u64,
     last_valid: f32,
     ring: Box<[f32]>,
     pending: VecDeque<PendingBeat>,
@@ -107,6 +111,8 @@ pub struct BeatExtractor {
     window_out: usize,
     /// Sample count at which the oldest pending beat can be emitted.
     ready_at: u64,
+    /// Stream samples per detection-signal sample.
+    decimation: u64,
 }
 
 impl BeatExtractor {
@@ -114,15 +120,17 @@ impl BeatExtractor {
     pub fn new(config: ExtractorConfig) -> Result<Self, DspError> {
         let fs = config.fs;
         let filters = FilterBank::new(fs, config.powerline_hz)?;
+        let decimation = filters.decimation();
         let resampler = Resampler::new(fs, BEAT_RATE_HZ);
         let ring_len = ((RING_S * fs) as usize).next_power_of_two();
         let scratch_len = (BEAT_LEN as f64 * resampler.step()).ceil() as usize + 2 * resampler.margin() + 2;
         Ok(BeatExtractor {
             filters,
-            detector: QrsDetector::new(fs, 0),
+            detector: QrsDetector::new(fs / filters.decimation() as f64, 0),
             quality: QualityMonitor::new(fs),
             resampler,
             next: 0,
+            written: 0,
             last_valid: 0.0,
             ring: vec![0.0; ring_len].into_boxed_slice(),
             pending: VecDeque::with_capacity(16),
@@ -135,6 +143,7 @@ impl BeatExtractor {
             max_window_out: BEAT_LEN,
             window_out: (WINDOW_RR * BEAT_RATE_HZ).round() as usize,
             ready_at: u64::MAX,
+            decimation,
             config,
         })
     }
@@ -162,23 +171,57 @@ impl BeatExtractor {
     /// Feeds a chunk of samples (mV) and appends every beat completed by them to `out`.
     /// Non-finite or absurd samples are replaced by the last valid value and flag the
     /// surrounding beats as lead-off.
+    ///
+    /// Work is done in stages over blocks of [`BLOCK`] samples (filters, ring,
+    /// quality, then detection and emission sample by sample); every stage is
+    /// causal, so the result is the same for any chunking.
     pub fn push(&mut self, samples: &[f32], out: &mut Vec<Beat>) {
         let mask = self.ring.len() - 1;
-        for &raw in samples {
-            let n = self.next;
-            let invalid = !raw.is_finite() || raw.abs() > MAX_ABS_MV;
-            let x = if invalid { self.last_valid } else { raw };
-            self.last_valid = x;
-            let f = self.filters.process(x);
-            self.ring[n as usize & mask] = f.beat;
-            self.quality.push(n, x, invalid, f.beat, f.high);
-            self.detector.push(n, f.detect);
-            while let Some(d) = self.detector.pop() {
-                self.on_qrs(d.peak, d.searchback);
+        let mut raw = [0.0f32; BLOCK];
+        let mut invalid = [false; BLOCK];
+        let mut beat = [0.0f32; BLOCK];
+        let mut detect = [0.0f32; BLOCK];
+        let mut high = [0.0f32; BLOCK];
+        let mut energy = [0.0f32; BLOCK];
+        for part in samples.chunks(BLOCK) {
+            let len = part.len();
+            for (i, &v) in part.iter().enumerate() {
+                let bad = !v.is_finite() || v.abs() > MAX_ABS_MV;
+                invalid[i] = bad;
+                if !bad {
+                    self.last_valid = v;
+                }
+                raw[i] = self.last_valid;
             }
-            self.next = n + 1;
-            if self.next >= self.ready_at {
-                self.emit_ready(out, false);
+            let base = self.next;
+            let decimated = self
+                .filters
+                .process_block(base, &raw[..len], &mut beat[..len], &mut high[..len], &mut detect);
+            for (i, &b) in beat[..len].iter().enumerate() {
+                self.ring[(base as usize + i) & mask] = b;
+            }
+            self.written = base + len as u64;
+            self.quality
+                .push_block(base, &raw[..len], &invalid[..len], &beat[..len], &high[..len]);
+            let k = self.decimation;
+            let first_decimated = (k - base % k) % k;
+            self.detector
+                .energy(base.div_ceil(k), &detect[..decimated], &mut energy[..decimated]);
+            let mut next_decimated = base + first_decimated;
+            let mut j = 0;
+            for n in base..base + len as u64 {
+                if n == next_decimated {
+                    self.detector.step(n / k, energy[j]);
+                    j += 1;
+                    next_decimated += k;
+                    while let Some(d) = self.detector.pop() {
+                        self.on_qrs(d.peak * k, d.searchback);
+                    }
+                }
+                self.next = n + 1;
+                if self.next >= self.ready_at {
+                    self.emit_ready(out, false);
+                }
             }
         }
     }
@@ -190,7 +233,7 @@ impl BeatExtractor {
 
     fn on_qrs(&mut self, peak: u64, searchback: bool) {
         let mask = self.ring.len() as u64 - 1;
-        let oldest = self.next.saturating_sub(mask);
+        let oldest = self.written.saturating_sub(mask);
         let from = peak
             .saturating_sub(self.r_search)
             .max(oldest)
@@ -274,7 +317,7 @@ impl BeatExtractor {
         let fs = self.config.fs;
         let mask = self.ring.len() as u64 - 1;
         let margin = self.resampler.margin() as u64;
-        let oldest = self.next.saturating_sub(mask);
+        let oldest = self.written.saturating_sub(mask);
         let first = p.r.saturating_sub(margin).max(oldest);
         let last = self.span_end(p.r, n_out).min(self.next);
         self.scratch.clear();
@@ -289,6 +332,7 @@ impl BeatExtractor {
         let mut quality = self.quality.quality_between(
             p.r.saturating_sub(self.r_search * 2),
             p.r + (n_out as f64 * self.resampler.step()) as u64,
+            self.next,
         );
         let (lo, hi) = values[..n_out]
             .iter()

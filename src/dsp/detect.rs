@@ -50,7 +50,7 @@ const LEVELS: usize = 8;
 const MAX_CANDIDATES: usize = 32;
 const MAX_LEARNING_PEAKS: usize = 64;
 /// Threshold position between the noise and QRS levels.
-const THRESHOLD_COEFF: f32 = 0.3125;
+const THRESHOLD_COEFF: f32 = 0.5;
 
 /// Per-stream QRS detector state.
 #[derive(Debug, Clone)]
@@ -83,6 +83,7 @@ pub struct QrsDetector {
     rr_median: f32,
     candidates: VecDeque<Peak>,
     searchback_armed: bool,
+    next_event: u64,
     ready: VecDeque<QrsDetection>,
 }
 
@@ -117,6 +118,7 @@ impl QrsDetector {
             rr_median: 0.0,
             candidates: VecDeque::with_capacity(MAX_CANDIDATES),
             searchback_armed: false,
+            next_event: u64::MAX,
             ready: VecDeque::new(),
         }
     }
@@ -129,21 +131,37 @@ impl QrsDetector {
             + self.ready.capacity() * std::mem::size_of::<QrsDetection>()
     }
 
-    /// Feeds detection-signal sample `n`.
-    #[inline]
+    /// Feeds detection-signal sample `n` (one-sample form of [`energy`](Self::energy) and [`step`](Self::step)).
     pub fn push(&mut self, n: u64, x: f32) {
-        // Five-point derivative, squared, integrated over 150 ms.
-        let [x1, x2, x3, x4] = self.d_hist;
-        let d = 2.0 * x + x1 - x3 - 2.0 * x4;
-        self.d_hist = [x, x1, x2, x3];
-        let mask = self.slopes.len() - 1;
-        self.slopes[n as usize & mask] = d.abs();
-        let sq = d * d;
-        let old = std::mem::replace(&mut self.mwi[self.mwi_pos], sq);
-        self.mwi_pos = if self.mwi_pos + 1 == self.mwi.len() { 0 } else { self.mwi_pos + 1 };
-        self.mwi_sum += sq as f64 - old as f64;
-        let v = (self.mwi_sum.max(0.0) / self.mwi.len() as f64) as f32;
+        let mut e = [0.0];
+        self.energy(n, &[x], &mut e);
+        self.step(n, e[0]);
+    }
 
+    /// First stage, over a block starting at sample `start`: five-point derivative,
+    /// absolute value, integrated over 150 ms, into `energy` (same length as `x`).
+    pub fn energy(&mut self, start: u64, x: &[f32], energy: &mut [f32]) {
+        let mask = self.slopes.len() - 1;
+        let width = self.mwi.len();
+        let (mut h, mut sum, mut pos) = (self.d_hist, self.mwi_sum, self.mwi_pos);
+        for (i, (&v, e)) in x.iter().zip(energy.iter_mut()).enumerate() {
+            let d = 2.0 * v + h[0] - h[2] - 2.0 * h[3];
+            h = [v, h[0], h[1], h[2]];
+            let a = d.abs();
+            self.slopes[(start as usize + i) & mask] = a;
+            let old = std::mem::replace(&mut self.mwi[pos], a);
+            pos = if pos + 1 == width { 0 } else { pos + 1 };
+            sum += a as f64 - old as f64;
+            // The window sum, not the mean: thresholds are relative.
+            *e = sum.max(0.0) as f32;
+        }
+        (self.d_hist, self.mwi_sum, self.mwi_pos) = (h, sum, pos);
+    }
+
+    /// Second stage, sample by sample: peak finding on the integrated energy `v`
+    /// of sample `n`, and the decision rules. Detections are queued for [`pop`](Self::pop).
+    #[inline]
+    pub fn step(&mut self, n: u64, v: f32) {
         match self.tracking {
             None => {
                 if v > self.prev_mwi {
@@ -161,15 +179,30 @@ impl QrsDetector {
                         slope: self.max_slope(n, at),
                     };
                     self.on_peak(peak);
+                    self.schedule();
                 }
             }
         }
         self.prev_mwi = v;
-
         if n + 1 == self.learn_until {
             self.finish_learning();
+            self.schedule();
         }
-        self.tick(n);
+        if n >= self.next_event {
+            self.tick(n);
+            self.schedule();
+        }
+    }
+
+    /// Sets `next_event`, the first sample at which [`tick`](Self::tick) can act.
+    fn schedule(&mut self) {
+        self.next_event = match (self.pending, self.last_qrs) {
+            (Some(q), _) => q.at + self.pre_blank,
+            (None, Some(last)) if self.searchback_armed => {
+                last.at + (1.66 * self.rr_median) as u64 + 1
+            }
+            _ => u64::MAX,
+        };
     }
 
     /// Takes the next detection, if any.
@@ -241,7 +274,7 @@ impl QrsDetector {
         }
         if let Some(last) = self.last_qrs
             && self.searchback_armed
-            && (n - last.at) as f32 > 1.66 * self.rr_median
+            && n >= last.at + (1.66 * self.rr_median) as u64 + 1
         {
             self.searchback(last);
         }

@@ -127,48 +127,57 @@ impl QualityMonitor {
         }
     }
 
-    /// Accounts sample `n`: its raw value, whether it was invalid, and its beat and high-band values.
-    #[inline]
-    pub fn push(&mut self, n: u64, raw: f32, invalid: bool, beat: f32, high: f32) {
-        let b = &mut self.current;
-        b.raw_min = b.raw_min.min(raw);
-        b.raw_max = b.raw_max.max(raw);
-        b.beat_min = b.beat_min.min(beat);
-        b.beat_max = b.beat_max.max(beat);
-        b.high_sq += (high as f64) * (high as f64);
-        b.invalid |= invalid;
-        b.len += 1;
-        if raw == self.run_value {
-            self.run_len += 1;
-            if self.run_len >= self.clip_run {
-                b.long_run_hi = b.long_run_hi.max(raw);
-                b.long_run_lo = b.long_run_lo.min(raw);
+    /// Accounts a block of samples starting at sample `start`: raw values, whether
+    /// each was invalid, and the beat and high-band values (all of one length).
+    pub fn push_block(&mut self, start: u64, raw: &[f32], invalid: &[bool], beat: &[f32], high: &[f32]) {
+        let mut i = 0;
+        while i < raw.len() {
+            let n = start + i as u64;
+            let take = ((self.current_start + self.block_len - n) as usize).min(raw.len() - i);
+            let r = i..i + take;
+            let b = &mut self.current;
+            for (&x, &y) in raw[r.clone()].iter().zip(&beat[r.clone()]) {
+                b.raw_min = b.raw_min.min(x);
+                b.raw_max = b.raw_max.max(x);
+                b.beat_min = b.beat_min.min(y);
+                b.beat_max = b.beat_max.max(y);
             }
-        } else {
-            self.run_value = raw;
-            self.run_len = 1;
-        }
-        if n + 1 - self.current_start >= self.block_len {
-            self.history[self.next_slot] = (self.current_start, n + 1, self.current.verdict());
-            self.next_slot = (self.next_slot + 1) % HISTORY;
-            self.current = BlockStats::EMPTY;
-            self.current_start = n + 1;
+            b.high_sq += high[r.clone()].iter().map(|&h| (h * h) as f64).sum::<f64>();
+            b.invalid |= invalid[r.clone()].iter().any(|&v| v);
+            b.len += take;
+            for &x in &raw[r] {
+                if x == self.run_value {
+                    self.run_len += 1;
+                    if self.run_len >= self.clip_run {
+                        b.long_run_hi = b.long_run_hi.max(x);
+                        b.long_run_lo = b.long_run_lo.min(x);
+                    }
+                } else {
+                    self.run_value = x;
+                    self.run_len = 1;
+                }
+            }
+            i += take;
+            let end = start + i as u64;
+            if end - self.current_start >= self.block_len {
+                self.history[self.next_slot] = (self.current_start, end, self.current.verdict());
+                self.next_slot = (self.next_slot + 1) % HISTORY;
+                self.current = BlockStats::EMPTY;
+                self.current_start = end;
+            }
         }
     }
 
-    /// Worst quality over samples `from..to` among the blocks still remembered,
-    /// including the current block once it is at least half full.
-    pub fn quality_between(&self, from: u64, to: u64) -> Quality {
-        let mut worst = Quality::Good;
-        for &(start, end, q) in &self.history {
-            if start < to && end > from {
-                worst = worst.max(q);
-            }
-        }
-        if self.current.len as u64 * 2 >= self.block_len && to >= self.current_start {
-            worst = worst.max(self.current.verdict());
-        }
-        worst
+    /// Worst quality over samples `from..to`, judged from the remembered blocks
+    /// that were complete when sample `now` arrived (so the answer does not
+    /// depend on how far ahead the monitor has been fed).
+    pub fn quality_between(&self, from: u64, to: u64, now: u64) -> Quality {
+        self.history
+            .iter()
+            .filter(|&&(start, end, _)| start < to && end > from && end <= now && end > start)
+            .map(|&(_, _, q)| q)
+            .max()
+            .unwrap_or(Quality::Good)
     }
 
     /// Forgets everything (after a gap in the stream).

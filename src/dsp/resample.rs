@@ -6,7 +6,7 @@
 //! and an interpolator in one, valid for any ratio (360 → 125 Hz is 2.88:1).
 //! Weights are normalised to sum to one so that DC passes exactly.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 /// Half-width of the kernel, in periods of the lower rate.
 const HALF_WIDTH: usize = 8;
@@ -54,28 +54,72 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
+/// Fractional positions are quantised to this many phases per input sample
+/// (at 360 Hz a timing error of at most 7 µs).
+const PHASES: usize = 64;
+
+/// Normalised weights for every phase: `taps` weights per phase, contiguous.
+#[derive(Debug)]
+struct PhaseTable {
+    taps: usize,
+    weights: Vec<f32>,
+}
+
+/// Phase tables are shared by all resamplers of the same rate pair, so a
+/// stream's state stays small.
+static TABLES: std::sync::Mutex<Vec<((u64, u64), Arc<PhaseTable>)>> = std::sync::Mutex::new(Vec::new());
+
 /// A resampler from `fs_in` to `fs_out`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Resampler {
     /// Input samples per output sample.
     step: f64,
-    /// Input samples per lower-rate period (1 when upsampling).
-    scale: f64,
+    /// Input samples left of the output position covered by the kernel.
+    left: usize,
+    table: Arc<PhaseTable>,
 }
 
 impl Resampler {
     /// A resampler from `fs_in` Hz to `fs_out` Hz (both positive).
     pub fn new(fs_in: f64, fs_out: f64) -> Self {
         let step = fs_in / fs_out;
-        Resampler {
-            step,
-            scale: step.max(1.0),
+        let scale = step.max(1.0);
+        let reach = HALF_WIDTH as f64 * scale;
+        let left = reach.floor() as usize;
+        let key = (fs_in.to_bits(), fs_out.to_bits());
+        let table = {
+            let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+            match tables.iter().find(|(k, _)| *k == key) {
+                Some((_, t)) => t.clone(),
+                None => {
+                    let t = Arc::new(Self::build_table(scale, left));
+                    tables.push((key, t.clone()));
+                    t
+                }
+            }
+        };
+        Resampler { step, left, table }
+    }
+
+    fn build_table(scale: f64, left: usize) -> PhaseTable {
+        let taps = 2 * left + 2;
+        let mut weights = Vec::with_capacity(PHASES * taps);
+        for phase in 0..PHASES {
+            let frac = phase as f64 / PHASES as f64;
+            let start = weights.len();
+            // Tap j sits at input offset (j - left) from floor(t); t = floor(t) + frac.
+            weights.extend((0..taps).map(|j| kernel(((j as f64 - left as f64) - frac).abs() / scale)));
+            let sum: f32 = weights[start..].iter().sum();
+            for w in &mut weights[start..] {
+                *w /= sum;
+            }
         }
+        PhaseTable { taps, weights }
     }
 
     /// Input samples needed on each side of an output position.
     pub fn margin(&self) -> usize {
-        (HALF_WIDTH as f64 * self.scale).ceil() as usize + 1
+        self.left + 2
     }
 
     /// Input samples per output sample.
@@ -84,34 +128,55 @@ impl Resampler {
     }
 
     /// Fills `out[k]` with the signal at input position `start + k * step`.
-    /// Positions outside `input` read the nearest edge sample.
+    /// Positions whose kernel reaches outside `input` read the nearest edge sample.
     pub fn resample(&self, input: &[f32], start: f64, out: &mut [f32]) {
         if input.is_empty() {
             out.fill(0.0);
             return;
         }
-        let kernel = &*KERNEL;
-        let reach = HALF_WIDTH as f64 * self.scale;
-        let to_table = TABLE_STEPS as f64 / self.scale;
+        let taps = self.table.taps;
         let last = input.len() as i64 - 1;
         for (k, o) in out.iter_mut().enumerate() {
             let t = start + k as f64 * self.step;
-            let lo = (t - reach).ceil() as i64;
-            let hi = (t + reach).floor() as i64;
-            let (mut acc, mut wsum) = (0.0f32, 0.0f32);
-            for j in lo..=hi {
-                let pos = (t - j as f64).abs() * to_table;
-                let idx = pos as usize;
-                let frac = (pos - idx as f64) as f32;
-                let w = match (kernel.get(idx), kernel.get(idx + 1)) {
-                    (Some(&a), Some(&b)) => a + (b - a) * frac,
-                    _ => 0.0,
-                };
-                acc += w * input[j.clamp(0, last) as usize];
-                wsum += w;
-            }
-            *o = if wsum != 0.0 { acc / wsum } else { 0.0 };
+            // One rounding to 1/PHASES of a sample gives both the base sample and the phase.
+            let q = (t * PHASES as f64).round() as i64;
+            let (base, phase) = (q.div_euclid(PHASES as i64), q.rem_euclid(PHASES as i64) as usize);
+            let w = &self.table.weights[phase * taps..(phase + 1) * taps];
+            let first = base - self.left as i64;
+            *o = if first >= 0 && first + taps as i64 - 1 <= last {
+                dot(w, &input[first as usize..first as usize + taps])
+            } else {
+                w.iter()
+                    .enumerate()
+                    .map(|(j, a)| a * input[(first + j as i64).clamp(0, last) as usize])
+                    .sum()
+            };
         }
+    }
+}
+
+/// Dot product with eight independent accumulators, so that it vectorises.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The windowed-sinc kernel at `u` lower-rate periods from its centre.
+fn kernel(u: f64) -> f32 {
+    let pos = u * TABLE_STEPS as f64;
+    let idx = pos as usize;
+    let frac = (pos - idx as f64) as f32;
+    match (KERNEL.get(idx), KERNEL.get(idx + 1)) {
+        (Some(&a), Some(&b)) => a + (b - a) * frac,
+        _ => 0.0,
     }
 }
 
