@@ -3,6 +3,13 @@
 fn main() -> std::process::ExitCode {
     match holterd::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Output piped into `head` and the like: stop quietly.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("holterd: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,9 +1,9 @@
 //! The streaming beat extractor: raw samples in, 187-sample beats out.
 //!
-//! Per sample it filters ([`FilterBank`]), watches quality ([`QualityMonitor`])
-//! and detects QRS complexes ([`QrsDetector`]). Each detection is refined to
-//! the R peak: the largest absolute value of the beat signal in the 250 ms
-//! before the detector's energy peak. A beat is emitted once the next R peak is
+//! It filters ([`FilterBank`]), watches quality ([`QualityMonitor`]) and
+//! detects QRS complexes ([`QrsDetector`]). Each detection is refined to the
+//! R peak: the largest absolute value of the beat signal in the 250 ms before
+//! the detector's energy peak, interpolated between working-rate samples. A beat is emitted once the next R peak is
 //! known and the samples it spans have arrived, in the layout of the Kaggle
 //! "ECG Heartbeat Categorization" dataset (Kachuee et al. 2018): the beat
 //! signal from the R peak for 1.2 × the median RR interval of the last 10 s,
@@ -32,6 +32,8 @@ const MAX_WAIT_S: f64 = 2.5;
 const RING_S: f64 = 4.0;
 /// Samples with an absolute value above this (mV) are treated as invalid.
 const MAX_ABS_MV: f32 = 1000.0;
+/// Seconds before the R peak included in a beat's quality verdict.
+const QUALITY_LEAD_S: f64 = 0.5;
 /// Samples processed per stage in [`BeatExtractor::push`].
 const BLOCK: usize = 128;
 
@@ -80,7 +82,10 @@ pub struct Beat {
 
 #[derive(Debug, Clone, Copy)]
 struct PendingBeat {
+    /// R peak, input-rate sample index.
     r: u64,
+    /// R peak, fractional working-rate position.
+    r_work: f64,
     rr_prev: Option<u64>,
     rr_next: Option<u64>,
     searchback: bool,
@@ -94,25 +99,30 @@ pub struct BeatExtractor {
     detector: QrsDetector,
     quality: QualityMonitor,
     resampler: Resampler,
+    /// Input samples per working-rate sample.
+    decimation: u64,
+    /// Input-rate index of the next sample to arrive.
     next: u64,
-    /// Samples written to `ring` (ahead of `next` within a block).
+    /// Working-rate samples written to `ring` (may run ahead of `next` within a block).
     written: u64,
     last_valid: f32,
+    /// The beat signal at the working rate, indexed by working-rate sample modulo its length.
     ring: Box<[f32]>,
     pending: VecDeque<PendingBeat>,
+    /// (R peak, RR interval) of recent beats, input-rate samples.
     rr_history: VecDeque<(u64, u64)>,
     last_r: Option<u64>,
     scratch: Vec<f32>,
+    /// Working-rate samples searched for the R peak before the energy peak.
     r_search: u64,
+    /// Input-rate samples a beat waits for its successor.
     max_wait: u64,
+    /// Input-rate samples of RR context.
     rr_context: u64,
-    max_window_out: usize,
     /// Beat length in output samples, from the current RR context.
     window_out: usize,
-    /// Sample count at which the oldest pending beat can be emitted.
+    /// Value of `next` at which the oldest pending beat can be emitted.
     ready_at: u64,
-    /// Stream samples per detection-signal sample.
-    decimation: u64,
 }
 
 impl BeatExtractor {
@@ -121,14 +131,17 @@ impl BeatExtractor {
         let fs = config.fs;
         let filters = FilterBank::new(fs, config.powerline_hz)?;
         let decimation = filters.decimation();
-        let resampler = Resampler::new(fs, BEAT_RATE_HZ);
-        let ring_len = ((RING_S * fs) as usize).next_power_of_two();
-        let scratch_len = (BEAT_LEN as f64 * resampler.step()).ceil() as usize + 2 * resampler.margin() + 2;
+        let working = fs / decimation as f64;
+        let resampler = Resampler::new(working, BEAT_RATE_HZ);
+        let ring_len = ((RING_S * working) as usize).next_power_of_two();
+        let scratch_len =
+            (BEAT_LEN as f64 * resampler.step()).ceil() as usize + 2 * resampler.margin() + 2;
         Ok(BeatExtractor {
             filters,
-            detector: QrsDetector::new(fs / filters.decimation() as f64, 0),
+            detector: QrsDetector::new(working, 0),
             quality: QualityMonitor::new(fs),
             resampler,
+            decimation,
             next: 0,
             written: 0,
             last_valid: 0.0,
@@ -137,13 +150,11 @@ impl BeatExtractor {
             rr_history: VecDeque::with_capacity(64),
             last_r: None,
             scratch: Vec::with_capacity(scratch_len),
-            r_search: (R_SEARCH_S * fs).round() as u64,
+            r_search: (R_SEARCH_S * working).round() as u64,
             max_wait: (MAX_WAIT_S * fs).round() as u64,
             rr_context: (RR_CONTEXT_S * fs).round() as u64,
-            max_window_out: BEAT_LEN,
             window_out: (WINDOW_RR * BEAT_RATE_HZ).round() as usize,
             ready_at: u64::MAX,
-            decimation,
             config,
         })
     }
@@ -173,55 +184,78 @@ impl BeatExtractor {
     /// surrounding beats as lead-off.
     ///
     /// Work is done in stages over blocks of [`BLOCK`] samples (filters, ring,
-    /// quality, then detection and emission sample by sample); every stage is
-    /// causal, so the result is the same for any chunking.
+    /// quality, detector energy, then decisions and emission sample by sample).
+    /// Every stage is causal and decisions only use data up to the sample they
+    /// are taken at, so the result is the same for any chunking.
     pub fn push(&mut self, samples: &[f32], out: &mut Vec<Beat>) {
         let mask = self.ring.len() - 1;
+        let k = self.decimation;
         let mut raw = [0.0f32; BLOCK];
         let mut invalid = [false; BLOCK];
         let mut beat = [0.0f32; BLOCK];
         let mut detect = [0.0f32; BLOCK];
-        let mut high = [0.0f32; BLOCK];
         let mut energy = [0.0f32; BLOCK];
         for part in samples.chunks(BLOCK) {
             let len = part.len();
-            for (i, &v) in part.iter().enumerate() {
-                let bad = !v.is_finite() || v.abs() > MAX_ABS_MV;
-                invalid[i] = bad;
-                if !bad {
-                    self.last_valid = v;
+            let is_bad = |v: f32| !v.is_finite() || v.abs() > MAX_ABS_MV;
+            // A fold rather than `any`: no early exit, so it vectorises.
+            let any_bad = part.iter().fold(false, |acc, &v| acc | is_bad(v));
+            if any_bad {
+                for (i, &v) in part.iter().enumerate() {
+                    invalid[i] = is_bad(v);
+                    if !invalid[i] {
+                        self.last_valid = v;
+                    }
+                    raw[i] = self.last_valid;
                 }
-                raw[i] = self.last_valid;
+            } else {
+                raw[..len].copy_from_slice(part);
+                self.last_valid = part[len - 1];
             }
             let base = self.next;
-            let decimated = self
-                .filters
-                .process_block(base, &raw[..len], &mut beat[..len], &mut high[..len], &mut detect);
-            for (i, &b) in beat[..len].iter().enumerate() {
-                self.ring[(base as usize + i) & mask] = b;
+            let work_base = self.written;
+            let w = self.filters.process_block(
+                base,
+                &raw[..len],
+                &mut beat,
+                &mut detect,
+            );
+            for (i, &b) in beat[..w].iter().enumerate() {
+                self.ring[(work_base as usize + i) & mask] = b;
             }
-            self.written = base + len as u64;
-            self.quality
-                .push_block(base, &raw[..len], &invalid[..len], &beat[..len], &high[..len]);
-            let k = self.decimation;
-            let first_decimated = (k - base % k) % k;
+            self.written = work_base + w as u64;
+            self.quality.push_block(
+                base,
+                &raw[..len],
+                any_bad.then_some(&invalid[..len]),
+                k,
+                &beat[..w],
+            );
             self.detector
-                .energy(base.div_ceil(k), &detect[..decimated], &mut energy[..decimated]);
-            let mut next_decimated = base + first_decimated;
+                .energy(work_base, &detect[..w], &mut energy[..w]);
+            // Input index of the first working-rate sample of this block.
+            let mut next_work = work_base * k;
             let mut j = 0;
-            for n in base..base + len as u64 {
-                if n == next_decimated {
-                    self.detector.step(n / k, energy[j]);
-                    j += 1;
-                    next_decimated += k;
+            let end = base + len as u64;
+            let mut n = base;
+            // Visit only the samples where something happens: a working-rate
+            // sample for the detector, or the sample completing a pending beat.
+            while n < end {
+                n = next_work.min(self.ready_at.saturating_sub(1).max(n)).min(end - 1);
+                if n == next_work && j < w {
+                    let m = work_base + j as u64;
+                    self.detector.step(m, energy[j]);
                     while let Some(d) = self.detector.pop() {
-                        self.on_qrs(d.peak * k, d.searchback);
+                        self.on_qrs(d.peak, m, d.searchback);
                     }
+                    j += 1;
+                    next_work += k;
                 }
                 self.next = n + 1;
                 if self.next >= self.ready_at {
                     self.emit_ready(out, false);
                 }
+                n += 1;
             }
         }
     }
@@ -231,21 +265,39 @@ impl BeatExtractor {
         self.emit_ready(out, true);
     }
 
-    fn on_qrs(&mut self, peak: u64, searchback: bool) {
+    /// Working-rate samples that had arrived when input sample `next - 1` did.
+    fn work_available(&self) -> u64 {
+        self.next.div_ceil(self.decimation)
+    }
+
+    /// Locates the R peak for an energy peak at working-rate sample `peak`,
+    /// decided at working-rate sample `now`: the largest absolute beat-signal
+    /// value in the 250 ms before, refined by parabolic interpolation.
+    fn on_qrs(&mut self, peak: u64, now: u64, searchback: bool) {
         let mask = self.ring.len() as u64 - 1;
+        let k = self.decimation as f64;
         let oldest = self.written.saturating_sub(mask);
-        let from = peak
-            .saturating_sub(self.r_search)
-            .max(oldest)
-            .max(self.last_r.map_or(0, |r| r + 1));
-        let Some(r) = (from..=peak).max_by(|&a, &b| {
-            self.ring[(a & mask) as usize]
-                .abs()
-                .total_cmp(&self.ring[(b & mask) as usize].abs())
-                .then(b.cmp(&a))
-        }) else {
+        let after_last = self.last_r.map_or(0, |r| (r as f64 / k).floor() as u64 + 1);
+        let from = peak.saturating_sub(self.r_search).max(oldest).max(after_last);
+        let at = |i: u64| self.ring[(i & mask) as usize];
+        let Some(m) = (from..=peak).max_by(|&a, &b| at(a).abs().total_cmp(&at(b).abs()).then(b.cmp(&a)))
+        else {
             return;
         };
+        let mut offset = 0.0;
+        if m > from && m < now {
+            let sign = at(m).signum();
+            let (y0, y1, y2) = (sign * at(m - 1), sign * at(m), sign * at(m + 1));
+            let curvature = y0 - 2.0 * y1 + y2;
+            if curvature < 0.0 {
+                offset = (0.5 * (y0 - y2) / curvature).clamp(-0.5, 0.5) as f64;
+            }
+        }
+        let r_work = m as f64 + offset;
+        let r = (r_work * k).round() as u64;
+        if self.last_r.is_some_and(|l| r <= l) {
+            return;
+        }
         let rr_prev = self.last_r.map(|l| r - l);
         if let (Some(rr), Some(prev)) = (rr_prev, self.pending.back_mut())
             && prev.r == r - rr
@@ -264,6 +316,7 @@ impl BeatExtractor {
         }
         self.pending.push_back(PendingBeat {
             r,
+            r_work,
             rr_prev,
             rr_next: None,
             searchback,
@@ -273,17 +326,23 @@ impl BeatExtractor {
         self.update_ready_at();
     }
 
-    /// Samples of the stream a beat at `r` spans (to its last output sample plus the kernel margin).
-    fn span_end(&self, r: u64, n_out: usize) -> u64 {
-        r + ((n_out - 1) as f64 * self.resampler.step()).ceil() as u64 + self.resampler.margin() as u64 + 1
+    /// Working-rate end (exclusive) of the samples a beat at `r_work` needs.
+    fn span_end(&self, r_work: f64, n_out: usize) -> u64 {
+        (r_work + (n_out - 1) as f64 * self.resampler.step()).ceil() as u64
+            + self.resampler.margin() as u64
+            + 1
     }
 
     fn update_ready_at(&mut self) {
         self.ready_at = match self.pending.front() {
             None => u64::MAX,
             Some(p) => {
-                let complete = self.span_end(p.r, self.window_out);
-                if p.rr_next.is_some() { complete } else { complete.max(p.r + self.max_wait) }
+                let complete = (self.span_end(p.r_work, self.window_out) - 1) * self.decimation + 1;
+                if p.rr_next.is_some() {
+                    complete
+                } else {
+                    complete.max(p.r + self.max_wait)
+                }
             }
         };
     }
@@ -296,10 +355,14 @@ impl BeatExtractor {
         } else {
             rrs.sort_unstable();
             let m = rrs.len() / 2;
-            if rrs.len() % 2 == 1 { rrs[m] as f64 } else { (rrs[m - 1] + rrs[m]) as f64 / 2.0 }
+            if rrs.len() % 2 == 1 {
+                rrs[m] as f64
+            } else {
+                (rrs[m - 1] + rrs[m]) as f64 / 2.0
+            }
         };
-        let out = (WINDOW_RR * median / self.resampler.step()).round() as usize;
-        out.clamp(1, self.max_window_out)
+        let out = (WINDOW_RR * median * BEAT_RATE_HZ / self.config.fs).round() as usize;
+        out.clamp(1, BEAT_LEN)
     }
 
     fn emit_ready(&mut self, out: &mut Vec<Beat>, flush: bool) {
@@ -318,25 +381,27 @@ impl BeatExtractor {
         let mask = self.ring.len() as u64 - 1;
         let margin = self.resampler.margin() as u64;
         let oldest = self.written.saturating_sub(mask);
-        let first = p.r.saturating_sub(margin).max(oldest);
-        let last = self.span_end(p.r, n_out).min(self.next);
+        let first = (p.r_work.floor() as u64).saturating_sub(margin).max(oldest);
+        let last = self.span_end(p.r_work, n_out).min(self.work_available());
         self.scratch.clear();
         self.scratch
             .extend((first..last).map(|i| self.ring[(i & mask) as usize]));
         // With fewer samples than the window needs (end of stream), keep what is there.
-        let available = ((last.saturating_sub(p.r)) as f64 / self.resampler.step()).floor() as usize + 1;
-        let n_out = n_out.min(available.max(1));
+        let available = ((last as f64 - p.r_work).max(0.0) / self.resampler.step()).floor() as usize + 1;
+        let n_out = n_out.min(available);
         let mut values = [0.0f32; BEAT_LEN];
         self.resampler
-            .resample(&self.scratch, (p.r - first) as f64, &mut values[..n_out]);
+            .resample(&self.scratch, p.r_work - first as f64, &mut values[..n_out]);
         let mut quality = self.quality.quality_between(
-            p.r.saturating_sub(self.r_search * 2),
-            p.r + (n_out as f64 * self.resampler.step()) as u64,
+            p.r.saturating_sub((QUALITY_LEAD_S * fs) as u64),
+            p.r + (n_out as f64 * fs / BEAT_RATE_HZ) as u64,
             self.next,
         );
         let (lo, hi) = values[..n_out]
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
         let range = hi - lo;
         if range > 1e-6 {
             for v in &mut values[..n_out] {

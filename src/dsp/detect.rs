@@ -51,6 +51,10 @@ const MAX_CANDIDATES: usize = 32;
 const MAX_LEARNING_PEAKS: usize = 64;
 /// Threshold position between the noise and QRS levels.
 const THRESHOLD_COEFF: f32 = 0.5;
+/// QRS-level decay factor, applied every RR interval after [`DECAY_AFTER_RR`] without a QRS.
+const DECAY: f32 = 0.75;
+/// RR intervals without a QRS before the QRS level starts to decay.
+const DECAY_AFTER_RR: f32 = 2.5;
 
 /// Per-stream QRS detector state.
 #[derive(Debug, Clone)]
@@ -83,6 +87,8 @@ pub struct QrsDetector {
     rr_median: f32,
     candidates: VecDeque<Peak>,
     searchback_armed: bool,
+    /// Sample at which the QRS level decays next if no QRS comes.
+    decay_at: u64,
     next_event: u64,
     ready: VecDeque<QrsDetection>,
 }
@@ -95,7 +101,7 @@ impl QrsDetector {
         QrsDetector {
             learn_until: start + samples(2.0),
             refractory: samples(0.2),
-            pre_blank: samples(0.2),
+            pre_blank: samples(0.25),
             twave_window: samples(0.36),
             peak_timeout: samples(0.095),
             slope_span: samples(0.2),
@@ -118,6 +124,7 @@ impl QrsDetector {
             rr_median: 0.0,
             candidates: VecDeque::with_capacity(MAX_CANDIDATES),
             searchback_armed: false,
+            decay_at: u64::MAX,
             next_event: u64::MAX,
             ready: VecDeque::new(),
         }
@@ -199,9 +206,9 @@ impl QrsDetector {
         self.next_event = match (self.pending, self.last_qrs) {
             (Some(q), _) => q.at + self.pre_blank,
             (None, Some(last)) if self.searchback_armed => {
-                last.at + (1.66 * self.rr_median) as u64 + 1
+                (last.at + (1.66 * self.rr_median) as u64 + 1).min(self.decay_at)
             }
-            _ => u64::MAX,
+            _ => self.decay_at,
         };
     }
 
@@ -266,7 +273,11 @@ impl QrsDetector {
 
     fn tick(&mut self, n: u64) {
         if let Some(q) = self.pending {
-            if n - q.at >= self.pre_blank {
+            // A peak still rising within the pre-blanking window may yet replace the candidate.
+            let contested = self
+                .tracking
+                .is_some_and(|(at, _)| at < q.at + self.pre_blank);
+            if n - q.at >= self.pre_blank && !contested {
                 self.pending = None;
                 self.classify(q);
             }
@@ -277,6 +288,9 @@ impl QrsDetector {
             && n >= last.at + (1.66 * self.rr_median) as u64 + 1
         {
             self.searchback(last);
+        }
+        if n >= self.decay_at && self.pending.is_none() {
+            self.decay(n);
         }
     }
 
@@ -310,6 +324,21 @@ impl QrsDetector {
         }
     }
 
+    /// With no QRS for a long time (the signal got smaller), lowers the QRS level
+    /// by a quarter every median RR interval, down to twice the noise level, and
+    /// lets search-back look again at the peaks it had rejected.
+    fn decay(&mut self, n: u64) {
+        let noise = median(&self.noise_levels);
+        if median(&self.qrs_levels) > 2.0 * noise {
+            for l in &mut self.qrs_levels {
+                *l = (*l * DECAY).max(2.0 * noise);
+            }
+            self.update_levels();
+            self.searchback_armed = !self.candidates.is_empty();
+        }
+        self.decay_at = n + self.rr_median.max(1.0) as u64;
+    }
+
     fn add_noise(&mut self, p: Peak) {
         let i = self.level_pos.1;
         self.noise_levels[i] = p.height;
@@ -335,6 +364,7 @@ impl QrsDetector {
         self.level_pos.0 = (i + 1) % LEVELS;
         self.update_levels();
         self.last_qrs = Some(q);
+        self.decay_at = q.at + (DECAY_AFTER_RR * self.rr_median) as u64 + 1;
         self.candidates.retain(|c| c.at > q.at);
         self.searchback_armed = !self.candidates.is_empty();
         self.ready.push_back(QrsDetection {

@@ -19,7 +19,7 @@ mod resample;
 
 pub use beat::{BEAT_LEN, BEAT_RATE_HZ, Beat, BeatExtractor, ExtractorConfig};
 pub use detect::{QrsDetection, QrsDetector};
-pub use filter::{FilterBank, FilteredSample, detection_decimation};
+pub use filter::{FilterBank, decimation_for};
 pub use quality::{Quality, QualityMonitor};
 pub use resample::Resampler;
 

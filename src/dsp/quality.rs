@@ -12,7 +12,8 @@ const FLAT_PP_MV: f32 = 0.04;
 const LEAD_OFF_PP_MV: f32 = 15.0;
 /// Identical consecutive samples at the block's extreme for this long (s) are clipping.
 const CLIP_RUN_S: f64 = 0.03;
-/// RMS of the > 45 Hz band over beat-signal peak-to-peak above this is heavy noise.
+/// Mean |second difference| of the raw signal (scaled to 360 Hz) over the
+/// beat-signal peak-to-peak amplitude above this is heavy noise.
 const NOISE_RATIO: f32 = 0.12;
 
 /// Signal quality of a stretch of ECG, from best to worst.
@@ -55,12 +56,17 @@ struct BlockStats {
     raw_max: f32,
     beat_min: f32,
     beat_max: f32,
-    high_sq: f64,
+    /// Sum of |second difference| of the raw signal, in units of [`HF_UNIT_MV`].
+    hf_sum: u64,
     invalid: bool,
     long_run_hi: f32,
     long_run_lo: f32,
     len: usize,
 }
+
+/// Quantum of the high-frequency sum, mV. Integer sums make the verdict
+/// independent of how the stream was split into blocks.
+const HF_UNIT_MV: f32 = 1e-5;
 
 impl BlockStats {
     const EMPTY: BlockStats = BlockStats {
@@ -68,14 +74,14 @@ impl BlockStats {
         raw_max: f32::NEG_INFINITY,
         beat_min: f32::INFINITY,
         beat_max: f32::NEG_INFINITY,
-        high_sq: 0.0,
+        hf_sum: 0,
         invalid: false,
         long_run_hi: f32::NEG_INFINITY,
         long_run_lo: f32::INFINITY,
         len: 0,
     };
 
-    fn verdict(&self) -> Quality {
+    fn verdict(&self, hf_scale: f32) -> Quality {
         if self.invalid || self.raw_max - self.raw_min > LEAD_OFF_PP_MV {
             return Quality::LeadOff;
         }
@@ -87,11 +93,16 @@ impl BlockStats {
         if self.long_run_hi >= self.raw_max - eps || self.long_run_lo <= self.raw_min + eps {
             return Quality::Clipped;
         }
-        let high_rms = (self.high_sq / self.len.max(1) as f64).sqrt() as f32;
-        if high_rms > NOISE_RATIO * beat_pp {
+        if self.noise_ratio(hf_scale) > NOISE_RATIO {
             return Quality::Noisy;
         }
         Quality::Good
+    }
+
+    /// Mean high-frequency activity over the beat signal's peak-to-peak amplitude.
+    fn noise_ratio(&self, hf_scale: f32) -> f32 {
+        let hf = self.hf_sum as f32 * HF_UNIT_MV / self.len.max(1) as f32 * hf_scale;
+        hf / (self.beat_max - self.beat_min).max(1e-6)
     }
 }
 
@@ -103,8 +114,12 @@ const HISTORY: usize = 8;
 pub struct QualityMonitor {
     block_len: u64,
     clip_run: u32,
+    /// Makes the second difference comparable across sampling rates (1 at 360 Hz).
+    hf_scale: f32,
     current: BlockStats,
     current_start: u64,
+    /// The two previous raw samples, for the second difference.
+    prev: [f32; 2],
     run_value: f32,
     run_len: u32,
     /// Sample ranges `start..end` and verdicts of the last completed blocks (a ring).
@@ -118,8 +133,10 @@ impl QualityMonitor {
         QualityMonitor {
             block_len: fs.round().max(1.0) as u64,
             clip_run: (CLIP_RUN_S * fs).round().max(3.0) as u32,
+            hf_scale: ((fs / 360.0) * (fs / 360.0)) as f32,
             current: BlockStats::EMPTY,
             current_start: 0,
+            prev: [0.0; 2],
             run_value: f32::NAN,
             run_len: 0,
             history: [(0, 0, Quality::Good); HISTORY],
@@ -127,25 +144,44 @@ impl QualityMonitor {
         }
     }
 
-    /// Accounts a block of samples starting at sample `start`: raw values, whether
-    /// each was invalid, and the beat and high-band values (all of one length).
-    pub fn push_block(&mut self, start: u64, raw: &[f32], invalid: &[bool], beat: &[f32], high: &[f32]) {
+    /// Accounts a block of input samples starting at input index `start` (raw
+    /// values and, if any was invalid, which), plus the beat signal at the
+    /// working rate (`decimation` input samples per value, the first at input
+    /// index `ceil(start / decimation) * decimation`).
+    pub fn push_block(
+        &mut self,
+        start: u64,
+        raw: &[f32],
+        invalid: Option<&[bool]>,
+        decimation: u64,
+        beat: &[f32],
+    ) {
+        let beat_base = start.div_ceil(decimation);
         let mut i = 0;
         while i < raw.len() {
             let n = start + i as u64;
             let take = ((self.current_start + self.block_len - n) as usize).min(raw.len() - i);
-            let r = i..i + take;
+            let end = n + take as u64;
+            let seg = &raw[i..i + take];
             let b = &mut self.current;
-            for (&x, &y) in raw[r.clone()].iter().zip(&beat[r.clone()]) {
-                b.raw_min = b.raw_min.min(x);
-                b.raw_max = b.raw_max.max(x);
-                b.beat_min = b.beat_min.min(y);
-                b.beat_max = b.beat_max.max(y);
+            let (lo, hi) = min_max(seg);
+            b.raw_min = b.raw_min.min(lo);
+            b.raw_max = b.raw_max.max(hi);
+            let beats = (n.div_ceil(decimation) - beat_base) as usize..(end.div_ceil(decimation) - beat_base) as usize;
+            let (lo, hi) = min_max(&beat[beats]);
+            b.beat_min = b.beat_min.min(lo);
+            b.beat_max = b.beat_max.max(hi);
+            if let Some(invalid) = invalid {
+                b.invalid |= invalid[i..i + take].contains(&true);
             }
-            b.high_sq += high[r.clone()].iter().map(|&h| (h * h) as f64).sum::<f64>();
-            b.invalid |= invalid[r.clone()].iter().any(|&v| v);
             b.len += take;
-            for &x in &raw[r] {
+            b.hf_sum += second_difference_sum(self.prev, seg);
+            if let [.., x2, x1] = seg {
+                self.prev = [*x1, *x2];
+            } else if let [x1] = seg {
+                self.prev = [*x1, self.prev[0]];
+            }
+            for &x in seg {
                 if x == self.run_value {
                     self.run_len += 1;
                     if self.run_len >= self.clip_run {
@@ -158,9 +194,8 @@ impl QualityMonitor {
                 }
             }
             i += take;
-            let end = start + i as u64;
             if end - self.current_start >= self.block_len {
-                self.history[self.next_slot] = (self.current_start, end, self.current.verdict());
+                self.history[self.next_slot] = (self.current_start, end, self.current.verdict(self.hf_scale));
                 self.next_slot = (self.next_slot + 1) % HISTORY;
                 self.current = BlockStats::EMPTY;
                 self.current_start = end;
@@ -179,13 +214,38 @@ impl QualityMonitor {
             .max()
             .unwrap_or(Quality::Good)
     }
+}
 
-    /// Forgets everything (after a gap in the stream).
-    pub fn reset(&mut self, next_sample: u64) {
-        self.current = BlockStats::EMPTY;
-        self.current_start = next_sample;
-        self.run_len = 0;
-        self.run_value = f32::NAN;
-        self.history = [(0, 0, Quality::Good); HISTORY];
+/// Sum of |x[n] - 2 x[n-1] + x[n-2]| over `seg` in units of [`HF_UNIT_MV`],
+/// `prev` being the two samples before it (most recent first).
+fn second_difference_sum(prev: [f32; 2], seg: &[f32]) -> u64 {
+    let quantum = |d: f32| (d.abs() * (1.0 / HF_UNIT_MV)) as i32 as i64;
+    let head: i64 = match seg {
+        [] => 0,
+        [a] => quantum(a - 2.0 * prev[0] + prev[1]),
+        [a, b, ..] => quantum(a - 2.0 * prev[0] + prev[1]) + quantum(b - 2.0 * a + prev[0]),
+    };
+    let body: i64 = seg
+        .windows(3)
+        .map(|w| quantum(w[2] - 2.0 * w[1] + w[0]))
+        .sum();
+    (head + body) as u64
+}
+
+/// Minimum and maximum of finite values, in eight lanes so that it vectorises.
+fn min_max(v: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; 8];
+    let mut hi = [f32::NEG_INFINITY; 8];
+    let chunks = v.chunks_exact(8);
+    for &x in chunks.remainder() {
+        lo[0] = if x < lo[0] { x } else { lo[0] };
+        hi[0] = if x > hi[0] { x } else { hi[0] };
     }
+    for c in chunks {
+        for l in 0..8 {
+            lo[l] = if c[l] < lo[l] { c[l] } else { lo[l] };
+            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
+        }
+    }
+    (lo.iter().fold(f32::INFINITY, |a, &b| a.min(b)), hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
 }

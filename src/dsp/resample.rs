@@ -9,7 +9,7 @@
 use std::sync::{Arc, LazyLock};
 
 /// Half-width of the kernel, in periods of the lower rate.
-const HALF_WIDTH: usize = 8;
+const HALF_WIDTH: usize = 6;
 /// Kernel table resolution, entries per period of the lower rate.
 const TABLE_STEPS: usize = 256;
 /// Cutoff as a fraction of the lower rate (0.5 would be its Nyquist frequency).
@@ -139,7 +139,8 @@ impl Resampler {
         for (k, o) in out.iter_mut().enumerate() {
             let t = start + k as f64 * self.step;
             // One rounding to 1/PHASES of a sample gives both the base sample and the phase.
-            let q = (t * PHASES as f64).round() as i64;
+            // `t` is never negative, so truncation after adding ½ rounds (and avoids a libm call).
+            let q = (t * PHASES as f64 + 0.5) as i64;
             let (base, phase) = (q.div_euclid(PHASES as i64), q.rem_euclid(PHASES as i64) as usize);
             let w = &self.table.weights[phase * taps..(phase + 1) * taps];
             let first = base - self.left as i64;

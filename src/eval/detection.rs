@@ -47,6 +47,19 @@ fn percent(a: u64, b: u64) -> f64 {
     if b == 0 { 100.0 } else { 100.0 * a as f64 / b as f64 }
 }
 
+/// The full outcome of a comparison.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Comparison {
+    /// The counts.
+    pub score: DetectionScore,
+    /// Reference beats that no detection matched (sample indices).
+    pub missed: Vec<u64>,
+    /// Detections that matched no reference beat (sample indices).
+    pub false_detections: Vec<u64>,
+    /// Detection minus reference time of every match, samples.
+    pub offsets: Vec<i64>,
+}
+
 /// Compares sorted `detections` with sorted `reference` beat samples at rate `fs`,
 /// ignoring the learning period and the `excluded` sample ranges (VF episodes).
 pub fn score_detections(
@@ -55,11 +68,21 @@ pub fn score_detections(
     excluded: &[(u64, u64)],
     fs: f64,
 ) -> DetectionScore {
+    compare_detections(reference, detections, excluded, fs).score
+}
+
+/// As [`score_detections`], also listing the misses, false detections and timing offsets.
+pub fn compare_detections(
+    reference: &[u64],
+    detections: &[u64],
+    excluded: &[(u64, u64)],
+    fs: f64,
+) -> Comparison {
     let tol = (MATCH_WINDOW_S * fs).round() as u64;
     let start = (LEARNING_PERIOD_S * fs).round() as u64;
     let scored = |s: u64| s >= start && !excluded.iter().any(|&(a, b)| s >= a && s <= b);
     let mut used = vec![false; detections.len()];
-    let mut score = DetectionScore::default();
+    let mut out = Comparison::default();
     let mut j = 0;
     for &r in reference.iter().filter(|&&r| scored(r)) {
         while j < detections.len() && detections[j] + tol < r {
@@ -72,17 +95,23 @@ pub fn score_detections(
         match best {
             Some(k) => {
                 used[k] = true;
-                score.tp += 1;
+                out.offsets.push(detections[k] as i64 - r as i64);
             }
-            None => score.fn_ += 1,
+            None => out.missed.push(r),
         }
     }
-    score.fp = detections
+    out.false_detections = detections
         .iter()
         .zip(&used)
         .filter(|&(&d, &u)| !u && scored(d))
-        .count() as u64;
-    score
+        .map(|(&d, _)| d)
+        .collect();
+    out.score = DetectionScore {
+        tp: out.offsets.len() as u64,
+        fn_: out.missed.len() as u64,
+        fp: out.false_detections.len() as u64,
+    };
+    out
 }
 
 #[cfg(test)]

@@ -6,6 +6,6 @@ mod detection;
 mod noise;
 mod runner;
 
-pub use detection::{DetectionScore, score_detections};
+pub use detection::{Comparison, DetectionScore, compare_detections, score_detections};
 pub use noise::{NoiseKind, add_noise};
 pub use runner::{DetectEvalOptions, LeadChoice, RecordResult, eval_record, list_records};

@@ -1,6 +1,6 @@
 //! Streams one record through the beat extractor and scores it.
 
-use super::{DetectionScore, NoiseKind, add_noise, score_detections};
+use super::{DetectionScore, NoiseKind, add_noise, compare_detections};
 use crate::dsp::{BeatExtractor, DspError, ExtractorConfig};
 use crate::wfdb::{self, Header, WfdbError};
 use serde::Serialize;
@@ -74,6 +74,16 @@ pub struct RecordResult {
     pub latency_mean_s: f64,
     /// Longest time from R peak to beat emission, seconds.
     pub latency_max_s: f64,
+    /// Mean of (detected − reference) R-peak time over matched beats, ms.
+    pub offset_mean_ms: f64,
+    /// Standard deviation of that offset, ms.
+    pub offset_sd_ms: f64,
+    /// Reference beats missed (sample indices).
+    #[serde(skip)]
+    pub missed: Vec<u64>,
+    /// False detections (sample indices).
+    #[serde(skip)]
+    pub false_detections: Vec<u64>,
 }
 
 /// An evaluation failure.
@@ -150,17 +160,24 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
     let beats = BeatExtractor::extract_all(config, &signal, opts.chunk)
         .map_err(|e| EvalError::Dsp(record.header_path.display().to_string(), e))?;
     let detections: Vec<u64> = beats.iter().map(|b| b.sample).collect();
-    let score = score_detections(&reference, &detections, &excluded, fs);
+    let cmp = compare_detections(&reference, &detections, &excluded, fs);
+    let ms: Vec<f64> = cmp.offsets.iter().map(|&o| o as f64 * 1000.0 / fs).collect();
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    let sd = (ms.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / ms.len().max(1) as f64).sqrt();
     let latencies: Vec<f64> = beats
         .iter()
         .map(|b| (b.emitted_at - b.sample) as f64 / fs)
         .collect();
     Ok(RecordResult {
         record: record.header.record.clone(),
-        score,
+        score: cmp.score,
         beats: beats.len(),
         unreadable: beats.iter().filter(|b| !b.quality.is_readable()).count(),
         latency_mean_s: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
         latency_max_s: latencies.iter().copied().fold(0.0, f64::max),
+        offset_mean_ms: mean,
+        offset_sd_ms: sd,
+        missed: cmp.missed,
+        false_detections: cmp.false_detections,
     })
 }
