@@ -385,14 +385,15 @@ impl QrsDetector {
 mod tests {
     use super::*;
 
-    /// Synthetic ECG-like detection signal: a 10 Hz burst (the QRS band) every `rr` seconds.
+    /// Synthetic ECG-like detection signal: a 10 Hz burst (the QRS band) every `rr`
+    /// seconds, ending early enough for the last one to be decided.
     fn bursts(fs: f64, rr: f64, secs: f64, amp: impl Fn(usize) -> f32) -> (Vec<f32>, Vec<u64>) {
         let n = (fs * secs) as usize;
         let mut x = vec![0.0f32; n];
         let mut beats = Vec::new();
         let mut t = 0.5;
         let mut k = 0;
-        while t + 0.2 < secs {
+        while t + 0.6 < secs {
             let c = (t * fs) as usize;
             beats.push(c as u64);
             let half = (0.05 * fs) as usize;
