@@ -50,11 +50,11 @@ const LEVELS: usize = 8;
 const MAX_CANDIDATES: usize = 32;
 const MAX_LEARNING_PEAKS: usize = 64;
 /// Threshold position between the noise and QRS levels.
-const THRESHOLD_COEFF: f32 = 0.5;
+const THRESHOLD_COEFF: f32 = 0.45;
 /// QRS-level decay factor, applied every RR interval after [`DECAY_AFTER_RR`] without a QRS.
 const DECAY: f32 = 0.75;
 /// RR intervals without a QRS before the QRS level starts to decay.
-const DECAY_AFTER_RR: f32 = 2.5;
+const DECAY_AFTER_RR: f32 = 4.0;
 
 /// Per-stream QRS detector state.
 #[derive(Debug, Clone)]
@@ -325,13 +325,13 @@ impl QrsDetector {
     }
 
     /// With no QRS for a long time (the signal got smaller), lowers the QRS level
-    /// by a quarter every median RR interval, down to twice the noise level, and
+    /// by a quarter every median RR interval, down to four times the noise level, and
     /// lets search-back look again at the peaks it had rejected.
     fn decay(&mut self, n: u64) {
         let noise = median(&self.noise_levels);
-        if median(&self.qrs_levels) > 2.0 * noise {
+        if median(&self.qrs_levels) > 4.0 * noise {
             for l in &mut self.qrs_levels {
-                *l = (*l * DECAY).max(2.0 * noise);
+                *l = (*l * DECAY).max(4.0 * noise);
             }
             self.update_levels();
             self.searchback_armed = !self.candidates.is_empty();
