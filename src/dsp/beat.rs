@@ -123,6 +123,8 @@ pub struct BeatExtractor {
     window_out: usize,
     /// Value of `next` at which the oldest pending beat can be emitted.
     ready_at: u64,
+    /// Delay of the beat signal behind the input, input samples.
+    delay: f64,
 }
 
 impl BeatExtractor {
@@ -155,6 +157,7 @@ impl BeatExtractor {
             rr_context: (RR_CONTEXT_S * fs).round() as u64,
             window_out: (WINDOW_RR * BEAT_RATE_HZ).round() as usize,
             ready_at: u64::MAX,
+            delay: filters.beat_delay_s() * fs,
             config,
         })
     }
@@ -294,7 +297,8 @@ impl BeatExtractor {
             }
         }
         let r_work = m as f64 + offset;
-        let r = (r_work * k).round() as u64;
+        // The reported R peak is in the input's time: the filters' delay is taken off.
+        let r = (r_work * k - self.delay).round().max(0.0) as u64;
         if self.last_r.is_some_and(|l| r <= l) {
             return;
         }

@@ -33,19 +33,40 @@ pub fn decimation_for(fs: f64) -> u64 {
     (fs / MIN_WORKING_RATE).floor().max(1.0) as u64
 }
 
-const PASS_THROUGH: Section = DirectForm2Transposed::<f64>::new(Coefficients {
+const PASS_THROUGH_COEFFS: Coefficients<f64> = Coefficients {
     a1: 0.0,
     a2: 0.0,
     b0: 1.0,
     b1: 0.0,
     b2: 0.0,
-});
+};
 
-fn section(kind: Type<f64>, fs: f64, f0: f64, q: f64) -> Section {
+fn coefficients(kind: Type<f64>, fs: f64, f0: f64, q: f64) -> Coefficients<f64> {
     // Callers keep f0 below Nyquist and q positive, so this cannot fail;
     // fall back to a pass-through section rather than panic regardless.
-    Coefficients::<f64>::from_params(kind, fs.hz(), f0.hz(), q)
-        .map_or(PASS_THROUGH, DirectForm2Transposed::<f64>::new)
+    Coefficients::<f64>::from_params(kind, fs.hz(), f0.hz(), q).unwrap_or(PASS_THROUGH_COEFFS)
+}
+
+fn section(kind: Type<f64>, fs: f64, f0: f64, q: f64) -> Section {
+    DirectForm2Transposed::<f64>::new(coefficients(kind, fs, f0, q))
+}
+
+/// Group delay of one section at `f` Hz, in seconds, for a section running at `fs`.
+fn group_delay(c: &Coefficients<f64>, fs: f64, f: f64) -> f64 {
+    // For a polynomial P(z) = Σ p_k z^-k, its delay at ω is Re(Σ k p_k e^-jωk / Σ p_k e^-jωk).
+    let w = 2.0 * std::f64::consts::PI * f / fs;
+    let poly_delay = |p: [f64; 3]| {
+        let (mut re, mut im, mut kre, mut kim) = (0.0, 0.0, 0.0, 0.0);
+        for (k, &pk) in p.iter().enumerate() {
+            let (s, c) = (w * k as f64).sin_cos();
+            re += pk * c;
+            im -= pk * s;
+            kre += k as f64 * pk * c;
+            kim -= k as f64 * pk * s;
+        }
+        (kre * re + kim * im) / (re * re + im * im)
+    };
+    (poly_delay([c.b0, c.b1, c.b2]) - poly_delay([1.0, c.a1, c.a2])) / fs
 }
 
 /// Per-stream filter state.
@@ -58,7 +79,11 @@ pub struct FilterBank {
     detect_hp: Section,
     detect_lp: [Section; 2],
     decimation: u64,
+    beat_delay_s: f64,
 }
+
+/// Frequency at which the beat signal's delay is compensated: the core of the QRS spectrum.
+const QRS_HZ: f64 = 10.0;
 
 /// Output of [`FilterBank::process_block`]: how many working-rate samples were written.
 pub type WorkingSamples = usize;
@@ -80,12 +105,21 @@ impl FilterBank {
         // The notch is only needed (and only realisable) below Nyquist.
         let notch = powerline_hz
             .filter(|&p| p < 0.95 * fw / 2.0)
-            .map_or(PASS_THROUGH, |p| section(Type::Notch, fw, p, 10.0));
+            .map_or(PASS_THROUGH_COEFFS, |p| coefficients(Type::Notch, fw, p, 10.0));
         let lp = 40.0f64.min(0.4 * fw);
+        let anti_alias = Q_BUTTERWORTH_4.map(|q| coefficients(Type::LowPass, fs, lp, q));
+        let baseline = coefficients(Type::HighPass, fw, 0.5, Q_BUTTERWORTH_F64);
+        let beat_delay = anti_alias
+            .iter()
+            .map(|c| group_delay(c, fs, QRS_HZ))
+            .sum::<f64>()
+            + group_delay(&baseline, fw, QRS_HZ)
+            + group_delay(&notch, fw, QRS_HZ);
         Ok(FilterBank {
-            anti_alias: Q_BUTTERWORTH_4.map(|q| section(Type::LowPass, fs, lp, q)),
-            baseline: section(Type::HighPass, fw, 0.5, Q_BUTTERWORTH_F64),
-            notch,
+            anti_alias: anti_alias.map(DirectForm2Transposed::<f64>::new),
+            baseline: DirectForm2Transposed::<f64>::new(baseline),
+            notch: DirectForm2Transposed::<f64>::new(notch),
+            beat_delay_s: beat_delay,
             detect_hp: section(Type::HighPass, fw, 5.0, Q_BUTTERWORTH_F64),
             detect_lp: Q_BUTTERWORTH_4.map(|q| section(Type::LowPass, fw, 20.0, q)),
             decimation,
@@ -95,6 +129,12 @@ impl FilterBank {
     /// Input samples per working-rate sample. Working-rate sample `m` is input sample `m * k`.
     pub fn decimation(&self) -> u64 {
         self.decimation
+    }
+
+    /// Delay of the beat signal behind the input for QRS frequencies, seconds.
+    /// R-peak times are corrected by it, so they refer to the original stream.
+    pub fn beat_delay_s(&self) -> f64 {
+        self.beat_delay_s
     }
 
     /// Filters a block of input samples whose first has stream index `start`.
@@ -179,6 +219,29 @@ mod tests {
             assert!(det(1.0) < 0.05, "fs {fs}: 1 Hz {}", det(1.0));
             assert!(det(50.0) < 0.05, "fs {fs}: 50 Hz {}", det(50.0));
         }
+    }
+
+    #[test]
+    fn beat_delay_matches_a_measured_pulse_delay() {
+        // A 10 Hz Gaussian-windowed burst: its envelope peak leaves the filter late by the group delay.
+        let fs = 360.0;
+        let mut fb = FilterBank::new(fs, Some(60.0)).unwrap();
+        let n = 3600;
+        let centre = 1800.0;
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = (i as f64 - centre) / fs;
+                ((-t * t / (2.0 * 0.05f64.powi(2))).exp() * (2.0 * std::f64::consts::PI * 10.0 * t).cos()) as f32
+            })
+            .collect();
+        let (mut beat, mut det) = (vec![0.0; n], vec![0.0; n]);
+        let w = fb.process_block(0, &x, &mut beat, &mut det);
+        let k = fb.decimation() as f64;
+        let peak = (0..w).max_by(|&a, &b| beat[a].abs().total_cmp(&beat[b].abs())).unwrap();
+        let measured = (peak as f64 * k - centre) / fs;
+        let predicted = fb.beat_delay_s();
+        assert!(predicted > 0.005 && predicted < 0.02, "predicted {predicted}");
+        assert!((measured - predicted).abs() < 1.5 * k / fs, "measured {measured}, predicted {predicted}");
     }
 
     #[test]
