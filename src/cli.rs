@@ -181,14 +181,18 @@ fn default_db(db: Option<PathBuf>) -> PathBuf {
 
 fn detect(a: DetectArgs) -> Result<()> {
     let record = wfdb::read_record(&a.record)?;
-    let channel = a.lead.choice().channel(&record.header, &record.header_path)?;
+    let channel = a
+        .lead
+        .choice()
+        .channel(&record.header, &record.header_path)?;
     let config = ExtractorConfig {
         powerline_hz: a.lead.powerline.0,
         ..ExtractorConfig::new(record.header.fs)
     };
     let beats = BeatExtractor::extract_all(config, &record.physical(channel), 256)
         .with_context(|| record.header_path.display().to_string())?;
-    let file = std::fs::File::create(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let file = std::fs::File::create(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     write!(w, "sample,time_s,rr_prev_ms,rr_next_ms,quality")?;
     for i in 0..crate::dsp::BEAT_LEN {
@@ -197,7 +201,15 @@ fn detect(a: DetectArgs) -> Result<()> {
     writeln!(w)?;
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
     for b in &beats {
-        write!(w, "{},{:.4},{},{},{}", b.sample, b.time_s, opt(b.rr_prev_ms), opt(b.rr_next_ms), b.quality.as_str())?;
+        write!(
+            w,
+            "{},{:.4},{},{},{}",
+            b.sample,
+            b.time_s,
+            opt(b.rr_prev_ms),
+            opt(b.rr_next_ms),
+            b.quality.as_str()
+        )?;
         for v in &b.values {
             write!(w, ",{v:.6}")?;
         }
@@ -217,7 +229,10 @@ fn detect(a: DetectArgs) -> Result<()> {
 fn selected_records(db: &Path, only: &[String]) -> Result<Vec<String>> {
     let all = eval::list_records(db)?;
     if all.is_empty() {
-        bail!("{}: no WFDB records with .atr annotations found; set --db or HOLTER_DATA_DIR", db.display());
+        bail!(
+            "{}: no WFDB records with .atr annotations found; set --db or HOLTER_DATA_DIR",
+            db.display()
+        );
     }
     if only.is_empty() {
         return Ok(all);
@@ -235,7 +250,9 @@ fn eval_detect(a: EvalDetectArgs) -> Result<()> {
     let opts = DetectEvalOptions {
         lead: a.lead.choice(),
         noise: a.noise.zip(a.snr),
-        noise_dir: a.noise_dir.unwrap_or_else(|| crate::data_dir().join("nstdb")),
+        noise_dir: a
+            .noise_dir
+            .unwrap_or_else(|| crate::data_dir().join("nstdb")),
         chunk: a.chunk.max(1),
         powerline_hz: a.lead.powerline.0,
     };
@@ -296,12 +313,18 @@ fn eval_detect(a: EvalDetectArgs) -> Result<()> {
     if let Some(min) = a.min_se
         && gross.se() < min
     {
-        bail!("gross sensitivity {:.2} % is below the required {min} %", gross.se());
+        bail!(
+            "gross sensitivity {:.2} % is below the required {min} %",
+            gross.se()
+        );
     }
     if let Some(min) = a.min_ppv
         && gross.ppv() < min
     {
-        bail!("gross positive predictivity {:.2} % is below the required {min} %", gross.ppv());
+        bail!(
+            "gross positive predictivity {:.2} % is below the required {min} %",
+            gross.ppv()
+        );
     }
     Ok(())
 }
@@ -347,7 +370,11 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
     )?;
     for fs in [125.0, 250.0, 360.0, 500.0, 1000.0] {
         let e = BeatExtractor::new(ExtractorConfig::new(fs))?;
-        writeln!(out, "state per stream at {fs:>6} Hz: {:>6} bytes", e.memory_bytes())?;
+        writeln!(
+            out,
+            "state per stream at {fs:>6} Hz: {:>6} bytes",
+            e.memory_bytes()
+        )?;
     }
     Ok(())
 }
@@ -358,13 +385,27 @@ fn cut(a: CutArgs) -> Result<()> {
     if !(a.from >= 0.0 && a.to > a.from) {
         bail!("--from {} --to {}: need 0 <= from < to", a.from, a.to);
     }
-    let (from, to) = ((a.from * fs) as usize, ((a.to * fs) as usize).min(record.len()));
+    let (from, to) = (
+        (a.from * fs) as usize,
+        ((a.to * fs) as usize).min(record.len()),
+    );
     if from >= to {
-        bail!("{}: the record is only {:.1} s long", a.record.display(), record.len() as f64 / fs);
+        bail!(
+            "{}: the record is only {:.1} s long",
+            a.record.display(),
+            record.len() as f64 / fs
+        );
     }
-    let name = a.name.unwrap_or_else(|| format!("{}_{}", record.header.record, a.from as u64));
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let samples: Vec<Vec<i32>> = record.samples.iter().map(|s| s[from..to].to_vec()).collect();
+    let name = a
+        .name
+        .unwrap_or_else(|| format!("{}_{}", record.header.record, a.from as u64));
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let samples: Vec<Vec<i32>> = record
+        .samples
+        .iter()
+        .map(|s| s[from..to].to_vec())
+        .collect();
     wfdb::write_record_16(&a.out, &name, &record.header, &samples)?;
     let anns: Vec<wfdb::Annotation> = wfdb::read_annotations(&a.record.with_extension("atr"))?
         .into_iter()
@@ -375,6 +416,11 @@ fn cut(a: CutArgs) -> Result<()> {
         })
         .collect();
     wfdb::write_annotations(&a.out.join(format!("{name}.atr")), &anns)?;
-    eprintln!("wrote {} ({} samples, {} annotations)", a.out.join(&name).display(), to - from, anns.len());
+    eprintln!(
+        "wrote {} ({} samples, {} annotations)",
+        a.out.join(&name).display(),
+        to - from,
+        anns.len()
+    );
     Ok(())
 }

@@ -217,12 +217,9 @@ impl BeatExtractor {
             }
             let base = self.next;
             let work_base = self.written;
-            let w = self.filters.process_block(
-                base,
-                &raw[..len],
-                &mut beat,
-                &mut detect,
-            );
+            let w = self
+                .filters
+                .process_block(base, &raw[..len], &mut beat, &mut detect);
             for (i, &b) in beat[..w].iter().enumerate() {
                 self.ring[(work_base as usize + i) & mask] = b;
             }
@@ -244,7 +241,9 @@ impl BeatExtractor {
             // Visit only the samples where something happens: a working-rate
             // sample for the detector, or the sample completing a pending beat.
             while n < end {
-                n = next_work.min(self.ready_at.saturating_sub(1).max(n)).min(end - 1);
+                n = next_work
+                    .min(self.ready_at.saturating_sub(1).max(n))
+                    .min(end - 1);
                 if n == next_work && j < w {
                     let m = work_base + j as u64;
                     self.detector.step(m, energy[j]);
@@ -281,9 +280,13 @@ impl BeatExtractor {
         let k = self.decimation as f64;
         let oldest = self.written.saturating_sub(mask);
         let after_last = self.last_r.map_or(0, |r| (r as f64 / k).floor() as u64 + 1);
-        let from = peak.saturating_sub(self.r_search).max(oldest).max(after_last);
+        let from = peak
+            .saturating_sub(self.r_search)
+            .max(oldest)
+            .max(after_last);
         let at = |i: u64| self.ring[(i & mask) as usize];
-        let Some(m) = (from..=peak).max_by(|&a, &b| at(a).abs().total_cmp(&at(b).abs()).then(b.cmp(&a)))
+        let Some(m) =
+            (from..=peak).max_by(|&a, &b| at(a).abs().total_cmp(&at(b).abs()).then(b.cmp(&a)))
         else {
             return;
         };
@@ -391,7 +394,8 @@ impl BeatExtractor {
         self.scratch
             .extend((first..last).map(|i| self.ring[(i & mask) as usize]));
         // With fewer samples than the window needs (end of stream), keep what is there.
-        let available = ((last as f64 - p.r_work).max(0.0) / self.resampler.step()).floor() as usize + 1;
+        let available =
+            ((last as f64 - p.r_work).max(0.0) / self.resampler.step()).floor() as usize + 1;
         let n_out = n_out.min(available);
         let mut values = [0.0f32; BEAT_LEN];
         self.resampler
@@ -432,7 +436,11 @@ impl BeatExtractor {
 impl BeatExtractor {
     /// Runs a whole signal through a new extractor in chunks of `chunk` samples
     /// (as a stream would deliver it) and returns every beat, flushed at the end.
-    pub fn extract_all(config: ExtractorConfig, signal: &[f32], chunk: usize) -> Result<Vec<Beat>, DspError> {
+    pub fn extract_all(
+        config: ExtractorConfig,
+        signal: &[f32],
+        chunk: usize,
+    ) -> Result<Vec<Beat>, DspError> {
         let mut extractor = BeatExtractor::new(config)?;
         let mut beats = Vec::with_capacity(signal.len() / 200);
         for part in signal.chunks(chunk.max(1)) {

@@ -285,7 +285,7 @@ impl QrsDetector {
         }
         if let Some(last) = self.last_qrs
             && self.searchback_armed
-            && n >= last.at + (1.66 * self.rr_median) as u64 + 1
+            && n > last.at + (1.66 * self.rr_median) as u64
         {
             self.searchback(last);
         }
@@ -295,7 +295,9 @@ impl QrsDetector {
     }
 
     fn is_t_wave(&self, p: &Peak, last: &Peak) -> bool {
-        p.at - last.at < self.twave_window && p.slope < 0.5 * last.slope && p.height < 0.5 * last.height
+        p.at - last.at < self.twave_window
+            && p.slope < 0.5 * last.slope
+            && p.height < 0.5 * last.height
     }
 
     fn classify(&mut self, q: Peak) {
@@ -397,10 +399,10 @@ mod tests {
             let c = (t * fs) as usize;
             beats.push(c as u64);
             let half = (0.05 * fs) as usize;
-            for i in c - half..c + half {
-                let ph = (i as f64 - c as f64) / fs;
-                let env = (std::f64::consts::PI * (i - (c - half)) as f64 / (2 * half) as f64).sin();
-                x[i] += amp(k) * (env * (2.0 * std::f64::consts::PI * 10.0 * ph).cos()) as f32;
+            for (j, v) in x[c - half..c + half].iter_mut().enumerate() {
+                let ph = (j as f64 - half as f64) / fs;
+                let env = (std::f64::consts::PI * j as f64 / (2 * half) as f64).sin();
+                *v += amp(k) * (env * (2.0 * std::f64::consts::PI * 10.0 * ph).cos()) as f32;
             }
             t += rr;
             k += 1;
@@ -424,7 +426,11 @@ mod tests {
         assert_eq!(found.len(), beats.len(), "found {found:?}");
         for (b, f) in beats.iter().zip(found) {
             let lag = f.peak as f64 - *b as f64;
-            assert!((0.0..0.25 * fs).contains(&lag), "beat {b} detected at {}", f.peak);
+            assert!(
+                (0.0..0.25 * fs).contains(&lag),
+                "beat {b} detected at {}",
+                f.peak
+            );
         }
     }
 
@@ -440,10 +446,18 @@ mod tests {
     fn searchback_recovers_a_small_beat_among_large_ones() {
         let fs = 360.0;
         // Every 10th beat has 35 % amplitude: under the main threshold in energy, above half of it.
-        let (x, beats) = bursts(fs, 0.8, 40.0, |k| if k > 5 && k % 10 == 0 { 0.35 } else { 1.0 });
+        let (x, beats) = bursts(
+            fs,
+            0.8,
+            40.0,
+            |k| if k > 5 && k % 10 == 0 { 0.35 } else { 1.0 },
+        );
         let found = detect(fs, &x);
         assert_one_per_beat(&beats, &found, fs);
-        assert!(found.iter().any(|d| d.searchback), "no beat came from search-back");
+        assert!(
+            found.iter().any(|d| d.searchback),
+            "no beat came from search-back"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!   dominates P and T waves (Pan and Tompkins 1985). Only the QRS detector sees it.
 
 use super::DspError;
-use biquad::{Biquad, Coefficients, DirectForm2Transposed, ToHertz, Type, Q_BUTTERWORTH_F64};
+use biquad::{Biquad, Coefficients, DirectForm2Transposed, Q_BUTTERWORTH_F64, ToHertz, Type};
 
 type Section = DirectForm2Transposed<f64>;
 
@@ -105,7 +105,9 @@ impl FilterBank {
         // The notch is only needed (and only realisable) below Nyquist.
         let notch = powerline_hz
             .filter(|&p| p < 0.95 * fw / 2.0)
-            .map_or(PASS_THROUGH_COEFFS, |p| coefficients(Type::Notch, fw, p, 10.0));
+            .map_or(PASS_THROUGH_COEFFS, |p| {
+                coefficients(Type::Notch, fw, p, 10.0)
+            });
         let lp = 40.0f64.min(0.4 * fw);
         let anti_alias = Q_BUTTERWORTH_4.map(|q| coefficients(Type::LowPass, fs, lp, q));
         let baseline = coefficients(Type::HighPass, fw, 0.5, Q_BUTTERWORTH_F64);
@@ -192,7 +194,11 @@ mod tests {
             w += fb.process_block(at as u64, part, &mut beat[w..], &mut det[w..]);
             at += part.len();
         }
-        let peak = |v: &[f32]| v[v.len() / 2..].iter().fold(0.0f64, |m, &y| m.max((y as f64).abs()));
+        let peak = |v: &[f32]| {
+            v[v.len() / 2..]
+                .iter()
+                .fold(0.0f64, |m, &y| m.max((y as f64).abs()))
+        };
         (peak(&beat[..w]), peak(&det[..w]))
     }
 
@@ -200,9 +206,21 @@ mod tests {
     fn beat_signal_passes_ecg_band_and_rejects_wander_and_mains() {
         for fs in [125.0, 250.0, 360.0, 500.0, 1000.0] {
             let beat = |f| gains(fs, Some(60.0), f).0;
-            assert!(beat(0.05) < 0.02, "fs {fs}: wander 0.05 Hz gain {}", beat(0.05));
-            assert!((beat(5.0) - 1.0).abs() < 0.05, "fs {fs}: 5 Hz gain {}", beat(5.0));
-            assert!((beat(20.0) - 1.0).abs() < 0.05, "fs {fs}: 20 Hz gain {}", beat(20.0));
+            assert!(
+                beat(0.05) < 0.02,
+                "fs {fs}: wander 0.05 Hz gain {}",
+                beat(0.05)
+            );
+            assert!(
+                (beat(5.0) - 1.0).abs() < 0.05,
+                "fs {fs}: 5 Hz gain {}",
+                beat(5.0)
+            );
+            assert!(
+                (beat(20.0) - 1.0).abs() < 0.05,
+                "fs {fs}: 20 Hz gain {}",
+                beat(20.0)
+            );
             if fs > 130.0 {
                 assert!(beat(60.0) < 0.02, "fs {fs}: 60 Hz gain {}", beat(60.0));
             }
@@ -231,17 +249,26 @@ mod tests {
         let x: Vec<f32> = (0..n)
             .map(|i| {
                 let t = (i as f64 - centre) / fs;
-                ((-t * t / (2.0 * 0.05f64.powi(2))).exp() * (2.0 * std::f64::consts::PI * 10.0 * t).cos()) as f32
+                ((-t * t / (2.0 * 0.05f64.powi(2))).exp()
+                    * (2.0 * std::f64::consts::PI * 10.0 * t).cos()) as f32
             })
             .collect();
         let (mut beat, mut det) = (vec![0.0; n], vec![0.0; n]);
         let w = fb.process_block(0, &x, &mut beat, &mut det);
         let k = fb.decimation() as f64;
-        let peak = (0..w).max_by(|&a, &b| beat[a].abs().total_cmp(&beat[b].abs())).unwrap();
+        let peak = (0..w)
+            .max_by(|&a, &b| beat[a].abs().total_cmp(&beat[b].abs()))
+            .unwrap();
         let measured = (peak as f64 * k - centre) / fs;
         let predicted = fb.beat_delay_s();
-        assert!(predicted > 0.005 && predicted < 0.02, "predicted {predicted}");
-        assert!((measured - predicted).abs() < 1.5 * k / fs, "measured {measured}, predicted {predicted}");
+        assert!(
+            predicted > 0.005 && predicted < 0.02,
+            "predicted {predicted}"
+        );
+        assert!(
+            (measured - predicted).abs() < 1.5 * k / fs,
+            "measured {measured}, predicted {predicted}"
+        );
     }
 
     #[test]
@@ -257,9 +284,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_configuration() {
-        assert_eq!(FilterBank::new(99.0, None).unwrap_err(), DspError::SamplingRate(99.0));
+        assert_eq!(
+            FilterBank::new(99.0, None).unwrap_err(),
+            DspError::SamplingRate(99.0)
+        );
         assert!(FilterBank::new(f64::NAN, None).is_err());
-        assert_eq!(FilterBank::new(360.0, Some(55.0)).unwrap_err(), DspError::Powerline(55.0));
+        assert_eq!(
+            FilterBank::new(360.0, Some(55.0)).unwrap_err(),
+            DspError::Powerline(55.0)
+        );
         assert!(FilterBank::new(100.0, Some(60.0)).is_ok());
     }
 }

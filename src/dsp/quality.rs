@@ -167,7 +167,8 @@ impl QualityMonitor {
             let (lo, hi) = min_max(seg);
             b.raw_min = b.raw_min.min(lo);
             b.raw_max = b.raw_max.max(hi);
-            let beats = (n.div_ceil(decimation) - beat_base) as usize..(end.div_ceil(decimation) - beat_base) as usize;
+            let beats = (n.div_ceil(decimation) - beat_base) as usize
+                ..(end.div_ceil(decimation) - beat_base) as usize;
             let (lo, hi) = min_max(&beat[beats]);
             b.beat_min = b.beat_min.min(lo);
             b.beat_max = b.beat_max.max(hi);
@@ -195,7 +196,8 @@ impl QualityMonitor {
             }
             i += take;
             if end - self.current_start >= self.block_len {
-                self.history[self.next_slot] = (self.current_start, end, self.current.verdict(self.hf_scale));
+                self.history[self.next_slot] =
+                    (self.current_start, end, self.current.verdict(self.hf_scale));
                 self.next_slot = (self.next_slot + 1) % HISTORY;
                 self.current = BlockStats::EMPTY;
                 self.current_start = end;
@@ -247,5 +249,8 @@ fn min_max(v: &[f32]) -> (f32, f32) {
             hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
         }
     }
-    (lo.iter().fold(f32::INFINITY, |a, &b| a.min(b)), hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)))
+    (
+        lo.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
+        hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+    )
 }

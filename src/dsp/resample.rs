@@ -65,9 +65,13 @@ struct PhaseTable {
     weights: Vec<f32>,
 }
 
+/// Input and output rates, as `f64` bits.
+type RatePair = (u64, u64);
+
 /// Phase tables are shared by all resamplers of the same rate pair, so a
 /// stream's state stays small.
-static TABLES: std::sync::Mutex<Vec<((u64, u64), Arc<PhaseTable>)>> = std::sync::Mutex::new(Vec::new());
+static TABLES: std::sync::Mutex<Vec<(RatePair, Arc<PhaseTable>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// A resampler from `fs_in` to `fs_out`.
 #[derive(Debug, Clone)]
@@ -108,7 +112,8 @@ impl Resampler {
             let frac = phase as f64 / PHASES as f64;
             let start = weights.len();
             // Tap j sits at input offset (j - left) from floor(t); t = floor(t) + frac.
-            weights.extend((0..taps).map(|j| kernel(((j as f64 - left as f64) - frac).abs() / scale)));
+            weights
+                .extend((0..taps).map(|j| kernel(((j as f64 - left as f64) - frac).abs() / scale)));
             let sum: f32 = weights[start..].iter().sum();
             for w in &mut weights[start..] {
                 *w /= sum;
@@ -141,7 +146,10 @@ impl Resampler {
             // One rounding to 1/PHASES of a sample gives both the base sample and the phase.
             // `t` is never negative, so truncation after adding ½ rounds (and avoids a libm call).
             let q = (t * PHASES as f64 + 0.5) as i64;
-            let (base, phase) = (q.div_euclid(PHASES as i64), q.rem_euclid(PHASES as i64) as usize);
+            let (base, phase) = (
+                q.div_euclid(PHASES as i64),
+                q.rem_euclid(PHASES as i64) as usize,
+            );
             let w = &self.table.weights[phase * taps..(phase + 1) * taps];
             let first = base - self.left as i64;
             *o = if first >= 0 && first + taps as i64 - 1 <= last {
@@ -161,7 +169,12 @@ impl Resampler {
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -187,7 +200,9 @@ mod tests {
     use std::f64::consts::PI;
 
     fn sine(fs: f64, f: f64, n: usize) -> Vec<f32> {
-        (0..n).map(|i| (2.0 * PI * f * i as f64 / fs).sin() as f32).collect()
+        (0..n)
+            .map(|i| (2.0 * PI * f * i as f64 / fs).sin() as f32)
+            .collect()
     }
 
     #[test]

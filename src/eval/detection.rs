@@ -44,7 +44,11 @@ impl std::ops::AddAssign for DetectionScore {
 }
 
 fn percent(a: u64, b: u64) -> f64 {
-    if b == 0 { 100.0 } else { 100.0 * a as f64 / b as f64 }
+    if b == 0 {
+        100.0
+    } else {
+        100.0 * a as f64 / b as f64
+    }
 }
 
 /// The full outcome of a comparison.
@@ -127,7 +131,14 @@ mod tests {
         let score = score_detections(&reference, &detections, &[], fs);
         // s+100 ↔ s+114 (14 samples = 140 ms), s+200 missed (216 is 160 ms away),
         // s+300 missed, s+400 ↔ s+395; s+216, s+390, s+600 are false.
-        assert_eq!(score, DetectionScore { tp: 2, fn_: 2, fp: 3 });
+        assert_eq!(
+            score,
+            DetectionScore {
+                tp: 2,
+                fn_: 2,
+                fp: 3
+            }
+        );
         assert!((score.se() - 50.0).abs() < 1e-9);
         assert!((score.ppv() - 40.0).abs() < 1e-9);
     }
@@ -135,7 +146,19 @@ mod tests {
     #[test]
     fn excluded_ranges_are_not_scored() {
         let s = 30_000;
-        let score = score_detections(&[s + 10], &[s + 10, s + 500, s + 900], &[(s + 400, s + 600)], 100.0);
-        assert_eq!(score, DetectionScore { tp: 1, fn_: 0, fp: 1 });
+        let score = score_detections(
+            &[s + 10],
+            &[s + 10, s + 500, s + 900],
+            &[(s + 400, s + 600)],
+            100.0,
+        );
+        assert_eq!(
+            score,
+            DetectionScore {
+                tp: 1,
+                fn_: 0,
+                fp: 1
+            }
+        );
     }
 }

@@ -46,7 +46,11 @@ pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_
         .filter_map(|&b| {
             let b = usize::try_from(b).ok()?;
             let w = signal.get(b.checked_sub(half)?..b + half)?;
-            let (lo, hi) = w.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            let (lo, hi) = w
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                    (l.min(v), h.max(v))
+                });
             Some(hi - lo)
         })
         .collect();
@@ -57,7 +61,11 @@ pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_
     let a = pp[pp.len() / 2] as f64;
     let signal_power = a * a / 8.0;
     let mean = noise.iter().map(|&v| v as f64).sum::<f64>() / noise.len() as f64;
-    let noise_power = noise.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / noise.len() as f64;
+    let noise_power = noise
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / noise.len() as f64;
     if noise_power <= 0.0 {
         return 0.0;
     }
@@ -65,7 +73,7 @@ pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_
     let start = (300.0 * fs) as usize;
     let segment = (120.0 * fs) as usize;
     for (i, s) in signal.iter_mut().enumerate().skip(start) {
-        if ((i - start) / segment) % 2 == 0 {
+        if ((i - start) / segment).is_multiple_of(2) {
             *s += (gain * (noise[i % noise.len()] as f64 - mean)) as f32;
         }
     }
@@ -85,7 +93,9 @@ mod tests {
         for &b in &beats {
             signal[b as usize] = 2.0; // p-p amplitude 2 mV → S = 0.5
         }
-        let noise: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let noise: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
         let clean = signal.clone();
         let gain = add_noise(&mut signal, &noise, &beats, fs, 6.0);
         let want = (0.5 / 10f64.powf(0.6)).sqrt();

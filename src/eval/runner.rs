@@ -34,10 +34,17 @@ impl LeadChoice {
             LeadChoice::Channel(c) if *c < header.signals.len() => Ok(*c),
             LeadChoice::Channel(c) => Err(WfdbError::invalid(
                 header_path,
-                format!("channel {c} does not exist: the record has {} signals ({})", header.signals.len(), names()),
+                format!(
+                    "channel {c} does not exist: the record has {} signals ({})",
+                    header.signals.len(),
+                    names()
+                ),
             )),
             LeadChoice::Lead(name) => header.channel_of(name).ok_or_else(|| {
-                WfdbError::invalid(header_path, format!("no lead named {name:?}; the record has {}", names()))
+                WfdbError::invalid(
+                    header_path,
+                    format!("no lead named {name:?}; the record has {}", names()),
+                )
             }),
         }
     }
@@ -161,7 +168,11 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         .map_err(|e| EvalError::Dsp(record.header_path.display().to_string(), e))?;
     let detections: Vec<u64> = beats.iter().map(|b| b.sample).collect();
     let cmp = compare_detections(&reference, &detections, &excluded, fs);
-    let ms: Vec<f64> = cmp.offsets.iter().map(|&o| o as f64 * 1000.0 / fs).collect();
+    let ms: Vec<f64> = cmp
+        .offsets
+        .iter()
+        .map(|&o| o as f64 * 1000.0 / fs)
+        .collect();
     let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
     let sd = (ms.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / ms.len().max(1) as f64).sqrt();
     let latencies: Vec<f64> = beats

@@ -13,9 +13,9 @@ const AUX: u8 = 63;
 
 /// Annotation symbols by code (WFDB's `ecgcodes.h`); index = code.
 const SYMBOLS: [&str; 42] = [
-    " ", "N", "L", "R", "a", "V", "F", "J", "A", "S", "E", "j", "/", "Q", "~", "[15]", "|",
-    "[17]", "s", "T", "*", "D", "\"", "=", "p", "B", "^", "t", "+", "u", "?", "!", "[", "]", "e",
-    "n", "@", "x", "f", "(", ")", "r",
+    " ", "N", "L", "R", "a", "V", "F", "J", "A", "S", "E", "j", "/", "Q", "~", "[15]", "|", "[17]",
+    "s", "T", "*", "D", "\"", "=", "p", "B", "^", "t", "+", "u", "?", "!", "[", "]", "e", "n", "@",
+    "x", "f", "(", ")", "r",
 ];
 
 /// An annotation code (1..=49), with its symbol and beat classification.
@@ -66,9 +66,8 @@ pub struct Annotation {
 /// Reads and decodes an MIT-format annotation file.
 pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>, WfdbError> {
     let bytes = read_file(path)?;
-    parse_annotations(&bytes).map_err(|(offset, msg)| {
-        WfdbError::invalid(path, format!("byte {offset}: {msg}"))
-    })
+    parse_annotations(&bytes)
+        .map_err(|(offset, msg)| WfdbError::invalid(path, format!("byte {offset}: {msg}")))
 }
 
 pub(crate) fn parse_annotations(bytes: &[u8]) -> Result<Vec<Annotation>, (usize, String)> {
@@ -99,10 +98,9 @@ pub(crate) fn parse_annotations(bytes: &[u8]) -> Result<Vec<Annotation>, (usize,
                     .ok_or((at, format!("SKIP of {skip} samples moves time before 0")))?;
             }
             NUM | SUB | CHN | AUX => {
-                let last = out.last_mut().ok_or((
-                    at,
-                    format!("pseudo-code {code} before any annotation"),
-                ))?;
+                let last = out
+                    .last_mut()
+                    .ok_or((at, format!("pseudo-code {code} before any annotation")))?;
                 match code {
                     NUM => {
                         num = data as i16 as i8;
@@ -171,7 +169,10 @@ mod tests {
         assert_eq!((a[0].sample, a[0].code.symbol()), (18, "+"));
         assert_eq!(a[0].aux.as_deref(), Some("(N"));
         assert_eq!((a[1].sample, a[1].subtype, a[1].chan), (118, 2, 1));
-        assert_eq!((a[2].sample, a[2].code.symbol(), a[2].chan, a[2].num), (70120, "V", 1, 3));
+        assert_eq!(
+            (a[2].sample, a[2].code.symbol(), a[2].chan, a[2].num),
+            (70120, "V", 1, 3)
+        );
         assert!(a[1].code.is_beat() && !a[0].code.is_beat());
         assert_eq!(a[2].code.aami_class(), Some('V'));
     }
@@ -187,7 +188,17 @@ mod tests {
         b.extend(w(63, 40));
         b.extend(b"ab");
         assert!(parse_annotations(&b).unwrap_err().1.contains("AUX"));
-        assert!(parse_annotations(&w(61, 1)).unwrap_err().1.contains("before any"));
-        assert!(parse_annotations(&w(55, 1)).unwrap_err().1.contains("invalid annotation code"));
+        assert!(
+            parse_annotations(&w(61, 1))
+                .unwrap_err()
+                .1
+                .contains("before any")
+        );
+        assert!(
+            parse_annotations(&w(55, 1))
+                .unwrap_err()
+                .1
+                .contains("invalid annotation code")
+        );
     }
 }

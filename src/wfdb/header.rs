@@ -79,7 +79,10 @@ pub fn parse_header(path: &Path, text: &str) -> Result<Header, WfdbError> {
         None => return Err(err(n, "missing number of signals".into())),
     };
     if nsig > 64 {
-        return Err(err(n, format!("{nsig} signals is more than the 64 supported")));
+        return Err(err(
+            n,
+            format!("{nsig} signals is more than the 64 supported"),
+        ));
     }
     let fs = match fields.get(2) {
         Some(f) => {
@@ -135,7 +138,10 @@ fn parse_signal_line(line: &str) -> Result<SignalSpec, String> {
         ),
         None => (fmt_field, 0),
     };
-    let fmt_digits: String = fmt_head.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let fmt_digits: String = fmt_head
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     let format: u32 = fmt_digits
         .parse()
         .map_err(|_| format!("format {fmt_field:?} is not a number"))?;
@@ -245,7 +251,10 @@ mod tests {
         .unwrap();
         assert_eq!(h.signals[0].gain, 200.0);
         let s = &h.signals[1];
-        assert_eq!((s.format, s.byte_offset, s.gain, s.baseline), (16, 24, 100.0, -5));
+        assert_eq!(
+            (s.format, s.byte_offset, s.gain, s.baseline),
+            (16, 24, 100.0, -5)
+        );
         assert_eq!((s.units.as_str(), s.adc_zero), ("uV", 3));
         assert_eq!(s.description, "noise 2");
     }
@@ -257,14 +266,22 @@ mod tests {
             ("100 x 360", "number of signals"),
             ("100 2 abc 10", "sampling frequency"),
             ("100 2 -360 10", "must be positive"),
-            ("100 2 360 10\n100.dat 212 200 11 1024 995 -22131 0 MLII\n", "only 1 signal lines"),
+            (
+                "100 2 360 10\n100.dat 212 200 11 1024 995 -22131 0 MLII\n",
+                "only 1 signal lines",
+            ),
             ("100 1 360 10\n100.dat x212 200\n", "format"),
             ("100 1 360 10\n100.dat 212 abc\n", "gain"),
             ("100 1 360 10\n100.dat 212 200 11 zero\n", "ADC zero"),
         ];
         for (text, expect) in cases {
-            let e = parse_header(Path::new("rec.hea"), text).unwrap_err().to_string();
-            assert!(e.contains("rec.hea") && e.contains(expect), "{text:?} gave {e}");
+            let e = parse_header(Path::new("rec.hea"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("rec.hea") && e.contains(expect),
+                "{text:?} gave {e}"
+            );
         }
     }
 }

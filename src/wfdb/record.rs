@@ -90,7 +90,10 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
         let body = bytes.get(offset..).ok_or_else(|| {
             WfdbError::invalid(
                 &data_path,
-                format!("file is {} bytes, shorter than its byte offset {offset}", bytes.len()),
+                format!(
+                    "file is {} bytes, shorter than its byte offset {offset}",
+                    bytes.len()
+                ),
             )
         })?;
         let nsig = members.len();
@@ -101,7 +104,9 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
                 if n > available {
                     return Err(WfdbError::invalid(
                         &data_path,
-                        format!("truncated: header declares {n} samples per signal, file holds {available}"),
+                        format!(
+                            "truncated: header declares {n} samples per signal, file holds {available}"
+                        ),
                     ));
                 }
                 n
@@ -126,7 +131,10 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
         {
             return Err(WfdbError::invalid(
                 &header_path,
-                format!("signal {i} ({}): first sample is {got}, header says {expected}; the signal file is corrupt or not in format {}", spec.description, spec.format),
+                format!(
+                    "signal {i} ({}): first sample is {got}, header says {expected}; the signal file is corrupt or not in format {}",
+                    spec.description, spec.format
+                ),
             ));
         }
         if let Some(expected) = spec.checksum {
@@ -134,7 +142,10 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
             if sum != expected && header.samples.is_some() {
                 return Err(WfdbError::invalid(
                     &header_path,
-                    format!("signal {i} ({}): checksum is {sum}, header says {expected}; the signal file is corrupt", spec.description),
+                    format!(
+                        "signal {i} ({}): checksum is {sum}, header says {expected}; the signal file is corrupt",
+                        spec.description
+                    ),
                 ));
             }
         }

@@ -56,12 +56,18 @@ mod tests {
         let got = decode_212(&[0x23, 0xf1, 0xff, 0x00, 0x08, 0x00], 4).unwrap();
         assert_eq!(got, vec![0x123, -1, -2048, 0]);
         assert_eq!(decode_212(&[0x23, 0xf1, 0xff], 3), None);
-        assert_eq!(decode_212(&[0x23, 0xf1, 0xff, 0x05, 0x00], 3).unwrap()[2], 5);
+        assert_eq!(
+            decode_212(&[0x23, 0xf1, 0xff, 0x05, 0x00], 3).unwrap()[2],
+            5
+        );
     }
 
     #[test]
     fn format_16_is_little_endian_signed() {
-        assert_eq!(decode_16(&[0x01, 0x00, 0xff, 0xff, 0x00, 0x80], 3).unwrap(), vec![1, -1, -32768]);
+        assert_eq!(
+            decode_16(&[0x01, 0x00, 0xff, 0xff, 0x00, 0x80], 3).unwrap(),
+            vec![1, -1, -32768]
+        );
         assert_eq!(decode_16(&[0x01], 1), None);
     }
 

@@ -18,7 +18,10 @@ pub fn write_record_16(
     for i in 0..len {
         for sig in samples {
             let v = i16::try_from(sig[i]).map_err(|_| {
-                WfdbError::invalid(&dir.join(&dat_name), format!("sample {} does not fit format 16", sig[i]))
+                WfdbError::invalid(
+                    &dir.join(&dat_name),
+                    format!("sample {} does not fit format 16", sig[i]),
+                )
             })?;
             dat.extend(v.to_le_bytes());
         }
@@ -53,9 +56,10 @@ pub fn write_annotations(path: &Path, annotations: &[Annotation]) -> Result<(), 
     };
     let (mut time, mut chan, mut num) = (0u64, 0u8, 0i8);
     for a in annotations {
-        let delta = a.sample.checked_sub(time).ok_or_else(|| {
-            WfdbError::invalid(path, "annotations are not in time order")
-        })?;
+        let delta = a
+            .sample
+            .checked_sub(time)
+            .ok_or_else(|| WfdbError::invalid(path, "annotations are not in time order"))?;
         if delta > 1023 {
             word(&mut out, 59, 0);
             let d = u32::try_from(delta).map_err(|_| WfdbError::invalid(path, "gap too long"))?;
@@ -100,16 +104,42 @@ mod tests {
     #[test]
     fn annotations_round_trip() {
         let anns = vec![
-            Annotation { sample: 5, code: AnnotationCode(28), subtype: 0, chan: 0, num: 0, aux: Some("(AFIB".into()) },
-            Annotation { sample: 400, code: AnnotationCode(1), subtype: 1, chan: 1, num: 2, aux: None },
-            Annotation { sample: 90_000, code: AnnotationCode(5), subtype: 0, chan: 1, num: 2, aux: None },
+            Annotation {
+                sample: 5,
+                code: AnnotationCode(28),
+                subtype: 0,
+                chan: 0,
+                num: 0,
+                aux: Some("(AFIB".into()),
+            },
+            Annotation {
+                sample: 400,
+                code: AnnotationCode(1),
+                subtype: 1,
+                chan: 1,
+                num: 2,
+                aux: None,
+            },
+            Annotation {
+                sample: 90_000,
+                code: AnnotationCode(5),
+                subtype: 0,
+                chan: 1,
+                num: 2,
+                aux: None,
+            },
         ];
         let dir = std::env::temp_dir().join(format!("holterd-ann-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("x.atr");
         write_annotations(&p, &anns).unwrap();
         assert_eq!(read_annotations(&p).unwrap(), anns);
-        assert_eq!(parse_annotations(&std::fs::read(&p).unwrap()).unwrap().len(), 3);
+        assert_eq!(
+            parse_annotations(&std::fs::read(&p).unwrap())
+                .unwrap()
+                .len(),
+            3
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
