@@ -111,6 +111,8 @@ pub struct BeatExtractor {
     pending: VecDeque<PendingBeat>,
     /// (R peak, RR interval) of recent beats, input-rate samples.
     rr_history: VecDeque<(u64, u64)>,
+    /// Scratch space for the median RR.
+    rr_sorted: Vec<u64>,
     last_r: Option<u64>,
     scratch: Vec<f32>,
     /// Working-rate samples searched for the R peak before the energy peak.
@@ -150,6 +152,7 @@ impl BeatExtractor {
             ring: vec![0.0; ring_len].into_boxed_slice(),
             pending: VecDeque::with_capacity(16),
             rr_history: VecDeque::with_capacity(64),
+            rr_sorted: Vec::with_capacity(64),
             last_r: None,
             scratch: Vec::with_capacity(scratch_len),
             r_search: (R_SEARCH_S * working).round() as u64,
@@ -179,6 +182,7 @@ impl BeatExtractor {
             + self.scratch.capacity() * 4
             + self.pending.capacity() * std::mem::size_of::<PendingBeat>()
             + self.rr_history.capacity() * 16
+            + self.rr_sorted.capacity() * 8
             + self.detector.heap_bytes()
     }
 
@@ -355,18 +359,16 @@ impl BeatExtractor {
     }
 
     /// Output samples of the beat window: 1.2 × median RR of the recent context, capped at 187.
-    fn median_window_out(&self) -> usize {
-        let mut rrs: Vec<u64> = self.rr_history.iter().map(|&(_, rr)| rr).collect();
-        let median = if rrs.is_empty() {
-            self.config.fs
-        } else {
-            rrs.sort_unstable();
-            let m = rrs.len() / 2;
-            if rrs.len() % 2 == 1 {
-                rrs[m] as f64
-            } else {
-                (rrs[m - 1] + rrs[m]) as f64 / 2.0
-            }
+    fn median_window_out(&mut self) -> usize {
+        self.rr_sorted.clear();
+        self.rr_sorted.extend(self.rr_history.iter().map(|&(_, rr)| rr));
+        self.rr_sorted.sort_unstable();
+        let rrs = &self.rr_sorted;
+        let m = rrs.len() / 2;
+        let median = match rrs.len() {
+            0 => self.config.fs,
+            n if n % 2 == 1 => rrs[m] as f64,
+            _ => (rrs[m - 1] + rrs[m]) as f64 / 2.0,
         };
         let out = (WINDOW_RR * median * BEAT_RATE_HZ / self.config.fs).round() as usize;
         out.clamp(1, BEAT_LEN)

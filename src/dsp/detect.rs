@@ -84,6 +84,8 @@ pub struct QrsDetector {
     rr: [f32; LEVELS],
     level_pos: (usize, usize, usize),
     threshold: f32,
+    qrs_median: f32,
+    noise_median: f32,
     rr_median: f32,
     candidates: VecDeque<Peak>,
     searchback_armed: bool,
@@ -121,6 +123,8 @@ impl QrsDetector {
             rr: [0.0; LEVELS],
             level_pos: (0, 0, 0),
             threshold: f32::INFINITY,
+            qrs_median: 0.0,
+            noise_median: 0.0,
             rr_median: 0.0,
             candidates: VecDeque::with_capacity(MAX_CANDIDATES),
             searchback_armed: false,
@@ -234,7 +238,7 @@ impl QrsDetector {
         self.qrs_levels = [top; LEVELS];
         self.noise_levels = [0.0; LEVELS];
         self.rr = [self.default_rr as f32; LEVELS];
-        self.update_levels();
+        self.update_levels(true, true, true);
         for p in peaks {
             if let Some(q) = self.pending
                 && p.at - q.at >= self.pre_blank
@@ -330,12 +334,12 @@ impl QrsDetector {
     /// by a quarter every median RR interval, down to four times the noise level, and
     /// lets search-back look again at the peaks it had rejected.
     fn decay(&mut self, n: u64) {
-        let noise = median(&self.noise_levels);
-        if median(&self.qrs_levels) > 4.0 * noise {
+        let noise = self.noise_median;
+        if self.qrs_median > 4.0 * noise {
             for l in &mut self.qrs_levels {
                 *l = (*l * DECAY).max(4.0 * noise);
             }
-            self.update_levels();
+            self.update_levels(true, false, false);
             self.searchback_armed = !self.candidates.is_empty();
         }
         self.decay_at = n + self.rr_median.max(1.0) as u64;
@@ -345,7 +349,7 @@ impl QrsDetector {
         let i = self.level_pos.1;
         self.noise_levels[i] = p.height;
         self.level_pos.1 = (i + 1) % LEVELS;
-        self.update_levels();
+        self.update_levels(false, true, false);
         if self.last_qrs.is_some_and(|last| p.at > last.at) {
             if self.candidates.len() == MAX_CANDIDATES {
                 self.candidates.pop_front();
@@ -364,7 +368,7 @@ impl QrsDetector {
         let i = self.level_pos.0;
         self.qrs_levels[i] = q.height;
         self.level_pos.0 = (i + 1) % LEVELS;
-        self.update_levels();
+        self.update_levels(true, false, true);
         self.last_qrs = Some(q);
         self.decay_at = q.at + (DECAY_AFTER_RR * self.rr_median) as u64 + 1;
         self.candidates.retain(|c| c.at > q.at);
@@ -375,11 +379,19 @@ impl QrsDetector {
         });
     }
 
-    fn update_levels(&mut self) {
-        let qrs = median(&self.qrs_levels);
-        let noise = median(&self.noise_levels);
-        self.threshold = noise + THRESHOLD_COEFF * (qrs - noise).max(0.0);
-        self.rr_median = median(&self.rr);
+    /// Recomputes the medians whose buffers changed, then the threshold.
+    fn update_levels(&mut self, qrs: bool, noise: bool, rr: bool) {
+        if qrs {
+            self.qrs_median = median(&self.qrs_levels);
+        }
+        if noise {
+            self.noise_median = median(&self.noise_levels);
+        }
+        if rr {
+            self.rr_median = median(&self.rr);
+        }
+        self.threshold =
+            self.noise_median + THRESHOLD_COEFF * (self.qrs_median - self.noise_median).max(0.0);
     }
 }
 

@@ -182,18 +182,17 @@ impl QualityMonitor {
             } else if let [x1] = seg {
                 self.prev = [*x1, self.prev[0]];
             }
+            // Branch-free run length of identical values; long runs are rare.
+            let (mut value, mut len) = (self.run_value, self.run_len);
             for &x in seg {
-                if x == self.run_value {
-                    self.run_len += 1;
-                    if self.run_len >= self.clip_run {
-                        b.long_run_hi = b.long_run_hi.max(x);
-                        b.long_run_lo = b.long_run_lo.min(x);
-                    }
-                } else {
-                    self.run_value = x;
-                    self.run_len = 1;
+                len = len * u32::from(x == value) + 1;
+                value = x;
+                if len >= self.clip_run {
+                    b.long_run_hi = b.long_run_hi.max(x);
+                    b.long_run_lo = b.long_run_lo.min(x);
                 }
             }
+            (self.run_value, self.run_len) = (value, len);
             i += take;
             if end - self.current_start >= self.block_len {
                 self.history[self.next_slot] =
