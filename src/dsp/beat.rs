@@ -143,7 +143,7 @@ impl BeatExtractor {
         Ok(BeatExtractor {
             filters,
             detector: QrsDetector::new(working, 0),
-            quality: QualityMonitor::new(fs),
+            quality: QualityMonitor::new(fs, decimation),
             resampler,
             decimation,
             next: 0,
@@ -183,6 +183,7 @@ impl BeatExtractor {
             + self.pending.capacity() * std::mem::size_of::<PendingBeat>()
             + self.rr_history.capacity() * 16
             + self.rr_sorted.capacity() * 8
+            + self.quality.heap_bytes()
             + self.detector.heap_bytes()
     }
 

@@ -13,8 +13,13 @@ const LEAD_OFF_PP_MV: f32 = 15.0;
 /// Identical consecutive samples at the block's extreme for this long (s) are clipping.
 const CLIP_RUN_S: f64 = 0.03;
 /// Mean |second difference| of the raw signal (scaled to 360 Hz) over the
-/// beat-signal peak-to-peak amplitude above this is heavy noise.
+/// beat-signal peak-to-peak amplitude above this is heavy broadband noise.
 const NOISE_RATIO: f32 = 0.12;
+/// Median |slope| of the beat signal (mV/s) over its peak-to-peak amplitude
+/// (mV) above this is heavy in-band noise: clean ECG is nearly flat between
+/// QRS complexes, so its median slope is small (99 % of clean MIT-BIH blocks
+/// are under 5.1 /s).
+const SLOPE_RATIO: f32 = 8.0;
 
 /// Signal quality of a stretch of ECG, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -81,7 +86,7 @@ impl BlockStats {
         len: 0,
     };
 
-    fn verdict(&self, hf_scale: f32) -> Quality {
+    fn verdict(&self, hf_scale: f32, median_slope: f32) -> Quality {
         if self.invalid || self.raw_max - self.raw_min > LEAD_OFF_PP_MV {
             return Quality::LeadOff;
         }
@@ -93,7 +98,7 @@ impl BlockStats {
         if self.long_run_hi >= self.raw_max - eps || self.long_run_lo <= self.raw_min + eps {
             return Quality::Clipped;
         }
-        if self.noise_ratio(hf_scale) > NOISE_RATIO {
+        if self.noise_ratio(hf_scale) > NOISE_RATIO || median_slope > SLOPE_RATIO * beat_pp {
             return Quality::Noisy;
         }
         Quality::Good
@@ -122,14 +127,18 @@ pub struct QualityMonitor {
     prev: [f32; 2],
     run_value: f32,
     run_len: u32,
+    /// |slope| of the beat signal at each working-rate sample of the current block, mV/s.
+    slopes: Vec<f32>,
+    prev_beat: f32,
+    working_rate: f32,
     /// Sample ranges `start..end` and verdicts of the last completed blocks (a ring).
     history: [(u64, u64, Quality); HISTORY],
     next_slot: usize,
 }
 
 impl QualityMonitor {
-    /// A monitor for sampling rate `fs`.
-    pub fn new(fs: f64) -> Self {
+    /// A monitor for input rate `fs` and a beat signal decimated by `decimation`.
+    pub fn new(fs: f64, decimation: u64) -> Self {
         QualityMonitor {
             block_len: fs.round().max(1.0) as u64,
             clip_run: (CLIP_RUN_S * fs).round().max(3.0) as u32,
@@ -139,6 +148,9 @@ impl QualityMonitor {
             prev: [0.0; 2],
             run_value: f32::NAN,
             run_len: 0,
+            slopes: Vec::with_capacity(fs.round() as usize / decimation as usize + 2),
+            prev_beat: 0.0,
+            working_rate: (fs / decimation as f64) as f32,
             history: [(0, 0, Quality::Good); HISTORY],
             next_slot: 0,
         }
@@ -169,6 +181,13 @@ impl QualityMonitor {
             b.raw_max = b.raw_max.max(hi);
             let beats = (n.div_ceil(decimation) - beat_base) as usize
                 ..(end.div_ceil(decimation) - beat_base) as usize;
+            let mut prev = self.prev_beat;
+            self.slopes.extend(beat[beats.clone()].iter().map(|&y| {
+                let d = (y - prev).abs() * self.working_rate;
+                prev = y;
+                d
+            }));
+            self.prev_beat = prev;
             let (lo, hi) = min_max(&beat[beats]);
             b.beat_min = b.beat_min.min(lo);
             b.beat_max = b.beat_max.max(hi);
@@ -195,13 +214,26 @@ impl QualityMonitor {
             (self.run_value, self.run_len) = (value, len);
             i += take;
             if end - self.current_start >= self.block_len {
-                self.history[self.next_slot] =
-                    (self.current_start, end, self.current.verdict(self.hf_scale));
+                let median_slope = match self.slopes.len() {
+                    0 => 0.0,
+                    len => *self.slopes.select_nth_unstable_by(len / 2, f32::total_cmp).1,
+                };
+                self.slopes.clear();
+                self.history[self.next_slot] = (
+                    self.current_start,
+                    end,
+                    self.current.verdict(self.hf_scale, median_slope),
+                );
                 self.next_slot = (self.next_slot + 1) % HISTORY;
                 self.current = BlockStats::EMPTY;
                 self.current_start = end;
             }
         }
+    }
+
+    /// Bytes of heap memory held.
+    pub fn heap_bytes(&self) -> usize {
+        self.slopes.capacity() * 4
     }
 
     /// Worst quality over samples `from..to`, judged from the remembered blocks

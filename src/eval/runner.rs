@@ -77,6 +77,8 @@ pub struct RecordResult {
     pub beats: usize,
     /// Beats flagged unreadable by the quality gate.
     pub unreadable: usize,
+    /// False detections among them: how much of the FP count the gate caught.
+    pub fp_unreadable: usize,
     /// Mean time from R peak to beat emission, seconds.
     pub latency_mean_s: f64,
     /// Longest time from R peak to beat emission, seconds.
@@ -184,6 +186,15 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         score: cmp.score,
         beats: beats.len(),
         unreadable: beats.iter().filter(|b| !b.quality.is_readable()).count(),
+        fp_unreadable: cmp
+            .false_detections
+            .iter()
+            .filter(|&&s| {
+                beats
+                    .binary_search_by_key(&s, |b| b.sample)
+                    .is_ok_and(|i| !beats[i].quality.is_readable())
+            })
+            .count(),
         latency_mean_s: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
         latency_max_s: latencies.iter().copied().fold(0.0, f64::max),
         offset_mean_ms: mean,
