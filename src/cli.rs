@@ -110,6 +110,9 @@ struct EvalDetectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also score ventricular flutter/fibrillation episodes, which EC57 leaves out.
+    #[arg(long)]
+    score_vf: bool,
     /// List the sample index of every missed beat and false detection.
     #[arg(long, conflicts_with = "json")]
     errors: bool,
@@ -255,6 +258,7 @@ fn eval_detect(a: EvalDetectArgs) -> Result<()> {
             .unwrap_or_else(|| crate::data_dir().join("nstdb")),
         chunk: a.chunk.max(1),
         powerline_hz: a.lead.powerline.0,
+        score_vf: a.score_vf,
     };
     let mut results: Vec<RecordResult> = Vec::new();
     for name in selected_records(&db, &a.records)? {

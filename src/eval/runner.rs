@@ -63,6 +63,8 @@ pub struct DetectEvalOptions {
     pub chunk: usize,
     /// Powerline frequency to notch.
     pub powerline_hz: Option<f64>,
+    /// Also score ventricular flutter/fibrillation episodes (EC57 and `bxb` leave them out).
+    pub score_vf: bool,
 }
 
 /// The outcome for one record.
@@ -136,7 +138,7 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         .collect();
     let mut excluded = Vec::new();
     let mut vf_start = None;
-    for a in &annotations {
+    for a in annotations.iter().filter(|_| !opts.score_vf) {
         match a.code.symbol() {
             "[" => vf_start = Some(a.sample),
             "]" => {
