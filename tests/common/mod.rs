@@ -1,0 +1,125 @@
+//! Helpers shared by the integration tests: the fixture records, a
+//! deterministic pseudo-random generator and a beat matcher.
+
+#![allow(dead_code)]
+
+use holterd::dsp::{Beat, BeatExtractor, ExtractorConfig};
+use holterd::eval::LeadChoice;
+use holterd::wfdb;
+use std::path::PathBuf;
+
+/// The fixture records in `tests/fixtures` (see its README).
+pub const FIXTURES: [&str; 3] = ["100_0", "119_180", "208_540"];
+
+/// Path of a fixture record, without extension.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+/// A fixture's default lead (MLII) in mV, its sampling rate and its reference beats.
+pub struct Fixture {
+    pub name: &'static str,
+    pub fs: f64,
+    pub signal: Vec<f32>,
+    pub reference: Vec<u64>,
+}
+
+pub fn load(name: &'static str) -> Fixture {
+    let path = fixture(name);
+    let record = wfdb::read_record(&path).unwrap();
+    let channel = LeadChoice::Default
+        .channel(&record.header, &record.header_path)
+        .unwrap();
+    assert_eq!(record.header.signals[channel].description, "MLII");
+    let reference = wfdb::read_annotations(&path.with_extension("atr"))
+        .unwrap()
+        .iter()
+        .filter(|a| a.code.is_beat())
+        .map(|a| a.sample)
+        .collect();
+    Fixture {
+        name,
+        fs: record.header.fs,
+        signal: record.physical(channel),
+        reference,
+    }
+}
+
+/// Runs `signal` through a new extractor (default configuration at `fs`) in chunks of `chunk`.
+pub fn extract(fs: f64, signal: &[f32], chunk: usize) -> Vec<Beat> {
+    BeatExtractor::extract_all(ExtractorConfig::new(fs), signal, chunk).unwrap()
+}
+
+/// A small linear congruential generator (Knuth's MMIX constants): deterministic
+/// pseudo-random numbers without a dependency.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        self.next_u32() as f64 / (1u64 << 31) as f64
+    }
+
+    /// Uniform integer in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u32() as usize) % (hi - lo + 1)
+    }
+}
+
+/// Outcome of matching detections against reference beats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub tp: usize,
+    pub fn_: usize,
+    pub fp: usize,
+}
+
+impl Match {
+    pub fn se(&self) -> f64 {
+        100.0 * self.tp as f64 / (self.tp + self.fn_).max(1) as f64
+    }
+    pub fn ppv(&self) -> f64 {
+        100.0 * self.tp as f64 / (self.tp + self.fp).max(1) as f64
+    }
+}
+
+/// Matches sorted `detections` to sorted `reference` beats: each reference beat
+/// takes the nearest unused detection within `tol` samples. Only reference beats
+/// and detections in `from..to` are counted.
+pub fn match_beats(reference: &[u64], detections: &[u64], tol: u64, from: u64, to: u64) -> Match {
+    let inside = |s: u64| (from..to).contains(&s);
+    let mut used = vec![false; detections.len()];
+    let (mut tp, mut fn_) = (0, 0);
+    for &r in reference.iter().filter(|&&r| inside(r)) {
+        let best = detections
+            .iter()
+            .enumerate()
+            .filter(|&(k, &d)| !used[k] && d.abs_diff(r) <= tol)
+            .min_by_key(|&(_, &d)| d.abs_diff(r))
+            .map(|(k, _)| k);
+        match best {
+            Some(k) => {
+                used[k] = true;
+                tp += 1;
+            }
+            None => fn_ += 1,
+        }
+    }
+    let fp = detections
+        .iter()
+        .zip(&used)
+        .filter(|&(&d, &u)| !u && inside(d))
+        .count();
+    Match { tp, fn_, fp }
+}
