@@ -383,7 +383,6 @@ fn clipped_stretch_is_flagged_clipped() {
 }
 
 #[test]
-#[ignore = "bug: a beat's quality ignores the 1 s quality block holding its R peak when that block ends after the beat is emitted"]
 fn clipped_r_peak_late_in_a_block_is_flagged() {
     // 208_540 clamped as above: the beat at sample 24841 sits on a 44 ms flat top
     // at the clamp level, yet is flagged Good: its block (24840..25200) is not
@@ -410,7 +409,6 @@ fn clipped_r_peak_late_in_a_block_is_flagged() {
 }
 
 #[test]
-#[ignore = "bug: a beat's quality ignores the 1 s quality block holding its R peak when that block ends after the beat is emitted"]
 fn invalid_samples_inside_a_beat_are_never_readable() {
     // Bursts of 10 NaN samples (28 ms) every 7.37 s. A beat whose own span,
     // from 0.5 s before its R peak to 0.8 RR after it, holds invalid samples
@@ -575,7 +573,6 @@ fn lead_off_step_is_flagged() {
 }
 
 #[test]
-#[ignore = "bug: a lead-off step exactly at a 1 s quality-block boundary is not seen (peak-to-peak is judged within blocks only)"]
 fn lead_off_step_at_a_block_boundary_is_flagged() {
     // The step at sample 21600 = 60.000 s, where a quality block starts: the
     // beats at 21471, 21603, 21831 and 21944 all come out Good.

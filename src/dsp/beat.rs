@@ -78,6 +78,18 @@ pub struct Beat {
     pub emitted_at: u64,
     /// The beat: 187 values in [0, 1] at 125 Hz, starting at the R peak, zero-padded.
     pub values: [f32; BEAT_LEN],
+    /// Number of values before the zero padding (1.2 median RR at 125 Hz, at most 187).
+    pub len: usize,
+}
+
+/// One block of [`BeatExtractor::push`]'s work: input samples from index `base`,
+/// working-rate beat samples from index `work_base`.
+struct BlockView<'a> {
+    base: u64,
+    work_base: u64,
+    raw: &'a [f32],
+    invalid: Option<&'a [bool]>,
+    beat: &'a [f32],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -229,13 +241,6 @@ impl BeatExtractor {
                 self.ring[(work_base as usize + i) & mask] = b;
             }
             self.written = work_base + w as u64;
-            self.quality.push_block(
-                base,
-                &raw[..len],
-                any_bad.then_some(&invalid[..len]),
-                k,
-                &beat[..w],
-            );
             self.detector
                 .energy(work_base, &detect[..w], &mut energy[..w]);
             // Input index of the first working-rate sample of this block.
@@ -260,11 +265,49 @@ impl BeatExtractor {
                 }
                 self.next = n + 1;
                 if self.next >= self.ready_at {
+                    // The quality monitor sees exactly the samples that have arrived.
+                    let block = BlockView {
+                        base,
+                        work_base,
+                        raw: &raw[..len],
+                        invalid: any_bad.then_some(&invalid[..len]),
+                        beat: &beat[..w],
+                    };
+                    self.feed_quality(&block, self.next);
                     self.emit_ready(out, false);
                 }
                 n += 1;
             }
+            let block = BlockView {
+                base,
+                work_base,
+                raw: &raw[..len],
+                invalid: any_bad.then_some(&invalid[..len]),
+                beat: &beat[..w],
+            };
+            self.feed_quality(&block, end);
         }
+    }
+
+    /// Feeds the quality monitor with the samples of `block` up to input index `upto`.
+    fn feed_quality(&mut self, block: &BlockView, upto: u64) {
+        let from = self.quality.fed();
+        if upto <= from {
+            return;
+        }
+        let k = self.decimation;
+        let (a, b) = ((from - block.base) as usize, (upto - block.base) as usize);
+        let (wa, wb) = (
+            (from.div_ceil(k) - block.work_base) as usize,
+            (upto.div_ceil(k) - block.work_base) as usize,
+        );
+        self.quality.push_block(
+            from,
+            &block.raw[a..b],
+            block.invalid.map(|v| &v[a..b]),
+            k,
+            &block.beat[wa..wb],
+        );
     }
 
     /// Ends the stream: emits every pending beat with the samples available.
@@ -362,7 +405,8 @@ impl BeatExtractor {
     /// Output samples of the beat window: 1.2 × median RR of the recent context, capped at 187.
     fn median_window_out(&mut self) -> usize {
         self.rr_sorted.clear();
-        self.rr_sorted.extend(self.rr_history.iter().map(|&(_, rr)| rr));
+        self.rr_sorted
+            .extend(self.rr_history.iter().map(|&(_, rr)| rr));
         self.rr_sorted.sort_unstable();
         let rrs = &self.rr_sorted;
         let m = rrs.len() / 2;
@@ -406,7 +450,6 @@ impl BeatExtractor {
         let mut quality = self.quality.quality_between(
             p.r.saturating_sub((QUALITY_LEAD_S * fs) as u64),
             p.r + (n_out as f64 * fs / BEAT_RATE_HZ) as u64,
-            self.next,
         );
         let (lo, hi) = values[..n_out]
             .iter()
@@ -432,6 +475,7 @@ impl BeatExtractor {
             searchback: p.searchback,
             emitted_at: self.next,
             values,
+            len: n_out,
         }
     }
 }

@@ -86,9 +86,15 @@ impl BlockStats {
         len: 0,
     };
 
-    fn verdict(&self, hf_scale: f32, median_slope: f32) -> Quality {
+    /// The block's verdict. An incomplete block is only judged on what a few
+    /// samples can show (invalid samples, lead-off jumps); flatness, clipping and
+    /// noise need the whole block.
+    fn verdict(&self, hf_scale: f32, median_slope: f32, complete: bool) -> Quality {
         if self.invalid || self.raw_max - self.raw_min > LEAD_OFF_PP_MV {
             return Quality::LeadOff;
+        }
+        if !complete {
+            return Quality::Good;
         }
         let beat_pp = self.beat_max - self.beat_min;
         if beat_pp < FLAT_PP_MV {
@@ -181,14 +187,15 @@ impl QualityMonitor {
             b.raw_max = b.raw_max.max(hi);
             let beats = (n.div_ceil(decimation) - beat_base) as usize
                 ..(end.div_ceil(decimation) - beat_base) as usize;
-            let mut prev = self.prev_beat;
-            self.slopes.extend(beat[beats.clone()].iter().map(|&y| {
-                let d = (y - prev).abs() * self.working_rate;
-                prev = y;
-                d
-            }));
-            self.prev_beat = prev;
-            let (lo, hi) = min_max(&beat[beats]);
+            let seg_beat = &beat[beats];
+            if let (Some(&first), Some(&last)) = (seg_beat.first(), seg_beat.last()) {
+                let rate = self.working_rate;
+                self.slopes.push((first - self.prev_beat).abs() * rate);
+                self.slopes
+                    .extend(seg_beat.windows(2).map(|w| (w[1] - w[0]).abs() * rate));
+                self.prev_beat = last;
+            }
+            let (lo, hi) = min_max(seg_beat);
             b.beat_min = b.beat_min.min(lo);
             b.beat_max = b.beat_max.max(hi);
             if let Some(invalid) = invalid {
@@ -214,18 +221,17 @@ impl QualityMonitor {
             (self.run_value, self.run_len) = (value, len);
             i += take;
             if end - self.current_start >= self.block_len {
-                let median_slope = match self.slopes.len() {
-                    0 => 0.0,
-                    len => *self.slopes.select_nth_unstable_by(len / 2, f32::total_cmp).1,
-                };
+                let verdict = self.current_verdict(true);
                 self.slopes.clear();
-                self.history[self.next_slot] = (
-                    self.current_start,
-                    end,
-                    self.current.verdict(self.hf_scale, median_slope),
-                );
+                self.history[self.next_slot] = (self.current_start, end, verdict);
                 self.next_slot = (self.next_slot + 1) % HISTORY;
-                self.current = BlockStats::EMPTY;
+                // The new block starts from the last value, so a jump across the boundary counts.
+                let last = self.prev[0];
+                self.current = BlockStats {
+                    raw_min: last,
+                    raw_max: last,
+                    ..BlockStats::EMPTY
+                };
                 self.current_start = end;
             }
         }
@@ -236,16 +242,44 @@ impl QualityMonitor {
         self.slopes.capacity() * 4
     }
 
-    /// Worst quality over samples `from..to`, judged from the remembered blocks
-    /// that were complete when sample `now` arrived (so the answer does not
-    /// depend on how far ahead the monitor has been fed).
-    pub fn quality_between(&self, from: u64, to: u64, now: u64) -> Quality {
-        self.history
+    /// Index of the next input sample the monitor expects.
+    pub fn fed(&self) -> u64 {
+        self.current_start + self.current.len as u64
+    }
+
+    /// Verdict of the current block; `complete` when it is about to close.
+    fn current_verdict(&mut self, complete: bool) -> Quality {
+        let median_slope = match self.slopes.len() {
+            0 => 0.0,
+            len => {
+                *self
+                    .slopes
+                    .select_nth_unstable_by(len / 2, f32::total_cmp)
+                    .1
+            }
+        };
+        self.current.verdict(self.hf_scale, median_slope, complete)
+    }
+
+    /// Worst quality over input samples `from..to`, from the remembered blocks and
+    /// the current one (judged fully once it is half complete). The monitor must
+    /// have been fed exactly the samples that have arrived, so that the answer
+    /// does not depend on how the stream was chunked.
+    pub fn quality_between(&mut self, from: u64, to: u64) -> Quality {
+        let history = self
+            .history
             .iter()
-            .filter(|&&(start, end, _)| start < to && end > from && end <= now && end > start)
+            .filter(|&&(start, end, _)| start < to && end > from && end > start)
             .map(|&(_, _, q)| q)
             .max()
-            .unwrap_or(Quality::Good)
+            .unwrap_or(Quality::Good);
+        let current = if self.current.len > 0 && self.current_start < to && self.fed() > from {
+            let half = self.current.len as u64 * 2 >= self.block_len;
+            self.current_verdict(half)
+        } else {
+            Quality::Good
+        };
+        history.max(current)
     }
 }
 
