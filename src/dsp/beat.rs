@@ -35,7 +35,7 @@ const MAX_ABS_MV: f32 = 1000.0;
 /// Seconds before the R peak included in a beat's quality verdict.
 const QUALITY_LEAD_S: f64 = 0.5;
 /// Samples processed per stage in [`BeatExtractor::push`].
-const BLOCK: usize = 128;
+const BLOCK: usize = super::filter::MAX_BLOCK;
 
 /// Settings of one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,7 +195,6 @@ impl BeatExtractor {
             + self.pending.capacity() * std::mem::size_of::<PendingBeat>()
             + self.rr_history.capacity() * 16
             + self.rr_sorted.capacity() * 8
-            + self.quality.heap_bytes()
             + self.detector.heap_bytes()
     }
 

@@ -24,6 +24,9 @@ type Section = DirectForm2Transposed<f64>;
 /// Q values of the two sections of a 4th-order Butterworth filter.
 const Q_BUTTERWORTH_4: [f64; 2] = [0.541_196_100_146_197, 1.306_562_964_876_376_7];
 
+/// Input samples [`FilterBank::process_block`] works through at a time.
+pub const MAX_BLOCK: usize = 128;
+
 /// Lowest working rate, Hz: keeps a 60 Hz notch well inside Nyquist.
 const MIN_WORKING_RATE: f64 = 150.0;
 
@@ -150,26 +153,42 @@ impl FilterBank {
         beat: &mut [f32],
         detect: &mut [f32],
     ) -> WorkingSamples {
-        // Working on a local copy lets the compiler keep the filter state in registers.
+        let mut written = 0;
+        for (i, part) in x.chunks(MAX_BLOCK).enumerate() {
+            let at = start + (i * MAX_BLOCK) as u64;
+            written += self.process_short(at, part, &mut beat[written..], &mut detect[written..]);
+        }
+        written
+    }
+
+    /// [`process_block`](Self::process_block) for at most [`MAX_BLOCK`] samples.
+    fn process_short(
+        &mut self,
+        start: u64,
+        x: &[f32],
+        beat: &mut [f32],
+        detect: &mut [f32],
+    ) -> WorkingSamples {
+        // Two tight loops (input rate, then working rate) on a local copy, which
+        // lets the compiler keep the filter state in registers.
         let mut bank = *self;
         let k = self.decimation as usize;
-        let mut phase = (start % self.decimation) as usize;
+        let first = ((self.decimation - start % self.decimation) % self.decimation) as usize;
+        let mut aa = [0.0f64; MAX_BLOCK];
+        let n = x.len().min(MAX_BLOCK);
+        let [mut s0, mut s1] = bank.anti_alias;
+        for (a, &v) in aa[..n].iter_mut().zip(x) {
+            *a = s1.run(s0.run(v as f64));
+        }
+        bank.anti_alias = [s0, s1];
         let mut written = 0;
-        for &v in x {
-            let a = bank.anti_alias[0].run(v as f64);
-            let a = bank.anti_alias[1].run(a);
-            if phase == 0 {
-                let b = bank.notch.run(bank.baseline.run(a));
-                let d = bank.detect_hp.run(b);
-                let d = bank.detect_lp[0].run(d);
-                beat[written] = b as f32;
-                detect[written] = bank.detect_lp[1].run(d) as f32;
-                written += 1;
-            }
-            phase += 1;
-            if phase == k {
-                phase = 0;
-            }
+        for &a in aa[..n].iter().skip(first).step_by(k) {
+            let b = bank.notch.run(bank.baseline.run(a));
+            let d = bank.detect_hp.run(b);
+            let d = bank.detect_lp[0].run(d);
+            beat[written] = b as f32;
+            detect[written] = bank.detect_lp[1].run(d) as f32;
+            written += 1;
         }
         *self = bank;
         written

@@ -100,6 +100,9 @@ impl BlockStats {
         if beat_pp < FLAT_PP_MV {
             return Quality::Flat;
         }
+        // A long run of one value at an extreme of the block: saturation, at the
+        // peaks or (when the baseline is off the ADC's range) along the baseline.
+        // Real ECG, even quantised, is never bit-identical for 30 ms at its extremes.
         let eps = 1e-6 + (self.raw_max - self.raw_min) * 1e-3;
         if self.long_run_hi >= self.raw_max - eps || self.long_run_lo <= self.raw_min + eps {
             return Quality::Clipped;
@@ -133,8 +136,8 @@ pub struct QualityMonitor {
     prev: [f32; 2],
     run_value: f32,
     run_len: u32,
-    /// |slope| of the beat signal at each working-rate sample of the current block, mV/s.
-    slopes: Vec<f32>,
+    /// Histogram of the beat signal's |slope| over the current block.
+    slopes: SlopeHistogram,
     prev_beat: f32,
     working_rate: f32,
     /// Sample ranges `start..end` and verdicts of the last completed blocks (a ring).
@@ -154,7 +157,7 @@ impl QualityMonitor {
             prev: [0.0; 2],
             run_value: f32::NAN,
             run_len: 0,
-            slopes: Vec::with_capacity(fs.round() as usize / decimation as usize + 2),
+            slopes: SlopeHistogram::default(),
             prev_beat: 0.0,
             working_rate: (fs / decimation as f64) as f32,
             history: [(0, 0, Quality::Good); HISTORY],
@@ -190,9 +193,10 @@ impl QualityMonitor {
             let seg_beat = &beat[beats];
             if let (Some(&first), Some(&last)) = (seg_beat.first(), seg_beat.last()) {
                 let rate = self.working_rate;
-                self.slopes.push((first - self.prev_beat).abs() * rate);
-                self.slopes
-                    .extend(seg_beat.windows(2).map(|w| (w[1] - w[0]).abs() * rate));
+                self.slopes.add((first - self.prev_beat).abs() * rate);
+                for w in seg_beat.windows(2) {
+                    self.slopes.add((w[1] - w[0]).abs() * rate);
+                }
                 self.prev_beat = last;
             }
             let (lo, hi) = min_max(seg_beat);
@@ -237,28 +241,15 @@ impl QualityMonitor {
         }
     }
 
-    /// Bytes of heap memory held.
-    pub fn heap_bytes(&self) -> usize {
-        self.slopes.capacity() * 4
-    }
-
     /// Index of the next input sample the monitor expects.
     pub fn fed(&self) -> u64 {
         self.current_start + self.current.len as u64
     }
 
     /// Verdict of the current block; `complete` when it is about to close.
-    fn current_verdict(&mut self, complete: bool) -> Quality {
-        let median_slope = match self.slopes.len() {
-            0 => 0.0,
-            len => {
-                *self
-                    .slopes
-                    .select_nth_unstable_by(len / 2, f32::total_cmp)
-                    .1
-            }
-        };
-        self.current.verdict(self.hf_scale, median_slope, complete)
+    fn current_verdict(&self, complete: bool) -> Quality {
+        self.current
+            .verdict(self.hf_scale, self.slopes.median(), complete)
     }
 
     /// Worst quality over input samples `from..to`, from the remembered blocks and
@@ -280,6 +271,61 @@ impl QualityMonitor {
             Quality::Good
         };
         history.max(current)
+    }
+}
+
+/// Octaves covered by [`SlopeHistogram`]: 2^-6 to 2^14 mV/s.
+const SLOPE_OCTAVES: (i32, i32) = (-6, 14);
+/// Bins per octave.
+const SLOPE_BINS_PER_OCTAVE: usize = 4;
+const SLOPE_BINS: usize = (SLOPE_OCTAVES.1 - SLOPE_OCTAVES.0) as usize * SLOPE_BINS_PER_OCTAVE;
+
+/// A log-scale histogram (quarter-octave bins) of slopes, for a cheap median:
+/// an exact one would sort every block.
+#[derive(Debug, Clone)]
+struct SlopeHistogram {
+    counts: [u16; SLOPE_BINS],
+    total: u32,
+}
+
+impl Default for SlopeHistogram {
+    fn default() -> Self {
+        SlopeHistogram {
+            counts: [0; SLOPE_BINS],
+            total: 0,
+        }
+    }
+}
+
+impl SlopeHistogram {
+    /// Adds a non-negative value; the bin comes from the float's exponent and top mantissa bits.
+    #[inline]
+    fn add(&mut self, v: f32) {
+        let bits = v.to_bits();
+        let octave = ((bits >> 23) & 0xff) as i32 - 127;
+        let quarter = ((bits >> 21) & 3) as i32;
+        let bin = ((octave - SLOPE_OCTAVES.0) * SLOPE_BINS_PER_OCTAVE as i32 + quarter)
+            .clamp(0, SLOPE_BINS as i32 - 1) as usize;
+        self.counts[bin] = self.counts[bin].saturating_add(1);
+        self.total += 1;
+    }
+
+    /// The median, as the lower edge of the bin holding it (0 when empty).
+    fn median(&self) -> f32 {
+        let mut seen = 0;
+        for (bin, &c) in self.counts.iter().enumerate() {
+            seen += c as u32;
+            if seen * 2 > self.total {
+                let octave = (bin / SLOPE_BINS_PER_OCTAVE) as i32 + SLOPE_OCTAVES.0;
+                let quarter = (bin % SLOPE_BINS_PER_OCTAVE) as f32;
+                return 2f32.powi(octave) * (1.0 + quarter / SLOPE_BINS_PER_OCTAVE as f32);
+            }
+        }
+        0.0
+    }
+
+    fn clear(&mut self) {
+        *self = SlopeHistogram::default();
     }
 }
 
@@ -318,4 +364,115 @@ fn min_max(v: &[f32]) -> (f32, f32) {
         lo.iter().fold(f32::INFINITY, |a, &b| a.min(b)),
         hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FS: f64 = 360.0;
+
+    /// Feeds `raw` (with beat signal = raw, no decimation) and returns the verdict of
+    /// samples `from..to`.
+    fn judge(raw: &[f32], invalid: Option<&[bool]>, from: u64, to: u64) -> Quality {
+        let mut q = QualityMonitor::new(FS, 1);
+        q.push_block(0, raw, invalid, 1, raw);
+        q.quality_between(from, to)
+    }
+
+    /// A crude ECG: 1 mV spikes every 0.8 s on a slow 0.1 mV wave.
+    fn ecg(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let t = i as f32 / FS as f32;
+                let spike = if i % 288 < 8 {
+                    1.0 - (i % 288) as f32 / 8.0
+                } else {
+                    0.0
+                };
+                spike + 0.1 * (std::f32::consts::TAU * 1.2 * t).sin()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clean_signal_is_good() {
+        assert_eq!(judge(&ecg(3600), None, 0, 3600), Quality::Good);
+    }
+
+    #[test]
+    fn flat_line_is_flat() {
+        assert_eq!(judge(&[0.9; 3600], None, 0, 3600), Quality::Flat);
+    }
+
+    #[test]
+    fn saturated_tops_are_clipped() {
+        // Wide 1 mV triangles saturating at 0.4 mV: flat tops of about 65 ms.
+        let x: Vec<f32> = (0..3600)
+            .map(|i| {
+                let d = (i % 288) as f32;
+                (if d < 40.0 {
+                    1.0 - (d - 20.0).abs() / 20.0
+                } else {
+                    0.0
+                })
+                .min(0.4)
+            })
+            .collect();
+        assert_eq!(judge(&x, None, 0, 3600), Quality::Clipped);
+        // The same without saturation, on a baseline with a little noise like any real one, is not.
+        let y: Vec<f32> = (0..3600)
+            .map(|i| {
+                let d = (i % 288) as f32;
+                let noise = 0.005 * ((i * 7919 % 13) as f32 - 6.0) / 6.0;
+                noise
+                    + if d < 40.0 {
+                        1.0 - (d - 20.0).abs() / 20.0
+                    } else {
+                        0.0
+                    }
+            })
+            .collect();
+        assert_ne!(judge(&y, None, 0, 3600), Quality::Clipped);
+    }
+
+    #[test]
+    fn invalid_samples_and_jumps_are_lead_off_even_in_an_open_block() {
+        let x = ecg(3600);
+        let mut invalid = vec![false; 3600];
+        invalid[3500] = true;
+        assert_eq!(judge(&x, Some(&invalid), 3400, 3600), Quality::LeadOff);
+        let mut step = ecg(3600);
+        // A 20 mV step exactly on a block boundary.
+        for v in &mut step[1800..] {
+            *v += 20.0;
+        }
+        assert_eq!(judge(&step, None, 1700, 1900), Quality::LeadOff);
+        // Earlier blocks stay good.
+        assert_eq!(judge(&step, None, 0, 1000), Quality::Good);
+    }
+
+    #[test]
+    fn broadband_noise_is_noisy() {
+        let mut seed = 1u32;
+        let x: Vec<f32> = ecg(3600)
+            .iter()
+            .map(|v| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                v + 0.8 * ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5)
+            })
+            .collect();
+        assert_eq!(judge(&x, None, 0, 3600), Quality::Noisy);
+    }
+
+    #[test]
+    fn slope_histogram_median_is_within_a_quarter_octave() {
+        let mut h = SlopeHistogram::default();
+        for v in [0.0, 1.0, 3.0, 10.0, 100.0] {
+            h.add(v);
+        }
+        let m = h.median();
+        assert!(m <= 3.0 && m > 3.0 / 2f32.powf(0.25), "median {m}");
+        assert_eq!(SlopeHistogram::default().median(), 0.0);
+    }
 }
