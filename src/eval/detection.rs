@@ -64,6 +64,30 @@ pub struct Comparison {
     pub offsets: Vec<i64>,
 }
 
+/// Pairs sorted reference beats with sorted detections: each reference beat, in
+/// time order, takes the nearest detection within `tolerance` samples that no
+/// earlier beat took. Returns, per reference beat, the index of its detection.
+pub fn match_beats(reference: &[u64], detections: &[u64], tolerance: u64) -> Vec<Option<usize>> {
+    let mut used = vec![false; detections.len()];
+    let mut j = 0;
+    reference
+        .iter()
+        .map(|&r| {
+            while j < detections.len() && detections[j] + tolerance < r {
+                j += 1;
+            }
+            let best = (j..detections.len())
+                .take_while(|&k| detections[k] <= r + tolerance)
+                .filter(|&k| !used[k])
+                .min_by_key(|&k| detections[k].abs_diff(r));
+            if let Some(k) = best {
+                used[k] = true;
+            }
+            best
+        })
+        .collect()
+}
+
 /// Compares sorted `detections` with sorted `reference` beat samples at rate `fs`,
 /// ignoring the learning period and the `excluded` sample ranges (VF episodes).
 pub fn score_detections(
@@ -85,18 +109,12 @@ pub fn compare_detections(
     let tol = (MATCH_WINDOW_S * fs).round() as u64;
     let start = (LEARNING_PERIOD_S * fs).round() as u64;
     let scored = |s: u64| s >= start && !excluded.iter().any(|&(a, b)| s >= a && s <= b);
+    let scored_reference: Vec<u64> = reference.iter().copied().filter(|&r| scored(r)).collect();
+    let matches = match_beats(&scored_reference, detections, tol);
     let mut used = vec![false; detections.len()];
     let mut out = Comparison::default();
-    let mut j = 0;
-    for &r in reference.iter().filter(|&&r| scored(r)) {
-        while j < detections.len() && detections[j] + tol < r {
-            j += 1;
-        }
-        let best = (j..detections.len())
-            .take_while(|&k| detections[k] <= r + tol)
-            .filter(|&k| !used[k])
-            .min_by_key(|&k| detections[k].abs_diff(r));
-        match best {
+    for (&r, m) in scored_reference.iter().zip(&matches) {
+        match *m {
             Some(k) => {
                 used[k] = true;
                 out.offsets.push(detections[k] as i64 - r as i64);

@@ -6,6 +6,11 @@ mod detection;
 mod noise;
 mod runner;
 
-pub use detection::{Comparison, DetectionScore, compare_detections, score_detections};
+pub use detection::{
+    Comparison, DetectionScore, MATCH_WINDOW_S, compare_detections, match_beats, score_detections,
+};
 pub use noise::{NoiseKind, add_noise};
-pub use runner::{DetectEvalOptions, LeadChoice, RecordResult, eval_record, list_records};
+pub use runner::{
+    AnnotatedSignal, DetectEvalOptions, EvalError, LeadChoice, RecordResult, eval_record,
+    list_records, read_annotated,
+};

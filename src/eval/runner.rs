@@ -2,7 +2,7 @@
 
 use super::{DetectionScore, NoiseKind, add_noise, compare_detections};
 use crate::dsp::{BeatExtractor, DspError, ExtractorConfig};
-use crate::wfdb::{self, Header, WfdbError};
+use crate::wfdb::{self, Annotation, Header, WfdbError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -126,11 +126,59 @@ pub fn list_records(dir: &Path) -> Result<Vec<String>, WfdbError> {
     Ok(names)
 }
 
+/// One signal of a record, in mV, with the record's reference annotations.
+#[derive(Debug, Clone)]
+pub struct AnnotatedSignal {
+    /// Record name.
+    pub record: String,
+    /// Sampling rate, Hz.
+    pub fs: f64,
+    /// Index of the chosen signal in the record.
+    pub channel: usize,
+    /// Name of the chosen signal, e.g. `MLII`.
+    pub lead: String,
+    /// The signal, mV.
+    pub signal: Vec<f32>,
+    /// All annotations of `<record>.atr`.
+    pub annotations: Vec<Annotation>,
+}
+
+impl AnnotatedSignal {
+    /// Sample indices of the reference beats.
+    pub fn beat_samples(&self) -> Vec<u64> {
+        self.annotations
+            .iter()
+            .filter(|a| a.code.is_beat())
+            .map(|a| a.sample)
+            .collect()
+    }
+}
+
+/// Reads record `path` (without extension): the chosen signal and `path.atr`.
+pub fn read_annotated(path: &Path, lead: &LeadChoice) -> Result<AnnotatedSignal, WfdbError> {
+    let record = wfdb::read_record(path)?;
+    let channel = lead.channel(&record.header, &record.header_path)?;
+    let annotations = wfdb::read_annotations(&path.with_extension("atr"))?;
+    Ok(AnnotatedSignal {
+        record: record.header.record.clone(),
+        fs: record.header.fs,
+        channel,
+        lead: record.header.signals[channel].description.clone(),
+        signal: record.physical(channel),
+        annotations,
+    })
+}
+
 /// Streams record `path` (without extension) through the extractor and scores it against `path.atr`.
 pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult, EvalError> {
-    let record = wfdb::read_record(path)?;
-    let channel = opts.lead.channel(&record.header, &record.header_path)?;
-    let annotations = wfdb::read_annotations(&path.with_extension("atr"))?;
+    let AnnotatedSignal {
+        record,
+        fs,
+        mut signal,
+        annotations,
+        channel,
+        ..
+    } = read_annotated(path, &opts.lead)?;
     let reference: Vec<u64> = annotations
         .iter()
         .filter(|a| a.code.is_beat())
@@ -149,8 +197,6 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
             _ => {}
         }
     }
-    let fs = record.header.fs;
-    let mut signal = record.physical(channel);
     if let Some((kind, snr)) = opts.noise {
         let noise_path = opts.noise_dir.join(kind.record());
         let noise = wfdb::read_record(&noise_path)?;
@@ -169,7 +215,7 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         ..ExtractorConfig::new(fs)
     };
     let beats = BeatExtractor::extract_all(config, &signal, opts.chunk)
-        .map_err(|e| EvalError::Dsp(record.header_path.display().to_string(), e))?;
+        .map_err(|e| EvalError::Dsp(path.display().to_string(), e))?;
     let detections: Vec<u64> = beats.iter().map(|b| b.sample).collect();
     let cmp = compare_detections(&reference, &detections, &excluded, fs);
     let ms: Vec<f64> = cmp
@@ -184,7 +230,7 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         .map(|b| (b.emitted_at - b.sample) as f64 / fs)
         .collect();
     Ok(RecordResult {
-        record: record.header.record.clone(),
+        record,
         score: cmp.score,
         beats: beats.len(),
         unreadable: beats.iter().filter(|b| !b.quality.is_readable()).count(),
