@@ -30,6 +30,34 @@ enum Command {
     /// WFDB utilities.
     #[command(subcommand)]
     Wfdb(WfdbCommand),
+    /// Training data.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Label every beat the extractor finds in a database and write it in the Kaggle CSV layout.
+    Build(DatasetBuildArgs),
+}
+
+#[derive(Debug, Args)]
+struct DatasetBuildArgs {
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Only these records (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    records: Vec<String>,
+    /// Channel index to use (default: the MLII lead, else channel 0).
+    #[arg(long, conflicts_with = "lead")]
+    channel: Option<usize>,
+    /// Lead name to use.
+    #[arg(long)]
+    lead: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +203,7 @@ pub fn main() -> Result<()> {
         Command::Eval(EvalCommand::Detect(a)) => eval_detect(a),
         Command::Bench(BenchCommand::Dsp(a)) => bench_dsp(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
+        Command::Dataset(DatasetCommand::Build(a)) => dataset_build(a),
     }
 }
 
@@ -380,6 +409,27 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
             e.memory_bytes()
         )?;
     }
+    Ok(())
+}
+
+fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
+    let db = default_db(a.db);
+    let records = selected_records(&db, &a.records)?;
+    let lead = match (a.channel, a.lead) {
+        (Some(c), _) => LeadChoice::Channel(c),
+        (None, Some(l)) => LeadChoice::Lead(l),
+        (None, None) => LeadChoice::Default,
+    };
+    let s = crate::dataset::build(&db, &records, &lead, &a.out)?;
+    let [n, sv, v, f, q] = s.per_class;
+    eprintln!(
+        "{} records: {} labelled beats (N {n}, S {sv}, V {v}, F {f}, Q {q}; {} unreadable), {} unmatched detections kept apart, in {}",
+        s.records,
+        s.per_class.iter().sum::<usize>(),
+        s.unreadable,
+        s.unmatched,
+        a.out.display()
+    );
     Ok(())
 }
 

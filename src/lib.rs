@@ -4,9 +4,11 @@
 //! - [`dsp`] turns a stream of samples into 187-sample beats (filters, QRS
 //!   detection, quality gate, resampling);
 //! - [`eval`] scores detection against reference annotations (AAMI EC57);
+//! - [`dataset`] builds labelled training data with the same extractor;
 //! - [`cli`] is the command line, a thin layer over the above.
 
 pub mod cli;
+pub mod dataset;
 pub mod dsp;
 pub mod eval;
 pub mod wfdb;
