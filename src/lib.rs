@@ -5,12 +5,14 @@
 //!   detection, quality gate, resampling);
 //! - [`eval`] scores detection against reference annotations (AAMI EC57);
 //! - [`dataset`] builds labelled training data with the same extractor;
+//! - [`model`] holds the beat classifiers, their training and metrics;
 //! - [`cli`] is the command line, a thin layer over the above.
 
 pub mod cli;
 pub mod dataset;
 pub mod dsp;
 pub mod eval;
+pub mod model;
 pub mod wfdb;
 
 /// Directory of the reference data: `$HOLTER_DATA_DIR`, else `../shared/data`.

@@ -1,0 +1,167 @@
+//! The seed paper's CNN-LSTM (Keras):
+//! Conv1D(16, 3, ReLU) → Conv1D(16, 3, ReLU) → MaxPool(3, 2) → Conv1D(32, 3, ReLU)
+//! → Conv1D(32, 3, ReLU) → MaxPool(3, 2) → LSTM(16) → Dense(2, softmax):
+//! 8,690 parameters. The dropout variant doubles the filters (32, 32, 64, 64)
+//! and adds Dropout(0.3) after the first and third convolutions: 27,010.
+
+use super::layers::{KerasLstm, max_pool_3_2};
+use super::params::{ModelError, Params, SplitMix64};
+use crate::dsp::BEAT_LEN;
+use candle_core::{Device, Tensor};
+
+/// Shape of a CNN-LSTM.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CnnLstmConfig {
+    /// Filters of the four convolutions.
+    pub filters: [usize; 4],
+    /// Dropout rate after the first and third convolutions (training only).
+    pub dropout: Option<f32>,
+    /// LSTM units.
+    pub lstm_units: usize,
+    /// Output classes.
+    pub classes: usize,
+}
+
+impl CnnLstmConfig {
+    /// The paper's CNN-LSTM.
+    pub fn paper() -> Self {
+        CnnLstmConfig {
+            filters: [16, 16, 32, 32],
+            dropout: None,
+            lstm_units: 16,
+            classes: 2,
+        }
+    }
+
+    /// The paper's CNN-LSTM with dropout.
+    pub fn paper_dropout() -> Self {
+        CnnLstmConfig {
+            filters: [32, 32, 64, 64],
+            dropout: Some(0.3),
+            lstm_units: 16,
+            classes: 2,
+        }
+    }
+}
+
+const KERNEL: usize = 3;
+
+/// A CNN-LSTM whose weights live in a [`Params`].
+#[derive(Debug, Clone)]
+pub struct CnnLstm {
+    config: CnnLstmConfig,
+    lstm: KerasLstm,
+}
+
+impl CnnLstm {
+    /// Registers the network's parameters, initialised as Keras does, from `rng`.
+    pub fn new(
+        config: CnnLstmConfig,
+        params: &mut Params,
+        rng: &mut SplitMix64,
+    ) -> Result<Self, ModelError> {
+        let mut input = 1;
+        for (i, &f) in config.filters.iter().enumerate() {
+            params.glorot(
+                rng,
+                &format!("conv{}.kernel", i + 1),
+                &[f, input, KERNEL],
+                KERNEL * input,
+                KERNEL * f,
+            )?;
+            params.constant(&format!("conv{}.bias", i + 1), &[f], 0.0)?;
+            input = f;
+        }
+        let lstm = KerasLstm::new(params, rng, "lstm", input, config.lstm_units)?;
+        params.glorot(
+            rng,
+            "dense.kernel",
+            &[config.lstm_units, config.classes],
+            config.lstm_units,
+            config.classes,
+        )?;
+        params.constant("dense.bias", &[config.classes], 0.0)?;
+        Ok(CnnLstm { config, lstm })
+    }
+
+    /// The network's shape.
+    pub fn config(&self) -> &CnnLstmConfig {
+        &self.config
+    }
+
+    /// Class logits (batch, classes) for beats `x` (batch, 187). With `dropout`
+    /// (training), dropout masks are drawn from it.
+    pub fn forward(
+        &self,
+        params: &Params,
+        x: &Tensor,
+        mut dropout: Option<&mut SplitMix64>,
+    ) -> Result<Tensor, ModelError> {
+        let (_, len) = x.dims2()?;
+        if len != BEAT_LEN {
+            return Err(ModelError::Device(format!(
+                "beats must have {BEAT_LEN} values, got {len}"
+            )));
+        }
+        let mut h = x.unsqueeze(1)?;
+        for i in 0..4 {
+            let kernel = params.get(&format!("conv{}.kernel", i + 1))?;
+            let bias = params.get(&format!("conv{}.bias", i + 1))?;
+            h = h
+                .conv1d(&kernel, 0, 1, 1, 1)?
+                .broadcast_add(&bias.reshape((1, (), 1))?)?
+                .relu()?;
+            if let (Some(p), Some(rng), 0 | 2) = (self.config.dropout, dropout.as_deref_mut(), i) {
+                h = apply_dropout(&h, p, rng)?;
+            }
+            if i == 1 || i == 3 {
+                h = max_pool_3_2(&h)?;
+            }
+        }
+        let last = self
+            .lstm
+            .forward(params, &h.transpose(1, 2)?.contiguous()?)?;
+        let dense = params.get("dense.kernel")?;
+        let bias = params.get("dense.bias")?;
+        Ok(last.matmul(&dense)?.broadcast_add(&bias)?)
+    }
+}
+
+/// Inverted dropout with a mask drawn from `rng`: reproducible, unlike candle's.
+fn apply_dropout(x: &Tensor, p: f32, rng: &mut SplitMix64) -> Result<Tensor, ModelError> {
+    let scale = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.next_f32() < p { 0.0 } else { scale })
+        .collect();
+    let device: &Device = x.device();
+    Ok((x * Tensor::from_vec(mask, x.dims(), device)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_equal_the_papers() {
+        for (config, want) in [
+            (CnnLstmConfig::paper(), 8_690),
+            (CnnLstmConfig::paper_dropout(), 27_010),
+        ] {
+            let mut p = Params::new(&Device::Cpu);
+            CnnLstm::new(config, &mut p, &mut SplitMix64::new(0)).unwrap();
+            assert_eq!(p.count(), want);
+        }
+    }
+
+    #[test]
+    fn forward_gives_logits_and_rejects_wrong_lengths() {
+        let mut p = Params::new(&Device::Cpu);
+        let mut rng = SplitMix64::new(3);
+        let m = CnnLstm::new(CnnLstmConfig::paper_dropout(), &mut p, &mut rng).unwrap();
+        let x = Tensor::ones((4, BEAT_LEN), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(m.forward(&p, &x, None).unwrap().dims(), &[4, 2]);
+        assert_eq!(m.forward(&p, &x, Some(&mut rng)).unwrap().dims(), &[4, 2]);
+        let bad = Tensor::ones((4, 100), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(m.forward(&p, &bad, None).is_err());
+    }
+}
