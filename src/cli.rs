@@ -33,6 +33,33 @@ enum Command {
     /// Training data.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Train a beat classifier with the seed paper's recipe.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Architecture: cnn-lstm or cnn-lstm-dropout.
+    #[arg(long)]
+    model: String,
+    /// Directory written by `holterd dataset build`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output directory (default: models/<model>-<protocol>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Which beats to train on: the protocol's training part.
+    #[arg(long, value_enum, default_value = "intra")]
+    protocol: crate::dataset::Protocol,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Upper limit on epochs (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 200)]
+    max_epochs: usize,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +138,27 @@ struct DetectArgs {
 enum EvalCommand {
     /// Score QRS detection on every record of a database (AAMI EC57, beat by beat).
     Detect(EvalDetectArgs),
+    /// Score a trained classifier on a protocol's held-out beats.
+    Classify(EvalClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct EvalClassifyArgs {
+    /// Model directory (with card.json and weights.safetensors), e.g. models/cnn-lstm-intra.
+    #[arg(long)]
+    model: PathBuf,
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Protocol (default: the one the model was trained under).
+    #[arg(long, value_enum)]
+    protocol: Option<crate::dataset::Protocol>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +249,8 @@ pub fn main() -> Result<()> {
     match cli.command {
         Command::Detect(a) => detect(a),
         Command::Eval(EvalCommand::Detect(a)) => eval_detect(a),
+        Command::Eval(EvalCommand::Classify(a)) => eval_classify(a),
+        Command::Train(a) => train(a),
         Command::Bench(BenchCommand::Dsp(a)) => bench_dsp(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
         Command::Dataset(DatasetCommand::Build(a)) => dataset_build(a),
@@ -410,6 +460,110 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use crate::dataset::{self, protocol_split};
+    use crate::model::card::{Evaluation, ModelCard, architecture};
+    use crate::model::train::{TrainConfig, paper_split, predict, train};
+    use crate::model::{CnnLstm, Params, SplitMix64};
+    let config = architecture(&a.model)?;
+    let device = crate::model::device(&a.device)?;
+    let set = dataset::load(&a.data)?;
+    let (train_idx, test_idx) = protocol_split(&set, a.protocol, a.seed);
+    let labels = set.binary();
+    let split = paper_split(&labels, &train_idx, a.seed);
+    let mut params = Params::new(&device);
+    let network = CnnLstm::new(config.clone(), &mut params, &mut SplitMix64::new(a.seed))?;
+    let train_config = TrainConfig {
+        seed: a.seed,
+        max_epochs: a.max_epochs,
+        ..TrainConfig::default()
+    };
+    let name = format!("{}-{}", a.model, format!("{:?}", a.protocol).to_lowercase());
+    let out = a.out.unwrap_or_else(|| PathBuf::from("models").join(&name));
+    eprintln!(
+        "{name}: {} parameters; {} beats for training ({} train / {} validation / {} test after balancing), {} held out for evaluation",
+        params.count(),
+        train_idx.len(),
+        split.train.len(),
+        split.validation.len(),
+        split.test.len(),
+        test_idx.len()
+    );
+    let start = Instant::now();
+    let outcome = train(&network, &params, &set.values, &labels, &split, &train_config, |epoch, b, n, loss| {
+        eprint!("\repoch {epoch:>3}  batch {b:>4}/{n}  loss {loss:.4}   ");
+    })?;
+    eprintln!();
+    for e in &outcome.history {
+        eprintln!(
+            "epoch {:>3}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.1} s",
+            e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.seconds
+        );
+    }
+    let p = predict(&network, &params, &set.values, &test_idx, 1024)?;
+    let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
+    let evaluation = Evaluation::compute(a.protocol, &p, &classes);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    params.save(&out.join("weights.safetensors"))?;
+    let card = ModelCard {
+        name,
+        architecture: a.model.clone(),
+        config,
+        parameters: params.count(),
+        protocol: a.protocol,
+        train_config,
+        split_sizes: [split.train.len(), split.validation.len(), split.test.len()],
+        epochs_run: outcome.history.len(),
+        best_epoch: outcome.best_epoch,
+        training_seconds: start.elapsed().as_secs_f64(),
+        history: outcome.history,
+        recipe_test: outcome.test,
+        evaluation,
+        holterd_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
+        .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;
+    print_evaluation(&card.evaluation, false)?;
+    eprintln!("saved {}", out.display());
+    Ok(())
+}
+
+fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(e)?)?;
+        return Ok(());
+    }
+    let m = &e.metrics;
+    writeln!(
+        out,
+        "{:?} protocol, {} beats: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  kappa {:.4}  ROC AUC {:.4}",
+        e.protocol, e.beats, m.accuracy, m.precision, m.recall, m.f1, m.kappa, m.roc_auc
+    )?;
+    writeln!(out, "confusion (abnormal positive): TP {}  FP {}  FN {}  TN {}", m.tp, m.fp, m.fn_, m.tn)?;
+    for (c, o) in &e.per_class {
+        let what = if *c == crate::dataset::AamiClass::N { "specificity" } else { "sensitivity" };
+        writeln!(out, "  {c:?}: {:>6} beats, {what} {:.4}", o.beats, o.rate)?;
+    }
+    Ok(())
+}
+
+fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
+    use crate::dataset::{from_db, protocol_split};
+    use crate::model::card::{Evaluation, load_model};
+    use crate::model::train::predict;
+    let device = crate::model::device(&a.device)?;
+    let m = load_model(&a.model, &device)?;
+    let protocol = a.protocol.unwrap_or(m.card.protocol);
+    let db = default_db(a.db);
+    let records = selected_records(&db, &[])?;
+    let (set, _) = from_db(&db, &records, &LeadChoice::Default)?;
+    let (_, test_idx) = protocol_split(&set, protocol, m.card.train_config.seed);
+    let p = predict(&m.network, &m.params, &set.values, &test_idx, 1024)?;
+    let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
+    print_evaluation(&Evaluation::compute(protocol, &p, &classes), a.json)
 }
 
 fn dataset_build(a: DatasetBuildArgs) -> Result<()> {

@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// AAMI EC57 heartbeat classes, in the Kaggle dataset's label order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub enum AamiClass {
     /// Normal and bundle-branch-block beats (N L R e j).
     N,
@@ -121,6 +121,153 @@ pub fn label_record(
             }
         })
         .collect())
+}
+
+/// The inter-patient split of de Chazal et al. (2004): train on DS1, test on DS2.
+pub const DS1: [&str; 22] = [
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203",
+    "205", "207", "208", "209", "215", "220", "223", "230",
+];
+/// See [`DS1`].
+pub const DS2: [&str; 22] = [
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214",
+    "219", "221", "222", "228", "231", "232", "233", "234",
+];
+/// Records with paced beats, left out of classification statistics by AAMI EC57.
+pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
+
+/// Labelled beats in memory, one entry per beat in every vector.
+#[derive(Debug, Clone, Default)]
+pub struct BeatSet {
+    pub values: Vec<[f32; BEAT_LEN]>,
+    pub class: Vec<AamiClass>,
+    pub record: Vec<String>,
+    pub sample: Vec<u64>,
+    pub readable: Vec<bool>,
+    pub rr_prev_ms: Vec<Option<f64>>,
+    pub rr_next_ms: Vec<Option<f64>>,
+}
+
+impl BeatSet {
+    /// Number of beats.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The seed paper's binary labels (1 = abnormal).
+    pub fn binary(&self) -> Vec<u8> {
+        self.class.iter().map(|c| c.binary()).collect()
+    }
+
+    fn push(&mut self, l: &LabelledBeat, class: AamiClass) {
+        self.values.push(l.beat.values);
+        self.class.push(class);
+        self.record.push(l.record.clone());
+        self.sample.push(l.beat.sample);
+        self.readable.push(l.beat.quality.is_readable());
+        self.rr_prev_ms.push(l.beat.rr_prev_ms);
+        self.rr_next_ms.push(l.beat.rr_next_ms);
+    }
+}
+
+/// How beats are divided between training and scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// The seed paper's: all records' beats split 80/20 at random, by beat.
+    Intra,
+    /// The clinical one: train on DS1's patients, score on DS2's (de Chazal 2004).
+    Inter,
+}
+
+/// Indices of the readable beats of `set` used for training and for scoring
+/// under `protocol` (all 48 records for `intra`, as the paper; DS1 and DS2,
+/// which hold no paced record, for `inter`).
+pub fn protocol_split(set: &BeatSet, protocol: Protocol, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let usable = (0..set.len()).filter(|&i| set.readable[i]);
+    match protocol {
+        Protocol::Intra => {
+            let mut all: Vec<usize> = usable.collect();
+            crate::model::SplitMix64::new(seed ^ 0x1a7a_5eed).shuffle(&mut all);
+            let cut = all.len() * 8 / 10;
+            let test = all.split_off(cut);
+            (all, test)
+        }
+        Protocol::Inter => {
+            let in_set = |i: usize, list: &[&str]| list.contains(&set.record[i].as_str());
+            let usable: Vec<usize> = usable.collect();
+            (
+                usable.iter().copied().filter(|&i| in_set(i, &DS1)).collect(),
+                usable.iter().copied().filter(|&i| in_set(i, &DS2)).collect(),
+            )
+        }
+    }
+}
+
+/// Streams `records` of database `db` through the extractor and keeps the labelled beats.
+pub fn from_db(db: &Path, records: &[String], lead: &LeadChoice) -> Result<(BeatSet, Vec<LabelledBeat>), EvalError> {
+    let mut set = BeatSet::default();
+    let mut unmatched = Vec::new();
+    for name in records {
+        for l in label_record(&db.join(name), lead, ExtractorConfig::new)? {
+            match l.class {
+                Some(class) => set.push(&l, class),
+                None => unmatched.push(l),
+            }
+        }
+    }
+    Ok((set, unmatched))
+}
+
+/// Reads `beats.csv` and `meta.csv` written by [`build`].
+pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
+    use anyhow::{Context, bail};
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {} (run `holterd dataset build` first)", p.display()))
+    };
+    let (beats, meta) = (read("beats.csv")?, read("meta.csv")?);
+    let mut set = BeatSet::default();
+    let mut meta_lines = meta.lines().skip(1);
+    for (n, line) in beats.lines().enumerate() {
+        let row = n + 1;
+        let mut values = [0.0f32; BEAT_LEN];
+        let mut fields = line.split(',');
+        for (k, v) in values.iter_mut().enumerate() {
+            let f = fields.next().with_context(|| format!("beats.csv row {row}: only {k} columns"))?;
+            *v = f.trim().parse().with_context(|| format!("beats.csv row {row}, column {}: {f:?} is not a number", k + 1))?;
+            if !v.is_finite() {
+                bail!("beats.csv row {row}, column {}: {f:?} is not finite", k + 1);
+            }
+        }
+        let label: usize = fields
+            .next()
+            .and_then(|f| f.trim().parse().ok())
+            .with_context(|| format!("beats.csv row {row}: missing or bad label in column {}", BEAT_LEN + 1))?;
+        let class = *AamiClass::ALL.get(label).with_context(|| format!("beats.csv row {row}: label {label} is not 0 to 4"))?;
+        let m: Vec<&str> = meta_lines
+            .next()
+            .with_context(|| format!("meta.csv has fewer rows than beats.csv ({row})"))?
+            .split(',')
+            .collect();
+        if m.len() < 9 {
+            bail!("meta.csv row {row}: expected 9 columns, found {}", m.len());
+        }
+        let opt = |f: &str| f.parse::<f64>().ok();
+        set.values.push(values);
+        set.class.push(class);
+        set.record.push(m[0].to_string());
+        set.sample.push(m[1].parse().with_context(|| format!("meta.csv row {row}: bad sample {:?}", m[1]))?);
+        set.readable.push(m[7] == "good");
+        set.rr_prev_ms.push(opt(m[5]));
+        set.rr_next_ms.push(opt(m[6]));
+    }
+    Ok(set)
 }
 
 /// Counts of what [`build`] wrote.

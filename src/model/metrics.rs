@@ -1,10 +1,10 @@
 //! Binary classification metrics with abnormal as the positive class, as the
 //! seed paper reports them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Confusion counts and the paper's six metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BinaryMetrics {
     pub accuracy: f64,
     pub precision: f64,

@@ -5,8 +5,10 @@
 //! - [`params`]: named parameters with Keras initialisation, saved as safetensors;
 //! - [`cnn_lstm`]: the paper's CNN-LSTM and CNN-LSTM-with-dropout;
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
-//! - [`train`]: the paper's training recipe.
+//! - [`train`]: the paper's training recipe;
+//! - [`card`]: a shipped model's weights and model card.
 
+pub mod card;
 pub mod cnn_lstm;
 pub mod layers;
 pub mod metrics;

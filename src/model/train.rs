@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 /// Training settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     /// Batch size.
     pub batch: usize,
@@ -71,7 +71,7 @@ pub fn paper_split(labels: &[u8], candidates: &[usize], seed: u64) -> Split {
 }
 
 /// One epoch's numbers, kept next to the weights for the loss and accuracy curves.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
     pub loss: f64,

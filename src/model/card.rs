@@ -1,0 +1,122 @@
+//! A shipped model: `weights.safetensors` plus `card.json`, which says what the
+//! model is, how it was trained and how well it did. The daemon and the
+//! results view read the cards.
+
+use super::metrics::BinaryMetrics;
+use super::params::{ModelError, Params, SplitMix64};
+use super::train::{EpochStats, TrainConfig};
+use super::{CnnLstm, CnnLstmConfig};
+use crate::dataset::{AamiClass, Protocol};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How beats of one AAMI class were classified.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ClassOutcome {
+    /// Beats of the class scored.
+    pub beats: usize,
+    /// Of those, predicted abnormal.
+    pub predicted_abnormal: usize,
+    /// Sensitivity for S, V, F and Q (share predicted abnormal); specificity for N.
+    pub rate: f64,
+}
+
+/// Scores on a protocol's test beats.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub protocol: Protocol,
+    /// Beats scored (unbalanced, as they come).
+    pub beats: usize,
+    #[serde(flatten)]
+    pub metrics: BinaryMetrics,
+    /// Per AAMI class, in the order N, S, V, F, Q.
+    pub per_class: Vec<(AamiClass, ClassOutcome)>,
+}
+
+impl Evaluation {
+    /// Scores probabilities `p_abnormal` of beats whose classes are `classes`.
+    pub fn compute(protocol: Protocol, p_abnormal: &[f32], classes: &[AamiClass]) -> Self {
+        let labels: Vec<u8> = classes.iter().map(|c| c.binary()).collect();
+        let per_class = AamiClass::ALL
+            .iter()
+            .map(|&c| {
+                let (mut beats, mut abnormal) = (0, 0);
+                for (&p, &k) in p_abnormal.iter().zip(classes) {
+                    if k == c {
+                        beats += 1;
+                        abnormal += usize::from(p >= 0.5);
+                    }
+                }
+                let hits = if c == AamiClass::N { beats - abnormal } else { abnormal };
+                let rate = if beats == 0 { 0.0 } else { hits as f64 / beats as f64 };
+                (c, ClassOutcome { beats, predicted_abnormal: abnormal, rate })
+            })
+            .collect();
+        Evaluation {
+            protocol,
+            beats: classes.len(),
+            metrics: BinaryMetrics::compute(p_abnormal, &labels),
+            per_class,
+        }
+    }
+}
+
+/// Everything known about a trained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Directory name, e.g. `cnn-lstm-intra`.
+    pub name: String,
+    /// Architecture name: `cnn-lstm` or `cnn-lstm-dropout`.
+    pub architecture: String,
+    pub config: CnnLstmConfig,
+    pub parameters: usize,
+    /// Protocol whose training part the model was trained on.
+    pub protocol: Protocol,
+    pub train_config: TrainConfig,
+    /// Beats in the recipe's training, validation and test parts.
+    pub split_sizes: [usize; 3],
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub training_seconds: f64,
+    pub history: Vec<EpochStats>,
+    /// On the recipe's balanced 10 % test part.
+    pub recipe_test: BinaryMetrics,
+    /// On the protocol's held-out beats.
+    pub evaluation: Evaluation,
+    /// holterd version that trained it.
+    pub holterd_version: String,
+}
+
+/// Architecture names and their shapes.
+pub fn architecture(name: &str) -> Result<CnnLstmConfig, ModelError> {
+    match name {
+        "cnn-lstm" => Ok(CnnLstmConfig::paper()),
+        "cnn-lstm-dropout" => Ok(CnnLstmConfig::paper_dropout()),
+        other => Err(ModelError::Device(format!("unknown model {other:?}: use cnn-lstm or cnn-lstm-dropout"))),
+    }
+}
+
+/// A model loaded from its directory.
+pub struct LoadedModel {
+    pub card: ModelCard,
+    pub network: CnnLstm,
+    pub params: Params,
+}
+
+/// Loads `dir/card.json` and `dir/weights.safetensors` onto `device`.
+pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
+    let card_path = dir.join("card.json");
+    let text = std::fs::read_to_string(&card_path).map_err(|e| ModelError::Weights {
+        path: card_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let card: ModelCard = serde_json::from_str(&text).map_err(|e| ModelError::Weights {
+        path: card_path.display().to_string(),
+        message: format!("not a model card: {e}"),
+    })?;
+    let mut params = Params::new(device);
+    let network = CnnLstm::new(card.config.clone(), &mut params, &mut SplitMix64::new(0))?;
+    params.load(&dir.join("weights.safetensors"))?;
+    Ok(LoadedModel { card, network, params })
+}
