@@ -79,12 +79,8 @@ struct DatasetBuildArgs {
     /// Only these records (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     records: Vec<String>,
-    /// Channel index to use (default: the MLII lead, else channel 0).
-    #[arg(long, conflicts_with = "lead")]
-    channel: Option<usize>,
-    /// Lead name to use.
-    #[arg(long)]
-    lead: Option<String>,
+    #[command(flatten)]
+    lead: LeadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +107,13 @@ impl LeadArgs {
             (None, Some(l)) => LeadChoice::Lead(l.clone()),
             (None, None) => LeadChoice::Default,
         }
+    }
+}
+
+fn parse_finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number")),
     }
 }
 
@@ -172,7 +175,7 @@ struct EvalDetectArgs {
     #[arg(long, requires = "snr")]
     noise: Option<NoiseKind>,
     /// Signal-to-noise ratio of the added noise, dB.
-    #[arg(long, requires = "noise", allow_negative_numbers = true)]
+    #[arg(long, requires = "noise", allow_negative_numbers = true, value_parser = parse_finite)]
     snr: Option<f64>,
     /// Directory of the noise records (default: $HOLTER_DATA_DIR/nstdb).
     #[arg(long)]
@@ -193,10 +196,10 @@ struct EvalDetectArgs {
     #[arg(long, conflicts_with = "json")]
     errors: bool,
     /// Exit with an error if gross sensitivity (%) is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_finite)]
     min_se: Option<f64>,
     /// Exit with an error if gross positive predictivity (%) is below this.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_finite)]
     min_ppv: Option<f64>,
 }
 
@@ -393,6 +396,9 @@ fn eval_detect(a: EvalDetectArgs) -> Result<()> {
             gross.ppv()
         )?;
     }
+    if (a.min_se.is_some() || a.min_ppv.is_some()) && gross.tp + gross.fn_ == 0 {
+        bail!("no beat was scored (records shorter than the 5-minute learning period?)");
+    }
     if let Some(min) = a.min_se
         && gross.se() < min
     {
@@ -492,9 +498,17 @@ fn train(a: TrainArgs) -> Result<()> {
         test_idx.len()
     );
     let start = Instant::now();
-    let outcome = train(&network, &params, &set.values, &labels, &split, &train_config, |epoch, b, n, loss| {
-        eprint!("\repoch {epoch:>3}  batch {b:>4}/{n}  loss {loss:.4}   ");
-    })?;
+    let outcome = train(
+        &network,
+        &params,
+        &set.values,
+        &labels,
+        &split,
+        &train_config,
+        |epoch, b, n, loss| {
+            eprint!("\repoch {epoch:>3}  batch {b:>4}/{n}  loss {loss:.4}   ");
+        },
+    )?;
     eprintln!();
     for e in &outcome.history {
         eprintln!(
@@ -542,9 +556,17 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
         "{:?} protocol, {} beats: accuracy {:.4}  precision {:.4}  recall {:.4}  F1 {:.4}  kappa {:.4}  ROC AUC {:.4}",
         e.protocol, e.beats, m.accuracy, m.precision, m.recall, m.f1, m.kappa, m.roc_auc
     )?;
-    writeln!(out, "confusion (abnormal positive): TP {}  FP {}  FN {}  TN {}", m.tp, m.fp, m.fn_, m.tn)?;
+    writeln!(
+        out,
+        "confusion (abnormal positive): TP {}  FP {}  FN {}  TN {}",
+        m.tp, m.fp, m.fn_, m.tn
+    )?;
     for (c, o) in &e.per_class {
-        let what = if *c == crate::dataset::AamiClass::N { "specificity" } else { "sensitivity" };
+        let what = if *c == crate::dataset::AamiClass::N {
+            "specificity"
+        } else {
+            "sensitivity"
+        };
         writeln!(out, "  {c:?}: {:>6} beats, {what} {:.4}", o.beats, o.rate)?;
     }
     Ok(())
@@ -569,12 +591,11 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
 fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
     let db = default_db(a.db);
     let records = selected_records(&db, &a.records)?;
-    let lead = match (a.channel, a.lead) {
-        (Some(c), _) => LeadChoice::Channel(c),
-        (None, Some(l)) => LeadChoice::Lead(l),
-        (None, None) => LeadChoice::Default,
+    let config = |fs| ExtractorConfig {
+        powerline_hz: a.lead.powerline.0,
+        ..ExtractorConfig::new(fs)
     };
-    let s = crate::dataset::build(&db, &records, &lead, &a.out)?;
+    let s = crate::dataset::build(&db, &records, &a.lead.choice(), config, &a.out)?;
     let [n, sv, v, f, q] = s.per_class;
     eprintln!(
         "{} records: {} labelled beats (N {n}, S {sv}, V {v}, F {f}, Q {q}; {} unreadable), {} unmatched detections kept apart, in {}",

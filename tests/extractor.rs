@@ -79,6 +79,33 @@ fn beats_do_not_depend_on_chunking() {
 }
 
 #[test]
+fn beats_do_not_depend_on_chunking_at_other_rates() {
+    // The fixtures resampled: at rates under 300 Hz the working rate is the
+    // input rate, so detector and ring buffers see whole blocks written ahead.
+    for name in FIXTURES {
+        let f = load(name);
+        for rate in [128.0, 250.0, 300.0, 450.0, 1000.0] {
+            let r = holterd::dsp::Resampler::new(f.fs, rate);
+            let mut x = vec![0.0; (f.signal.len() as f64 / r.step()) as usize - 2];
+            r.resample(&f.signal, 0.0, &mut x);
+            let reference = extract(rate, &x, x.len());
+            assert!(
+                reference.len() > 150,
+                "{name} at {rate} Hz: {} beats",
+                reference.len()
+            );
+            for chunk in [1, 97, 1000] {
+                let beats = extract_chunked(rate, &x, &mut std::iter::repeat(chunk));
+                assert!(
+                    beats == reference,
+                    "{name} at {rate} Hz: chunks of {chunk} give different beats"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn beat_format_times_and_latency() {
     for name in FIXTURES {
         let f = load(name);

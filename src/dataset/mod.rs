@@ -125,13 +125,13 @@ pub fn label_record(
 
 /// The inter-patient split of de Chazal et al. (2004): train on DS1, test on DS2.
 pub const DS1: [&str; 22] = [
-    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203",
-    "205", "207", "208", "209", "215", "220", "223", "230",
+    "101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201",
+    "203", "205", "207", "208", "209", "215", "220", "223", "230",
 ];
 /// See [`DS1`].
 pub const DS2: [&str; 22] = [
-    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213", "214",
-    "219", "221", "222", "228", "231", "232", "233", "234",
+    "100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212", "213",
+    "214", "219", "221", "222", "228", "231", "232", "233", "234",
 ];
 /// Records with paced beats, left out of classification statistics by AAMI EC57.
 pub const PACED: [&str; 4] = ["102", "104", "107", "217"];
@@ -192,25 +192,48 @@ pub fn protocol_split(set: &BeatSet, protocol: Protocol, seed: u64) -> (Vec<usiz
     let usable = (0..set.len()).filter(|&i| set.readable[i]);
     match protocol {
         Protocol::Intra => {
-            let mut all: Vec<usize> = usable.collect();
-            crate::model::SplitMix64::new(seed ^ 0x1a7a_5eed).shuffle(&mut all);
-            let cut = all.len() * 8 / 10;
-            let test = all.split_off(cut);
-            (all, test)
+            // A beat's side is a hash of its identity, not of its position in the
+            // list, so the split survives beats being added or dropped elsewhere.
+            usable.partition(|&i| beat_hash(seed, &set.record[i], set.sample[i]) % 5 != 0)
         }
         Protocol::Inter => {
             let in_set = |i: usize, list: &[&str]| list.contains(&set.record[i].as_str());
             let usable: Vec<usize> = usable.collect();
             (
-                usable.iter().copied().filter(|&i| in_set(i, &DS1)).collect(),
-                usable.iter().copied().filter(|&i| in_set(i, &DS2)).collect(),
+                usable
+                    .iter()
+                    .copied()
+                    .filter(|&i| in_set(i, &DS1))
+                    .collect(),
+                usable
+                    .iter()
+                    .copied()
+                    .filter(|&i| in_set(i, &DS2))
+                    .collect(),
             )
         }
     }
 }
 
+/// A 64-bit hash of a beat's identity (FNV-1a of the record name, mixed with the
+/// R-peak sample and the seed by SplitMix64's finaliser).
+fn beat_hash(seed: u64, record: &str, sample: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in record.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    crate::model::SplitMix64::new(
+        h ^ seed.rotate_left(17) ^ sample.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    )
+    .next_u64()
+}
+
 /// Streams `records` of database `db` through the extractor and keeps the labelled beats.
-pub fn from_db(db: &Path, records: &[String], lead: &LeadChoice) -> Result<(BeatSet, Vec<LabelledBeat>), EvalError> {
+pub fn from_db(
+    db: &Path,
+    records: &[String],
+    lead: &LeadChoice,
+) -> Result<(BeatSet, Vec<LabelledBeat>), EvalError> {
     let mut set = BeatSet::default();
     let mut unmatched = Vec::new();
     for name in records {
@@ -229,7 +252,12 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
     use anyhow::{Context, bail};
     let read = |name: &str| {
         let p = dir.join(name);
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {} (run `holterd dataset build` first)", p.display()))
+        std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "cannot read {} (run `holterd dataset build` first)",
+                p.display()
+            )
+        })
     };
     let (beats, meta) = (read("beats.csv")?, read("meta.csv")?);
     let mut set = BeatSet::default();
@@ -239,8 +267,15 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
         let mut values = [0.0f32; BEAT_LEN];
         let mut fields = line.split(',');
         for (k, v) in values.iter_mut().enumerate() {
-            let f = fields.next().with_context(|| format!("beats.csv row {row}: only {k} columns"))?;
-            *v = f.trim().parse().with_context(|| format!("beats.csv row {row}, column {}: {f:?} is not a number", k + 1))?;
+            let f = fields
+                .next()
+                .with_context(|| format!("beats.csv row {row}: only {k} columns"))?;
+            *v = f.trim().parse().with_context(|| {
+                format!(
+                    "beats.csv row {row}, column {}: {f:?} is not a number",
+                    k + 1
+                )
+            })?;
             if !v.is_finite() {
                 bail!("beats.csv row {row}, column {}: {f:?} is not finite", k + 1);
             }
@@ -248,8 +283,15 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
         let label: usize = fields
             .next()
             .and_then(|f| f.trim().parse().ok())
-            .with_context(|| format!("beats.csv row {row}: missing or bad label in column {}", BEAT_LEN + 1))?;
-        let class = *AamiClass::ALL.get(label).with_context(|| format!("beats.csv row {row}: label {label} is not 0 to 4"))?;
+            .with_context(|| {
+                format!(
+                    "beats.csv row {row}: missing or bad label in column {}",
+                    BEAT_LEN + 1
+                )
+            })?;
+        let class = *AamiClass::ALL
+            .get(label)
+            .with_context(|| format!("beats.csv row {row}: label {label} is not 0 to 4"))?;
         let m: Vec<&str> = meta_lines
             .next()
             .with_context(|| format!("meta.csv has fewer rows than beats.csv ({row})"))?
@@ -262,7 +304,10 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
         set.values.push(values);
         set.class.push(class);
         set.record.push(m[0].to_string());
-        set.sample.push(m[1].parse().with_context(|| format!("meta.csv row {row}: bad sample {:?}", m[1]))?);
+        set.sample.push(
+            m[1].parse()
+                .with_context(|| format!("meta.csv row {row}: bad sample {:?}", m[1]))?,
+        );
         set.readable.push(m[7] == "good");
         set.rr_prev_ms.push(opt(m[5]));
         set.rr_next_ms.push(opt(m[6]));
@@ -288,6 +333,7 @@ pub fn build(
     db: &Path,
     records: &[String],
     lead: &LeadChoice,
+    config: impl Fn(f64) -> ExtractorConfig,
     out: &Path,
 ) -> anyhow::Result<BuildSummary> {
     use anyhow::Context;
@@ -318,7 +364,7 @@ pub fn build(
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
     let mut summary = BuildSummary::default();
     for name in records {
-        let labelled = label_record(&db.join(name), lead, ExtractorConfig::new)?;
+        let labelled = label_record(&db.join(name), lead, &config)?;
         summary.records += 1;
         for l in &labelled {
             let b = &l.beat;

@@ -28,8 +28,9 @@ const RR_CONTEXT_S: f64 = 10.0;
 const R_SEARCH_S: f64 = 0.25;
 /// A beat whose next R peak has not come after this long is emitted without it, seconds.
 const MAX_WAIT_S: f64 = 2.5;
-/// Seconds of beat signal kept (enough for the longest wait plus margins).
-const RING_S: f64 = 4.0;
+/// Seconds of beat signal kept: enough for a search-back detection made several
+/// seconds after its R peak, and the longest wait for a beat's successor.
+const RING_S: f64 = 8.0;
 /// Samples with an absolute value above this (mV) are treated as invalid.
 const MAX_ABS_MV: f32 = 1000.0;
 /// Seconds before the R peak included in a beat's quality verdict.
@@ -126,6 +127,8 @@ pub struct BeatExtractor {
     /// Scratch space for the median RR.
     rr_sorted: Vec<u64>,
     last_r: Option<u64>,
+    /// The last R peak's working-rate position (the beat signal's own time).
+    last_r_work: Option<f64>,
     scratch: Vec<f32>,
     /// Working-rate samples searched for the R peak before the energy peak.
     r_search: u64,
@@ -149,7 +152,7 @@ impl BeatExtractor {
         let decimation = filters.decimation();
         let working = fs / decimation as f64;
         let resampler = Resampler::new(working, BEAT_RATE_HZ);
-        let ring_len = ((RING_S * working) as usize).next_power_of_two();
+        let ring_len = ((RING_S * working) as usize + BLOCK).next_power_of_two();
         let scratch_len =
             (BEAT_LEN as f64 * resampler.step()).ceil() as usize + 2 * resampler.margin() + 2;
         Ok(BeatExtractor {
@@ -166,6 +169,7 @@ impl BeatExtractor {
             rr_history: VecDeque::with_capacity(64),
             rr_sorted: Vec::with_capacity(64),
             last_r: None,
+            last_r_work: None,
             scratch: Vec::with_capacity(scratch_len),
             r_search: (R_SEARCH_S * working).round() as u64,
             max_wait: (MAX_WAIT_S * fs).round() as u64,
@@ -242,6 +246,13 @@ impl BeatExtractor {
             self.written = work_base + w as u64;
             self.detector
                 .energy(work_base, &detect[..w], &mut energy[..w]);
+            let block = BlockView {
+                base,
+                work_base,
+                raw: &raw[..len],
+                invalid: any_bad.then_some(&invalid[..len]),
+                beat: &beat[..w],
+            };
             // Input index of the first working-rate sample of this block.
             let mut next_work = work_base * k;
             let mut j = 0;
@@ -265,25 +276,11 @@ impl BeatExtractor {
                 self.next = n + 1;
                 if self.next >= self.ready_at {
                     // The quality monitor sees exactly the samples that have arrived.
-                    let block = BlockView {
-                        base,
-                        work_base,
-                        raw: &raw[..len],
-                        invalid: any_bad.then_some(&invalid[..len]),
-                        beat: &beat[..w],
-                    };
                     self.feed_quality(&block, self.next);
                     self.emit_ready(out, false);
                 }
                 n += 1;
             }
-            let block = BlockView {
-                base,
-                work_base,
-                raw: &raw[..len],
-                invalid: any_bad.then_some(&invalid[..len]),
-                beat: &beat[..w],
-            };
             self.feed_quality(&block, end);
         }
     }
@@ -314,6 +311,13 @@ impl BeatExtractor {
         self.emit_ready(out, true);
     }
 
+    /// Oldest working-rate sample guaranteed to be in the ring, whatever the
+    /// chunking: the ring holds at least `RING_S` seconds behind the block being
+    /// written, which runs at most one block ahead of `next`.
+    fn oldest_kept(&self) -> u64 {
+        (self.work_available() + BLOCK as u64).saturating_sub(self.ring.len() as u64)
+    }
+
     /// Working-rate samples that had arrived when input sample `next - 1` did.
     fn work_available(&self) -> u64 {
         self.next.div_ceil(self.decimation)
@@ -325,8 +329,8 @@ impl BeatExtractor {
     fn on_qrs(&mut self, peak: u64, now: u64, searchback: bool) {
         let mask = self.ring.len() as u64 - 1;
         let k = self.decimation as f64;
-        let oldest = self.written.saturating_sub(mask);
-        let after_last = self.last_r.map_or(0, |r| (r as f64 / k).floor() as u64 + 1);
+        let oldest = self.oldest_kept();
+        let after_last = self.last_r_work.map_or(0, |w| w.floor() as u64 + 1);
         let from = peak
             .saturating_sub(self.r_search)
             .max(oldest)
@@ -376,6 +380,7 @@ impl BeatExtractor {
             searchback,
         });
         self.last_r = Some(r);
+        self.last_r_work = Some(r_work);
         self.window_out = self.median_window_out();
         self.update_ready_at();
     }
@@ -433,7 +438,7 @@ impl BeatExtractor {
         let fs = self.config.fs;
         let mask = self.ring.len() as u64 - 1;
         let margin = self.resampler.margin() as u64;
-        let oldest = self.written.saturating_sub(mask);
+        let oldest = self.oldest_kept();
         let first = (p.r_work.floor() as u64).saturating_sub(margin).max(oldest);
         let last = self.span_end(p.r_work, n_out).min(self.work_available());
         self.scratch.clear();

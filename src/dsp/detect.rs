@@ -1,12 +1,14 @@
 //! Online QRS detection in the Pan–Tompkins / Hamilton family.
 //!
-//! The detection signal (5–15 Hz) is differentiated, squared and integrated
-//! over a 150 ms moving window. Peaks of the integrated signal are classified
+//! The detection signal (5–20 Hz) is differentiated, rectified (absolute
+//! value, which keeps the dynamic range of PVCs and small beats closer than
+//! squaring) and integrated over a 150 ms moving window. Peaks of the integrated signal are classified
 //! against an adaptive threshold set between the median of the last eight QRS
 //! peaks and the median of the last eight noise peaks (Hamilton and Tompkins
 //! 1986). Rules on top of that:
 //!
-//! - **pre-blanking**: a candidate waits 200 ms; a larger peak within that time replaces it;
+//! - **pre-blanking**: a candidate waits 250 ms; a larger peak within that time
+//!   (even one still rising when the time is up) replaces it;
 //! - **refractory period**: nothing within 200 ms of an accepted QRS is a QRS;
 //! - **T-wave discrimination**: a candidate within 360 ms of the previous QRS whose
 //!   maximal slope is under half that QRS's slope is a T wave;
@@ -17,6 +19,7 @@
 //!
 //! Everything is causal: a decision about sample `n` uses samples up to `n` only.
 
+use super::filter::MAX_BLOCK;
 use std::collections::VecDeque;
 
 /// A QRS found by [`QrsDetector`]: the sample at which its integrated energy peaked.
@@ -51,6 +54,8 @@ const MAX_CANDIDATES: usize = 32;
 const MAX_LEARNING_PEAKS: usize = 64;
 /// Threshold position between the noise and QRS levels.
 const THRESHOLD_COEFF: f32 = 0.45;
+/// Median RR intervals without a QRS before search-back.
+const SEARCHBACK_RR: f32 = 1.66;
 /// QRS-level decay factor, applied every RR interval after [`DECAY_AFTER_RR`] without a QRS.
 const DECAY: f32 = 0.75;
 /// RR intervals without a QRS before the QRS level starts to decay.
@@ -96,9 +101,9 @@ pub struct QrsDetector {
 }
 
 impl QrsDetector {
-    /// A detector for sampling rate `fs` whose first sample will be `start`.
-    pub fn new(fs: f64, start: u64) -> Self {
-        let samples = |s: f64| (s * fs).round().max(1.0) as u64;
+    /// A detector for a detection signal at `rate` Hz whose first sample will be `start`.
+    pub fn new(rate: f64, start: u64) -> Self {
+        let samples = |s: f64| (s * rate).round().max(1.0) as u64;
         let mwi_len = samples(0.15) as usize;
         QrsDetector {
             learn_until: start + samples(2.0),
@@ -112,7 +117,9 @@ impl QrsDetector {
             mwi: vec![0.0; mwi_len].into_boxed_slice(),
             mwi_pos: 0,
             mwi_sum: 0.0,
-            slopes: vec![0.0; samples(0.4).next_power_of_two() as usize].into_boxed_slice(),
+            // Room for the slopes a decision looks back on plus a block written ahead of it.
+            slopes: vec![0.0; (samples(0.4) as usize + MAX_BLOCK).next_power_of_two()]
+                .into_boxed_slice(),
             prev_mwi: 0.0,
             tracking: None,
             learning_peaks: Vec::new(),
@@ -210,7 +217,7 @@ impl QrsDetector {
         self.next_event = match (self.pending, self.last_qrs) {
             (Some(q), _) => q.at + self.pre_blank,
             (None, Some(last)) if self.searchback_armed => {
-                (last.at + (1.66 * self.rr_median) as u64 + 1).min(self.decay_at)
+                self.searchback_due(&last).min(self.decay_at)
             }
             _ => self.decay_at,
         };
@@ -289,13 +296,18 @@ impl QrsDetector {
         }
         if let Some(last) = self.last_qrs
             && self.searchback_armed
-            && n > last.at + (1.66 * self.rr_median) as u64
+            && n >= self.searchback_due(&last)
         {
             self.searchback(last);
         }
         if n >= self.decay_at && self.pending.is_none() {
             self.decay(n);
         }
+    }
+
+    /// Sample from which search-back looks for a QRS missed after `last`.
+    fn searchback_due(&self, last: &Peak) -> u64 {
+        last.at + (SEARCHBACK_RR * self.rr_median) as u64 + 1
     }
 
     fn is_t_wave(&self, p: &Peak, last: &Peak) -> bool {

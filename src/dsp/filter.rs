@@ -3,7 +3,8 @@
 //! unit circle).
 //!
 //! Two rates: the input rate `fs`, and a working rate `fs / k` of 150 to
-//! 300 Hz (k = [`FilterBank::decimation`]) at which everything after the
+//! 300 Hz (k = [`FilterBank::decimation`]; the input rate itself below 150 Hz)
+//! at which everything after the
 //! anti-aliasing low-pass runs. ECG content worth keeping ends near 40 Hz, so
 //! filtering 360 Hz input at 180 Hz loses nothing and halves the cost.
 //!

@@ -6,9 +6,9 @@
 //! stream is chunked):
 //!
 //! ```text
-//! raw mV ─► FilterBank ─┬─ beat signal (0.5–40 Hz, notch) ─► R-peak refinement, beat cutting, resampling
-//!                       ├─ detection signal (5–15 Hz) ─► QrsDetector
-//!                       └─ high band (> 45 Hz) ─► QualityMonitor
+//! raw mV ─► FilterBank ─┬─ beat signal (0.5–40 Hz, notch) ─► R-peak location, beat cutting, resampling
+//!     │                 └─ detection signal (5–20 Hz) ─► QrsDetector
+//!     └──────────────────────── raw and beat signal ─► QualityMonitor
 //! ```
 
 mod beat;

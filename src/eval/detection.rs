@@ -1,8 +1,13 @@
-//! Beat-by-beat comparison as PhysioNet's `bxb` does it (ANSI/AAMI EC57):
-//! a detection matches a reference beat within 150 ms, beats in the first
-//! 5 minutes are not scored, and ventricular flutter/fibrillation episodes
-//! (between `[` and `]` annotations, where the reference marks no beats) are
-//! left out of the comparison.
+//! Beat-by-beat comparison per ANSI/AAMI EC57, in the manner of PhysioNet's
+//! `bxb`: a detection matches a reference beat within 150 ms, beats in the
+//! first 5 minutes are not scored, and ventricular flutter/fibrillation
+//! episodes (between `[` and `]` annotations, where the reference marks no
+//! beats) are left out of the comparison.
+//!
+//! Pairing differs from `bxb` in one respect: each reference beat takes the
+//! nearest free detection within the window, where `bxb` also requires it to
+//! be nearer than the next annotation of the other stream. A port of `bxb`'s
+//! loop gives identical counts on all 48 MIT-BIH records.
 
 use serde::Serialize;
 

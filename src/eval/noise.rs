@@ -1,9 +1,15 @@
-//! The noise stress test (Moody, Muldrow and Mark 1984), as PhysioNet's `nst`
-//! builds the `nstdb` records: recorded electrode noise is added after the
-//! first 5 minutes in alternating 2-minute segments (noisy, clean, ...), scaled
-//! so that the signal-to-noise ratio is the requested one. The signal power is
-//! that of a sine with the median peak-to-peak QRS amplitude (A²/8); the noise
-//! power is the variance of the noise signal.
+//! The noise stress test (Moody, Muldrow and Mark 1984), built the way
+//! PhysioNet's `nst` builds the `nstdb` records: recorded electrode noise is
+//! added after the first 5 minutes in alternating 2-minute segments (noisy,
+//! clean, ...), scaled to the requested signal-to-noise ratio.
+//!
+//! As in `nst`, the signal's size is its QRS amplitude (here the median
+//! peak-to-peak amplitude of the reference beats; S = A²/8, the power of a sine
+//! of that amplitude) and the noise's size is the trimmed mean (5 % off each
+//! end) of its per-second RMS, each second's mean removed, over its first 5
+//! minutes. Each noisy segment starts and ends at zero added noise (the noise
+//! is offset by its value at the segment's start and faded over its last
+//! second), so switching it on and off adds no step.
 
 use std::str::FromStr;
 
@@ -37,6 +43,26 @@ impl FromStr for NoiseKind {
     }
 }
 
+/// Trimmed mean of the per-second RMS (mean removed) over the first 300 s.
+fn noise_rms(noise: &[f32], fs: f64) -> f64 {
+    let second = (fs.round() as usize).max(1);
+    let span = &noise[..noise.len().min((300.0 * fs) as usize)];
+    let mut rms: Vec<f64> = span
+        .chunks_exact(second)
+        .map(|c| {
+            let mean = c.iter().map(|&v| v as f64).sum::<f64>() / c.len() as f64;
+            (c.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c.len() as f64).sqrt()
+        })
+        .collect();
+    if rms.is_empty() {
+        return 0.0;
+    }
+    rms.sort_by(f64::total_cmp);
+    let trim = rms.len() / 20;
+    let kept = &rms[trim..rms.len() - trim];
+    kept.iter().sum::<f64>() / kept.len() as f64
+}
+
 /// Adds `noise` (mV, same rate) to `signal` (mV) at `snr_db`, using the reference
 /// beats to measure QRS amplitude. Returns the gain applied to the noise.
 pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_db: f64) -> f64 {
@@ -54,28 +80,31 @@ pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_
             Some(hi - lo)
         })
         .collect();
-    if pp.is_empty() || noise.is_empty() {
+    let rms = noise_rms(noise, fs);
+    if pp.is_empty() || rms <= 0.0 || !snr_db.is_finite() {
         return 0.0;
     }
     pp.sort_unstable_by(f32::total_cmp);
     let a = pp[pp.len() / 2] as f64;
     let signal_power = a * a / 8.0;
-    let mean = noise.iter().map(|&v| v as f64).sum::<f64>() / noise.len() as f64;
-    let noise_power = noise
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / noise.len() as f64;
-    if noise_power <= 0.0 {
-        return 0.0;
-    }
-    let gain = (signal_power / (noise_power * 10f64.powf(snr_db / 10.0))).sqrt();
+    let gain = (signal_power / (rms * rms * 10f64.powf(snr_db / 10.0))).sqrt();
     let start = (300.0 * fs) as usize;
     let segment = (120.0 * fs) as usize;
-    for (i, s) in signal.iter_mut().enumerate().skip(start) {
-        if ((i - start) / segment).is_multiple_of(2) {
-            *s += (gain * (noise[i % noise.len()] as f64 - mean)) as f32;
+    let fade = fs.round() as usize;
+    let mut i = start;
+    while i < signal.len() {
+        let end = (i + segment).min(signal.len());
+        let offset = noise[i % noise.len()] as f64;
+        for (j, s) in signal[i..end].iter_mut().enumerate() {
+            let left = segment - j;
+            let taper = if left < fade {
+                left as f64 / fade as f64
+            } else {
+                1.0
+            };
+            *s += (gain * taper * (noise[(i + j) % noise.len()] as f64 - offset)) as f32;
         }
+        i += 2 * segment;
     }
     gain
 }
@@ -93,6 +122,7 @@ mod tests {
         for &b in &beats {
             signal[b as usize] = 2.0; // p-p amplitude 2 mV → S = 0.5
         }
+        // Unit-RMS square wave: every second's RMS is 1.
         let noise: Vec<f32> = (0..n)
             .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
             .collect();
@@ -103,7 +133,21 @@ mod tests {
         assert_eq!(&signal[..30_000], &clean[..30_000]);
         assert_ne!(signal[30_001], clean[30_001]);
         assert_eq!(signal[30_000 + 12_000 + 1], clean[30_000 + 12_000 + 1]);
+        // No step where the noise switches on or off.
+        assert_eq!(signal[30_000], clean[30_000]);
+        assert!((signal[30_000 + 11_999] - clean[30_000 + 11_999]).abs() < 0.01);
         assert_eq!("ma".parse::<NoiseKind>(), Ok(NoiseKind::MuscleArtifact));
         assert!("xx".parse::<NoiseKind>().is_err());
+    }
+
+    #[test]
+    fn noise_size_ignores_outlying_seconds() {
+        let fs = 10.0;
+        let mut noise: Vec<f32> = (0..3000)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        // One second of a huge artefact among 300 is trimmed away.
+        noise[..10].fill(100.0);
+        assert!((noise_rms(&noise, fs) - 1.0).abs() < 1e-9);
     }
 }

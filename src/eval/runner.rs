@@ -171,6 +171,8 @@ pub fn read_annotated(path: &Path, lead: &LeadChoice) -> Result<AnnotatedSignal,
 
 /// Streams record `path` (without extension) through the extractor and scores it against `path.atr`.
 pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult, EvalError> {
+    let annotated = read_annotated(path, &opts.lead)?;
+    let reference = annotated.beat_samples();
     let AnnotatedSignal {
         record,
         fs,
@@ -178,12 +180,7 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         annotations,
         channel,
         ..
-    } = read_annotated(path, &opts.lead)?;
-    let reference: Vec<u64> = annotations
-        .iter()
-        .filter(|a| a.code.is_beat())
-        .map(|a| a.sample)
-        .collect();
+    } = annotated;
     let mut excluded = Vec::new();
     let mut vf_start = None;
     for a in annotations.iter().filter(|_| !opts.score_vf) {
@@ -196,6 +193,10 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
             }
             _ => {}
         }
+    }
+    // A flutter episode still open at the end of the record lasts to its end, as in bxb.
+    if let Some(s) = vf_start {
+        excluded.push((s, u64::MAX));
     }
     if let Some((kind, snr)) = opts.noise {
         let noise_path = opts.noise_dir.join(kind.record());

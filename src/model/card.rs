@@ -48,9 +48,24 @@ impl Evaluation {
                         abnormal += usize::from(p >= 0.5);
                     }
                 }
-                let hits = if c == AamiClass::N { beats - abnormal } else { abnormal };
-                let rate = if beats == 0 { 0.0 } else { hits as f64 / beats as f64 };
-                (c, ClassOutcome { beats, predicted_abnormal: abnormal, rate })
+                let hits = if c == AamiClass::N {
+                    beats - abnormal
+                } else {
+                    abnormal
+                };
+                let rate = if beats == 0 {
+                    0.0
+                } else {
+                    hits as f64 / beats as f64
+                };
+                (
+                    c,
+                    ClassOutcome {
+                        beats,
+                        predicted_abnormal: abnormal,
+                        rate,
+                    },
+                )
             })
             .collect();
         Evaluation {
@@ -93,7 +108,9 @@ pub fn architecture(name: &str) -> Result<CnnLstmConfig, ModelError> {
     match name {
         "cnn-lstm" => Ok(CnnLstmConfig::paper()),
         "cnn-lstm-dropout" => Ok(CnnLstmConfig::paper_dropout()),
-        other => Err(ModelError::Device(format!("unknown model {other:?}: use cnn-lstm or cnn-lstm-dropout"))),
+        other => Err(ModelError::Device(format!(
+            "unknown model {other:?}: use cnn-lstm or cnn-lstm-dropout"
+        ))),
     }
 }
 
@@ -118,5 +135,9 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError
     let mut params = Params::new(device);
     let network = CnnLstm::new(card.config.clone(), &mut params, &mut SplitMix64::new(0))?;
     params.load(&dir.join("weights.safetensors"))?;
-    Ok(LoadedModel { card, network, params })
+    Ok(LoadedModel {
+        card,
+        network,
+        params,
+    })
 }

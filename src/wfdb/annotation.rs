@@ -23,9 +23,9 @@ const SYMBOLS: [&str; 42] = [
 pub struct AnnotationCode(pub u8);
 
 impl AnnotationCode {
-    /// The WFDB mnemonic symbol, e.g. `N`, `V`, `+`.
+    /// The WFDB mnemonic symbol, e.g. `N`, `V`, `+` (`[n]` for codes without one).
     pub fn symbol(self) -> &'static str {
-        SYMBOLS.get(self.0 as usize).copied().unwrap_or("?")
+        SYMBOLS.get(self.0 as usize).copied().unwrap_or("[n]")
     }
 
     /// True for codes that denote a QRS complex (WFDB's `isqrs`).

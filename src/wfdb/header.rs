@@ -200,9 +200,14 @@ fn parse_signal_line(line: &str) -> Result<SignalSpec, String> {
             None => Ok(None),
         }
     };
+    let in_i32 =
+        |name: &str, v: i64| i32::try_from(v).map_err(|_| format!("{name} {v} is out of range"));
     spec.adc_resolution = int_field("ADC resolution")?.map(|v| v.clamp(0, 64) as u32);
-    spec.adc_zero = int_field("ADC zero")?.unwrap_or(0) as i32;
-    spec.initial_value = int_field("initial value")?.map(|v| v as i32);
+    spec.adc_zero = in_i32("ADC zero", int_field("ADC zero")?.unwrap_or(0))?;
+    spec.initial_value = match int_field("initial value")? {
+        Some(v) => Some(in_i32("initial value", v)?),
+        None => None,
+    };
     spec.checksum = int_field("checksum")?.map(|v| v as i16);
     let _block_size = int_field("block size")?;
     spec.description = parts.collect::<Vec<_>>().join(" ");

@@ -12,7 +12,7 @@ mod write;
 
 pub use annotation::{Annotation, AnnotationCode, read_annotations};
 pub use header::{Header, SignalSpec, parse_header};
-pub use record::{Record, read_record};
+pub use record::{Record, checksum, read_record};
 pub use signal::{decode_16, decode_212};
 pub use write::{write_annotations, write_record_16};
 

@@ -17,7 +17,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// Number of samples per signal.
+    /// Number of samples per signal (every signal has the same number).
     pub fn len(&self) -> usize {
         self.samples.first().map_or(0, Vec::len)
     }
@@ -31,9 +31,10 @@ impl Record {
     pub fn physical(&self, channel: usize) -> Vec<f32> {
         let spec = &self.header.signals[channel];
         let scale = 1.0 / spec.gain;
+        let baseline = spec.baseline as f64;
         self.samples[channel]
             .iter()
-            .map(|&v| ((v - spec.baseline) as f64 * scale) as f32)
+            .map(|&v| ((v as f64 - baseline) * scale) as f32)
             .collect()
     }
 }
@@ -138,7 +139,7 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
             ));
         }
         if let Some(expected) = spec.checksum {
-            let sum = sig.iter().fold(0i32, |acc, &v| acc.wrapping_add(v)) as i16;
+            let sum = checksum(sig);
             if sum != expected && header.samples.is_some() {
                 return Err(WfdbError::invalid(
                     &header_path,
@@ -150,9 +151,25 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
             }
         }
     }
+    // Signals in separate files must agree on their length.
+    let len = samples.first().map_or(0, Vec::len);
+    if let Some((i, s)) = samples.iter().enumerate().find(|(_, s)| s.len() != len) {
+        return Err(WfdbError::invalid(
+            &header_path,
+            format!(
+                "signal {i} has {} samples but signal 0 has {len}: its signal files disagree",
+                s.len()
+            ),
+        ));
+    }
     Ok(Record {
         header_path,
         header,
         samples,
     })
+}
+
+/// WFDB's 16-bit checksum of a signal: the sum of its samples modulo 2^16.
+pub fn checksum(samples: &[i32]) -> i16 {
+    samples.iter().fold(0i32, |acc, &v| acc.wrapping_add(v)) as i16
 }

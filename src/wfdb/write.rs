@@ -28,7 +28,7 @@ pub fn write_record_16(
     }
     let mut hea = format!("{name} {} {} {len}\n", samples.len(), source.fs);
     for (spec, sig) in source.signals.iter().zip(samples) {
-        let checksum = sig.iter().fold(0i32, |a, &v| a.wrapping_add(v)) as i16;
+        let checksum = super::record::checksum(sig);
         hea += &format!(
             "{dat_name} 16 {}({})/{} {} {} {} {checksum} 0 {}\n",
             spec.gain,
@@ -62,7 +62,10 @@ pub fn write_annotations(path: &Path, annotations: &[Annotation]) -> Result<(), 
             .ok_or_else(|| WfdbError::invalid(path, "annotations are not in time order"))?;
         if delta > 1023 {
             word(&mut out, 59, 0);
-            let d = u32::try_from(delta).map_err(|_| WfdbError::invalid(path, "gap too long"))?;
+            // The reader takes a SKIP interval as signed 32-bit.
+            let d = i32::try_from(delta).map_err(|_| {
+                WfdbError::invalid(path, format!("gap of {delta} samples is too long for SKIP"))
+            })? as u32;
             out.extend(((d >> 16) as u16).to_le_bytes());
             out.extend((d as u16).to_le_bytes());
             word(&mut out, a.code.0, 0);
