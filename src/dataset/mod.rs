@@ -194,7 +194,7 @@ pub fn protocol_split(set: &BeatSet, protocol: Protocol, seed: u64) -> (Vec<usiz
         Protocol::Intra => {
             // A beat's side is a hash of its identity, not of its position in the
             // list, so the split survives beats being added or dropped elsewhere.
-            usable.partition(|&i| beat_hash(seed, &set.record[i], set.sample[i]) % 5 != 0)
+            usable.partition(|&i| !beat_hash(seed, &set.record[i], set.sample[i]).is_multiple_of(5))
         }
         Protocol::Inter => {
             let in_set = |i: usize, list: &[&str]| list.contains(&set.record[i].as_str());
