@@ -207,6 +207,21 @@ struct EvalDetectArgs {
 enum BenchCommand {
     /// Single-core throughput and per-stream memory of the beat extractor.
     Dsp(BenchDspArgs),
+    /// Classifier inference throughput at batch sizes 1, 32 and 256.
+    Infer(BenchInferArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchInferArgs {
+    /// Architecture to time (untrained weights time the same): cnn-lstm or cnn-lstm-dropout.
+    #[arg(long, default_value = "cnn-lstm")]
+    model: String,
+    /// Seconds to run each batch size.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +270,7 @@ pub fn main() -> Result<()> {
         Command::Eval(EvalCommand::Classify(a)) => eval_classify(a),
         Command::Train(a) => train(a),
         Command::Bench(BenchCommand::Dsp(a)) => bench_dsp(a),
+        Command::Bench(BenchCommand::Infer(a)) => bench_infer(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
         Command::Dataset(DatasetCommand::Build(a)) => dataset_build(a),
     }
@@ -605,6 +621,41 @@ fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
         s.unmatched,
         a.out.display()
     );
+    Ok(())
+}
+
+fn bench_infer(a: BenchInferArgs) -> Result<()> {
+    use crate::model::card::architecture;
+    use crate::model::{CnnLstm, Params, SplitMix64};
+    let device = crate::model::device(&a.device)?;
+    let mut params = Params::new(&device);
+    let mut rng = SplitMix64::new(1);
+    let network = CnnLstm::new(architecture(&a.model)?, &mut params, &mut rng)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} ({} parameters) on {}, RAYON_NUM_THREADS={}",
+        a.model,
+        params.count(),
+        a.device,
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
+    )?;
+    for batch in [1usize, 32, 256] {
+        let beats: Vec<f32> = (0..batch * crate::dsp::BEAT_LEN)
+            .map(|_| rng.next_f32())
+            .collect();
+        let x = candle_core::Tensor::from_vec(beats, (batch, crate::dsp::BEAT_LEN), &device)?;
+        network.forward(&params, &x, None)?.to_vec2::<f32>()?;
+        let start = Instant::now();
+        let mut n = 0usize;
+        while start.elapsed().as_secs_f64() < a.seconds {
+            // Reading the result back makes the work complete on any device.
+            network.forward(&params, &x, None)?.to_vec2::<f32>()?;
+            n += batch;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        writeln!(out, "batch {batch:>4}: {rate:>9.0} beats/s")?;
+    }
     Ok(())
 }
 
