@@ -39,7 +39,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct TrainArgs {
-    /// Architecture: cnn-lstm or cnn-lstm-dropout.
+    /// Architecture: cnn-lstm, cnn-lstm-dropout or transformer.
     #[arg(long)]
     model: String,
     /// Directory written by `holterd dataset build`.
@@ -213,7 +213,7 @@ enum BenchCommand {
 
 #[derive(Debug, Args)]
 struct BenchInferArgs {
-    /// Architecture to time (untrained weights time the same): cnn-lstm or cnn-lstm-dropout.
+    /// Architecture to time (untrained weights time the same): cnn-lstm, cnn-lstm-dropout or transformer.
     #[arg(long, default_value = "cnn-lstm")]
     model: String,
     /// Seconds to run each batch size.
@@ -486,17 +486,16 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
 
 fn train(a: TrainArgs) -> Result<()> {
     use crate::dataset::{self, protocol_split};
-    use crate::model::card::{Evaluation, ModelCard, architecture};
+    use crate::model::card::{Evaluation, ModelCard};
     use crate::model::train::{TrainConfig, paper_split, predict, train};
-    use crate::model::{CnnLstm, Params, SplitMix64};
-    let config = architecture(&a.model)?;
+    use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
     let set = dataset::load(&a.data)?;
     let (train_idx, test_idx) = protocol_split(&set, a.protocol, a.seed);
     let labels = set.binary();
     let split = paper_split(&labels, &train_idx, a.seed);
     let mut params = Params::new(&device);
-    let network = CnnLstm::new(config.clone(), &mut params, &mut SplitMix64::new(a.seed))?;
+    let network = Network::build(&a.model, &mut params, &mut SplitMix64::new(a.seed))?;
     let train_config = TrainConfig {
         seed: a.seed,
         max_epochs: a.max_epochs,
@@ -540,7 +539,6 @@ fn train(a: TrainArgs) -> Result<()> {
     let card = ModelCard {
         name,
         architecture: a.model.clone(),
-        config,
         parameters: params.count(),
         protocol: a.protocol,
         train_config,
@@ -625,12 +623,11 @@ fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
 }
 
 fn bench_infer(a: BenchInferArgs) -> Result<()> {
-    use crate::model::card::architecture;
-    use crate::model::{CnnLstm, Params, SplitMix64};
+    use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
     let mut params = Params::new(&device);
     let mut rng = SplitMix64::new(1);
-    let network = CnnLstm::new(architecture(&a.model)?, &mut params, &mut rng)?;
+    let network = Network::build(&a.model, &mut params, &mut rng)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -2,10 +2,10 @@
 //! model is, how it was trained and how well it did. The daemon and the
 //! results view read the cards.
 
+use super::Network;
 use super::metrics::BinaryMetrics;
 use super::params::{ModelError, Params, SplitMix64};
 use super::train::{EpochStats, TrainConfig};
-use super::{CnnLstm, CnnLstmConfig};
 use crate::dataset::{AamiClass, Protocol};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -82,9 +82,8 @@ impl Evaluation {
 pub struct ModelCard {
     /// Directory name, e.g. `cnn-lstm-intra`.
     pub name: String,
-    /// Architecture name: `cnn-lstm` or `cnn-lstm-dropout`.
+    /// Architecture name, one of [`super::ARCHITECTURES`].
     pub architecture: String,
-    pub config: CnnLstmConfig,
     pub parameters: usize,
     /// Protocol whose training part the model was trained on.
     pub protocol: Protocol,
@@ -103,21 +102,10 @@ pub struct ModelCard {
     pub holterd_version: String,
 }
 
-/// Architecture names and their shapes.
-pub fn architecture(name: &str) -> Result<CnnLstmConfig, ModelError> {
-    match name {
-        "cnn-lstm" => Ok(CnnLstmConfig::paper()),
-        "cnn-lstm-dropout" => Ok(CnnLstmConfig::paper_dropout()),
-        other => Err(ModelError::Device(format!(
-            "unknown model {other:?}: use cnn-lstm or cnn-lstm-dropout"
-        ))),
-    }
-}
-
 /// A model loaded from its directory.
 pub struct LoadedModel {
     pub card: ModelCard,
-    pub network: CnnLstm,
+    pub network: Network,
     pub params: Params,
 }
 
@@ -133,7 +121,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError
         message: format!("not a model card: {e}"),
     })?;
     let mut params = Params::new(device);
-    let network = CnnLstm::new(card.config.clone(), &mut params, &mut SplitMix64::new(0))?;
+    let network = Network::build(&card.architecture, &mut params, &mut SplitMix64::new(0))?;
     params.load(&dir.join("weights.safetensors"))?;
     Ok(LoadedModel {
         card,

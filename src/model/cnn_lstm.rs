@@ -6,8 +6,9 @@
 
 use super::layers::{KerasLstm, max_pool_3_2};
 use super::params::{ModelError, Params, SplitMix64};
+use super::transformer::dropout_mask;
 use crate::dsp::BEAT_LEN;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 /// Shape of a CNN-LSTM.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -112,7 +113,7 @@ impl CnnLstm {
                 .broadcast_add(&bias.reshape((1, (), 1))?)?
                 .relu()?;
             if let (Some(p), Some(rng), 0 | 2) = (self.config.dropout, dropout.as_deref_mut(), i) {
-                h = apply_dropout(&h, p, rng)?;
+                h = dropout_mask(&h, p, rng)?;
             }
             if i == 1 || i == 3 {
                 h = max_pool_3_2(&h)?;
@@ -127,19 +128,10 @@ impl CnnLstm {
     }
 }
 
-/// Inverted dropout with a mask drawn from `rng`: reproducible, unlike candle's.
-fn apply_dropout(x: &Tensor, p: f32, rng: &mut SplitMix64) -> Result<Tensor, ModelError> {
-    let scale = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.next_f32() < p { 0.0 } else { scale })
-        .collect();
-    let device: &Device = x.device();
-    Ok((x * Tensor::from_vec(mask, x.dims(), device)?)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn parameter_counts_equal_the_papers() {

@@ -4,6 +4,7 @@
 //! - [`layers`]: max-pooling and the Keras-style LSTM that candle lacks;
 //! - [`params`]: named parameters with Keras initialisation, saved as safetensors;
 //! - [`cnn_lstm`]: the paper's CNN-LSTM and CNN-LSTM-with-dropout;
+//! - [`transformer`]: the paper's transformer, and why it is an MLP;
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
 //! - [`train`]: the paper's training recipe;
 //! - [`card`]: a shipped model's weights and model card.
@@ -14,9 +15,63 @@ pub mod layers;
 pub mod metrics;
 pub mod params;
 pub mod train;
+pub mod transformer;
 
 pub use cnn_lstm::{CnnLstm, CnnLstmConfig};
 pub use params::{ModelError, Params, SplitMix64};
+pub use transformer::PaperTransformer;
+
+use candle_core::Tensor;
+
+/// Architectures by name.
+pub const ARCHITECTURES: [&str; 3] = ["cnn-lstm", "cnn-lstm-dropout", "transformer"];
+
+/// A beat classifier network of any architecture.
+#[derive(Debug, Clone)]
+pub enum Network {
+    CnnLstm(CnnLstm),
+    Transformer(PaperTransformer),
+}
+
+impl Network {
+    /// Builds architecture `name` (one of [`ARCHITECTURES`]), registering its parameters.
+    pub fn build(
+        name: &str,
+        params: &mut Params,
+        rng: &mut SplitMix64,
+    ) -> Result<Self, ModelError> {
+        match name {
+            "cnn-lstm" => Ok(Network::CnnLstm(CnnLstm::new(
+                CnnLstmConfig::paper(),
+                params,
+                rng,
+            )?)),
+            "cnn-lstm-dropout" => Ok(Network::CnnLstm(CnnLstm::new(
+                CnnLstmConfig::paper_dropout(),
+                params,
+                rng,
+            )?)),
+            "transformer" => Ok(Network::Transformer(PaperTransformer::new(params, rng, 2)?)),
+            other => Err(ModelError::Device(format!(
+                "unknown model {other:?}: use one of {}",
+                ARCHITECTURES.join(", ")
+            ))),
+        }
+    }
+
+    /// Class logits (batch, classes) for beats (batch, 187); dropout masks from `dropout` when training.
+    pub fn forward(
+        &self,
+        params: &Params,
+        x: &Tensor,
+        dropout: Option<&mut SplitMix64>,
+    ) -> Result<Tensor, ModelError> {
+        match self {
+            Network::CnnLstm(m) => m.forward(params, x, dropout),
+            Network::Transformer(m) => m.forward(params, x, dropout),
+        }
+    }
+}
 
 /// The compute device from a name: `cpu`, or `cuda` (with the `cuda` feature).
 pub fn device(name: &str) -> Result<candle_core::Device, ModelError> {

@@ -4,7 +4,7 @@
 //! with patience 10 on validation loss, keeping the weights of the best
 //! validation accuracy. Deterministic for a given seed.
 
-use super::CnnLstm;
+use super::Network;
 use super::metrics::BinaryMetrics;
 use super::params::{ModelError, Params, SplitMix64};
 use crate::dsp::BEAT_LEN;
@@ -114,7 +114,7 @@ fn label_tensor(params: &Params, labels: &[u8], idx: &[usize]) -> Result<Tensor,
 
 /// Probability of "abnormal" for beats `idx`, in batches of `batch`.
 pub fn predict(
-    model: &CnnLstm,
+    model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
     idx: &[usize],
@@ -131,7 +131,7 @@ pub fn predict(
 
 /// Mean cross-entropy and accuracy over `idx`, without dropout.
 fn evaluate(
-    model: &CnnLstm,
+    model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
     labels: &[u8],
@@ -157,7 +157,7 @@ fn evaluate(
 
 /// Trains `model` on `split`, reporting each batch to `progress(epoch, batch, batches, loss)`.
 pub fn train(
-    model: &CnnLstm,
+    model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
     labels: &[u8],
@@ -240,7 +240,7 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::CnnLstmConfig;
+
     use candle_core::Device;
 
     #[test]
@@ -291,8 +291,7 @@ mod tests {
         let all: Vec<usize> = (0..400).collect();
         let split = paper_split(&labels, &all, 2);
         let mut params = Params::new(&Device::Cpu);
-        let model =
-            CnnLstm::new(CnnLstmConfig::paper(), &mut params, &mut SplitMix64::new(9)).unwrap();
+        let model = Network::build("cnn-lstm", &mut params, &mut SplitMix64::new(9)).unwrap();
         let config = TrainConfig {
             max_epochs: 4,
             batch: 32,
