@@ -1,0 +1,129 @@
+//! Classifier models as files: every model shipped in `models/` loads and
+//! classifies the fixture beats, and bad weight files (missing, truncated, of
+//! another architecture) give an error that names the problem.
+
+mod common;
+
+use common::{FIXTURES, fixture};
+use holterd::dataset::label_record;
+use holterd::dsp::ExtractorConfig;
+use holterd::eval::LeadChoice;
+use holterd::model::card::load_model;
+use holterd::model::train::predict;
+use holterd::model::{Network, Params, SplitMix64};
+use std::path::{Path, PathBuf};
+
+/// Lowest accuracy a shipped model must reach on the fixtures' beats (binary,
+/// normal vs abnormal). The fixtures come from records the intra-patient
+/// models were partly trained on: this checks that the files work, it is not
+/// an evaluation (that is `holterd eval classify`).
+const MIN_FIXTURE_ACCURACY: f64 = 0.90;
+
+fn shipped_models() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("card.json").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+#[test]
+fn shipped_models_classify_the_fixture_beats() {
+    let models = shipped_models();
+    for dir in &models {
+        let m = load_model(dir, &candle_core::Device::Cpu).unwrap();
+        let (mut correct, mut total) = (0usize, 0usize);
+        for name in FIXTURES {
+            let labelled =
+                label_record(&fixture(name), &LeadChoice::Default, ExtractorConfig::new).unwrap();
+            let beats: Vec<_> = labelled
+                .iter()
+                .filter(|l| l.class.is_some() && l.beat.quality.is_readable())
+                .collect();
+            let values: Vec<_> = beats.iter().map(|l| l.beat.values).collect();
+            let idx: Vec<usize> = (0..values.len()).collect();
+            let p = predict(&m.network, &m.params, &values, &idx, 256).unwrap();
+            for (prob, l) in p.iter().zip(&beats) {
+                let abnormal = l.class.map(|c| c.binary() == 1).unwrap_or(false);
+                correct += usize::from((*prob >= 0.5) == abnormal);
+                total += 1;
+            }
+        }
+        let accuracy = correct as f64 / total as f64;
+        eprintln!(
+            "{}: {correct}/{total} fixture beats right ({accuracy:.4})",
+            dir.display()
+        );
+        assert!(total > 500);
+        assert!(
+            accuracy >= MIN_FIXTURE_ACCURACY,
+            "{}: accuracy {accuracy:.4}",
+            dir.display()
+        );
+    }
+    eprintln!("{} shipped models checked", models.len());
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("holterd-models-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn bad_weight_files_are_named_errors() {
+    let device = candle_core::Device::Cpu;
+    let dir = temp_dir("bad");
+    let mut params = Params::new(&device);
+    Network::build("cnn-lstm", &mut params, &mut SplitMix64::new(1)).unwrap();
+    let good = dir.join("good.safetensors");
+    params.save(&good).unwrap();
+    params.load(&good).unwrap();
+
+    let missing = params
+        .load(&dir.join("missing.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("missing.safetensors") && missing.contains("not found"),
+        "{missing}"
+    );
+
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = params.load(&truncated).unwrap_err().to_string();
+    assert!(
+        e.contains("truncated.safetensors") && e.contains("not a readable safetensors"),
+        "{e}"
+    );
+
+    // Weights of the dropout variant: same tensor names, other shapes.
+    let mut other = Params::new(&device);
+    Network::build("cnn-lstm-dropout", &mut other, &mut SplitMix64::new(1)).unwrap();
+    let wrong = dir.join("wrong.safetensors");
+    other.save(&wrong).unwrap();
+    let e = params.load(&wrong).unwrap_err().to_string();
+    assert!(e.contains("shape") && e.contains("conv1."), "{e}");
+
+    // A transformer's weights have none of the CNN-LSTM's tensors.
+    let mut t = Params::new(&device);
+    Network::build("transformer", &mut t, &mut SplitMix64::new(1)).unwrap();
+    let foreign = dir.join("foreign.safetensors");
+    t.save(&foreign).unwrap();
+    let e = params.load(&foreign).unwrap_err().to_string();
+    assert!(e.contains("missing"), "{e}");
+
+    // A model directory without a card.
+    let no_card = temp_dir("nocard");
+    let e = load_model(&no_card, &device).err().unwrap().to_string();
+    assert!(e.contains("card.json"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&no_card).ok();
+}
