@@ -147,9 +147,10 @@ enum EvalCommand {
 
 #[derive(Debug, Args)]
 struct EvalClassifyArgs {
-    /// Model directory (with card.json and weights.safetensors), e.g. models/cnn-lstm-intra.
-    #[arg(long)]
-    model: PathBuf,
+    /// Model directory (with card.json and weights.safetensors), e.g. models/cnn-lstm-intra;
+    /// several, comma-separated, form an ensemble that averages their class probabilities.
+    #[arg(long, value_delimiter = ',', required = true)]
+    model: Vec<PathBuf>,
     /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
     #[arg(long)]
     db: Option<PathBuf>,
@@ -591,13 +592,30 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     use crate::model::card::{Evaluation, load_model};
     use crate::model::train::predict;
     let device = crate::model::device(&a.device)?;
-    let m = load_model(&a.model, &device)?;
-    let protocol = a.protocol.unwrap_or(m.card.protocol);
+    let members = a
+        .model
+        .iter()
+        .map(|dir| load_model(dir, &device))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = &members[0].card;
+    let protocol = a.protocol.unwrap_or(first.protocol);
     let db = default_db(a.db);
     let records = selected_records(&db, &[])?;
     let (set, _) = from_db(&db, &records, &LeadChoice::Default)?;
-    let (_, test_idx) = protocol_split(&set, protocol, m.card.train_config.seed);
-    let p = predict(&m.network, &m.params, &set.values, &test_idx, 1024)?;
+    let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
+    // An ensemble averages its members' probabilities (the seed paper's ensemble).
+    let mut p = vec![0.0f32; test_idx.len()];
+    for m in &members {
+        for (acc, q) in p.iter_mut().zip(predict(
+            &m.network,
+            &m.params,
+            &set.values,
+            &test_idx,
+            1024,
+        )?) {
+            *acc += q / members.len() as f32;
+        }
+    }
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
     print_evaluation(&Evaluation::compute(protocol, &p, &classes), a.json)
 }
