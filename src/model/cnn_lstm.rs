@@ -6,8 +6,7 @@
 
 use super::layers::{KerasLstm, max_pool_3_2};
 use super::params::{ModelError, Params, SplitMix64};
-use super::transformer::dropout_mask;
-use crate::dsp::BEAT_LEN;
+use super::transformer::{check_len, dropout_mask};
 use candle_core::Tensor;
 
 /// Shape of a CNN-LSTM.
@@ -98,12 +97,7 @@ impl CnnLstm {
         x: &Tensor,
         mut dropout: Option<&mut SplitMix64>,
     ) -> Result<Tensor, ModelError> {
-        let (_, len) = x.dims2()?;
-        if len != BEAT_LEN {
-            return Err(ModelError::Device(format!(
-                "beats must have {BEAT_LEN} values, got {len}"
-            )));
-        }
+        check_len(x)?;
         let mut h = x.unsqueeze(1)?;
         for i in 0..4 {
             let kernel = params.get(&format!("conv{}.kernel", i + 1))?;
@@ -131,6 +125,7 @@ impl CnnLstm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsp::BEAT_LEN;
     use candle_core::Device;
 
     #[test]

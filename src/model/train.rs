@@ -129,6 +129,16 @@ pub fn predict(
     Ok(out)
 }
 
+/// How many of the beats `idx` the logits classify as `labels` says.
+fn count_correct(logits: &Tensor, labels: &[u8], idx: &[usize]) -> Result<usize, ModelError> {
+    let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    Ok(pred
+        .iter()
+        .zip(idx)
+        .filter(|&(&p, &i)| p == labels[i] as u32)
+        .count())
+}
+
 /// Mean cross-entropy and accuracy over `idx`, without dropout.
 fn evaluate(
     model: &Network,
@@ -144,12 +154,7 @@ fn evaluate(
         let y = label_tensor(params, labels, chunk)?;
         loss += candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64
             * chunk.len() as f64;
-        let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-        correct += pred
-            .iter()
-            .zip(chunk)
-            .filter(|&(&p, &i)| p == labels[i] as u32)
-            .count();
+        correct += count_correct(&logits, labels, chunk)?;
     }
     let n = idx.len().max(1) as f64;
     Ok((loss / n, correct as f64 / n))
@@ -193,12 +198,7 @@ pub fn train(
             opt.backward_step(&loss)?;
             let l = loss.to_scalar::<f32>()? as f64;
             loss_sum += l * chunk.len() as f64;
-            let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-            correct += pred
-                .iter()
-                .zip(chunk)
-                .filter(|&(&p, &i)| p == labels[i] as u32)
-                .count();
+            correct += count_correct(&logits, labels, chunk)?;
             progress(epoch, b + 1, batches, l);
         }
         let (val_loss, val_accuracy) =

@@ -207,7 +207,8 @@ impl PaperTransformer {
     }
 }
 
-fn check_len(x: &Tensor) -> Result<(), ModelError> {
+/// Fails unless `x` holds beats of [`BEAT_LEN`] values.
+pub(crate) fn check_len(x: &Tensor) -> Result<(), ModelError> {
     let (_, len) = x.dims2()?;
     if len != BEAT_LEN {
         return Err(ModelError::Device(format!(
