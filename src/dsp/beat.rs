@@ -3,8 +3,10 @@
 //! It filters ([`FilterBank`]), watches quality ([`QualityMonitor`]) and
 //! detects QRS complexes ([`QrsDetector`]). Each detection is refined to the
 //! R peak: the largest absolute value of the beat signal in the 250 ms before
-//! the detector's energy peak, interpolated between working-rate samples. A beat is emitted once the next R peak is
-//! known and the samples it spans have arrived, in the layout of the Kaggle
+//! the detector's energy peak, interpolated between working-rate samples and
+//! reported in the input's time (the filters' delay taken off). A beat is
+//! emitted once the next R peak is known and the samples it spans have
+//! arrived, in the layout of the Kaggle
 //! "ECG Heartbeat Categorization" dataset (Kachuee et al. 2018): the beat
 //! signal from the R peak for 1.2 × the median RR interval of the last 10 s,
 //! resampled to 125 Hz, min-max normalised to [0, 1], zero-padded to 187.
