@@ -49,6 +49,20 @@ impl Quality {
         }
     }
 
+    /// Every flag, for parsing.
+    pub const ALL: [Quality; 5] = [
+        Quality::Good,
+        Quality::Noisy,
+        Quality::Clipped,
+        Quality::Flat,
+        Quality::LeadOff,
+    ];
+
+    /// The flag named `s` (the inverse of [`as_str`](Self::as_str)).
+    pub fn parse(s: &str) -> Option<Quality> {
+        Quality::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+
     /// True when a beat of this quality can be classified.
     pub fn is_readable(self) -> bool {
         self == Quality::Good

@@ -8,8 +8,10 @@
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
 //! - [`train`]: the paper's training recipe;
 //! - [`card`]: a shipped model's weights and model card.
+//! - [`classifier`]: one model or an ensemble, ready to classify beats.
 
 pub mod card;
+pub mod classifier;
 pub mod cnn_lstm;
 pub mod layers;
 pub mod metrics;

@@ -1,4 +1,7 @@
 //! The `holterd` command line: argument parsing and one function per command.
+//! The daemon's commands (`serve`, `migrate`, `replay`, `demo`, `analyze`) are in [`daemon`].
+
+mod daemon;
 
 use crate::dsp::{BeatExtractor, ExtractorConfig};
 use crate::eval::{self, DetectEvalOptions, DetectionScore, LeadChoice, NoiseKind, RecordResult};
@@ -35,6 +38,16 @@ enum Command {
     Dataset(DatasetCommand),
     /// Train a beat classifier with the seed paper's recipe.
     Train(TrainArgs),
+    /// Run the daemon: MQTT in, verdicts stored, HTTP health and metrics.
+    Serve(daemon::ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(daemon::MigrateArgs),
+    /// Publish WFDB records as simulated devices (demos, tests, load tests).
+    Replay(daemon::ReplayArgs),
+    /// Run the daemon on the embedded broker and SQLite with simulated devices.
+    Demo(daemon::DemoArgs),
+    /// The daemon's verdict for every beat of one record, computed offline, as CSV.
+    Analyze(daemon::AnalyzeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,7 +97,7 @@ struct DatasetBuildArgs {
 }
 
 #[derive(Debug, Args)]
-struct LeadArgs {
+pub(crate) struct LeadArgs {
     /// Channel index to analyse (default: the MLII lead, else channel 0).
     #[arg(long, conflicts_with = "lead")]
     channel: Option<usize>,
@@ -94,6 +107,16 @@ struct LeadArgs {
     /// Powerline frequency to notch out: 50, 60 or none.
     #[arg(long, default_value = "60", value_parser = parse_powerline)]
     powerline: Powerline,
+}
+
+impl Default for LeadArgs {
+    fn default() -> Self {
+        LeadArgs {
+            channel: None,
+            lead: None,
+            powerline: Powerline(Some(60.0)),
+        }
+    }
 }
 
 /// A powerline frequency to notch, or none.
@@ -274,6 +297,11 @@ pub fn main() -> Result<()> {
         Command::Bench(BenchCommand::Infer(a)) => bench_infer(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
         Command::Dataset(DatasetCommand::Build(a)) => dataset_build(a),
+        Command::Serve(a) => daemon::serve(a),
+        Command::Migrate(a) => daemon::migrate(a),
+        Command::Replay(a) => daemon::replay_command(a),
+        Command::Demo(a) => daemon::demo(a),
+        Command::Analyze(a) => daemon::analyze(a),
     }
 }
 
@@ -589,33 +617,17 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
 
 fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     use crate::dataset::{from_db, protocol_split};
-    use crate::model::card::{Evaluation, load_model};
-    use crate::model::train::predict;
+    use crate::model::card::Evaluation;
+    use crate::model::classifier::Classifier;
     let device = crate::model::device(&a.device)?;
-    let members = a
-        .model
-        .iter()
-        .map(|dir| load_model(dir, &device))
-        .collect::<Result<Vec<_>, _>>()?;
-    let first = &members[0].card;
+    let classifier = Classifier::load(&a.model, &device)?;
+    let first = &classifier.members()[0].card;
     let protocol = a.protocol.unwrap_or(first.protocol);
     let db = default_db(a.db);
     let records = selected_records(&db, &[])?;
     let (set, _) = from_db(&db, &records, &LeadChoice::Default)?;
     let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
-    // An ensemble averages its members' probabilities (the seed paper's ensemble).
-    let mut p = vec![0.0f32; test_idx.len()];
-    for m in &members {
-        for (acc, q) in p.iter_mut().zip(predict(
-            &m.network,
-            &m.params,
-            &set.values,
-            &test_idx,
-            1024,
-        )?) {
-            *acc += q / members.len() as f32;
-        }
-    }
+    let p = classifier.p_abnormal_of(&set.values, &test_idx, 1024)?;
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
     print_evaluation(&Evaluation::compute(protocol, &p, &classes), a.json)
 }

@@ -1,0 +1,133 @@
+//! Inference workers: dedicated OS threads (never the async runtime's) that
+//! classify each batch's readable beats with the configured [`Classifier`].
+//! Beats the quality gate refused get the verdict "unreadable" without
+//! inference: the seed paper's model called a flat line normal.
+
+use super::{Batch, Classified, Item};
+use crate::dsp::BEAT_LEN;
+use crate::metrics::Metrics;
+use crate::model::classifier::Classifier;
+use crate::store::{BeatRow, Verdict};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+/// Starts `workers` threads taking batches from `rx`; they end when `rx` closes.
+pub fn spawn(
+    workers: usize,
+    classifier: Arc<Classifier>,
+    rx: Receiver<Batch>,
+    tx: Sender<Classified>,
+    metrics: Arc<Metrics>,
+    threshold: f32,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let rx = Arc::new(Mutex::new(rx));
+    (0..workers)
+        .map(|i| {
+            let (rx, tx, classifier, metrics) =
+                (rx.clone(), tx.clone(), classifier.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("inference-{i}"))
+                .spawn(move || worker(&classifier, &rx, &tx, &metrics, threshold))
+        })
+        .collect()
+}
+
+fn worker(
+    classifier: &Classifier,
+    rx: &Mutex<Receiver<Batch>>,
+    tx: &Sender<Classified>,
+    metrics: &Metrics,
+    threshold: f32,
+) {
+    loop {
+        let batch = match rx.lock() {
+            Ok(mut rx) => rx.blocking_recv(),
+            Err(_) => return,
+        };
+        let Some(batch) = batch else { return };
+        let classified = match classify(classifier, batch, metrics, threshold) {
+            Ok(c) => c,
+            Err((id, e)) => {
+                // Not a data problem (beats are finite and bounded): a broken model or device.
+                tracing::error!(batch = id, error = %e, "inference failed; the daemon cannot classify");
+                return;
+            }
+        };
+        if tx.blocking_send(classified).is_err() {
+            return;
+        }
+    }
+}
+
+/// Classifies one batch.
+pub fn classify(
+    classifier: &Classifier,
+    batch: Batch,
+    metrics: &Metrics,
+    threshold: f32,
+) -> Result<Classified, (u64, crate::model::ModelError)> {
+    let readable: Vec<[f32; BEAT_LEN]> = batch
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Beat(b) if b.beat.quality.is_readable() => Some(b.beat.values),
+            _ => None,
+        })
+        .collect();
+    let p = if readable.is_empty() {
+        Vec::new()
+    } else {
+        metrics.batch_size.observe(readable.len() as f64);
+        let timer = metrics.inference_seconds.start_timer();
+        let p = classifier
+            .p_abnormal(&readable)
+            .map_err(|e| (batch.id, e))?;
+        timer.observe_duration();
+        p
+    };
+    let mut p = p.into_iter();
+    let mut rows = Vec::with_capacity(batch.items.len());
+    let mut closes = Vec::new();
+    for item in batch.items {
+        match item {
+            Item::Beat(b) => {
+                let (verdict, p_abnormal) = if b.beat.quality.is_readable() {
+                    let q = p.next().unwrap_or(f32::NAN);
+                    let v = if q >= threshold {
+                        Verdict::Abnormal
+                    } else {
+                        Verdict::Normal
+                    };
+                    (v, Some(q))
+                } else {
+                    (Verdict::Unreadable, None)
+                };
+                let beat = &b.beat;
+                rows.push((
+                    BeatRow {
+                        segment: b.segment,
+                        r_time_us: b.r_time_us,
+                        sample: beat.sample,
+                        rr_prev_ms: beat.rr_prev_ms.map(|v| v as f32),
+                        rr_next_ms: beat.rr_next_ms.map(|v| v as f32),
+                        quality: beat.quality,
+                        searchback: beat.searchback,
+                        verdict,
+                        p_abnormal,
+                        model: classifier.name().to_string(),
+                        model_version: classifier.version().to_string(),
+                        values: beat.values.to_vec(),
+                    },
+                    b.completed_at,
+                ));
+            }
+            Item::Close(key) => closes.push(key),
+        }
+    }
+    Ok(Classified {
+        id: batch.id,
+        rows,
+        closes,
+    })
+}

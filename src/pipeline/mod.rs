@@ -1,0 +1,128 @@
+//! The daemon's pipeline: decoded messages in, classified beats stored.
+//!
+//! ```text
+//! MQTT source ─▶ ingest ─▶ analysis ─▶ batcher ─▶ inference workers ─▶ writer
+//!  (decode)     (order,    (per-device  (max size,  (dedicated threads)  (bulk beats,
+//!               store raw,  extractor)   max wait)                        in batch order)
+//!               then ack)
+//! ```
+//!
+//! Every queue is a bounded channel: when a stage falls behind, the one
+//! before it waits, and in the end the source stops reading from the broker,
+//! which holds the unacknowledged messages. A message is acknowledged only once
+//! its samples are committed ([`ingest`]); beats not yet stored when the daemon
+//! dies are re-derived at start from the stored signal of every open segment
+//! ([`analysis`]), and idempotent writes make that exact.
+
+pub mod analysis;
+pub mod batcher;
+pub mod inference;
+pub mod ingest;
+pub mod offline;
+pub mod sequencer;
+pub mod writer;
+
+use crate::dsp::Beat;
+use crate::mqtt::AckToken;
+use crate::store::{BeatRow, SegmentKey, SegmentRow};
+use crate::wire::Frame;
+use std::time::Instant;
+
+/// A decoded message on its way into ingest.
+#[derive(Debug)]
+pub struct Inbound {
+    pub frame: Frame,
+    pub ack: AckToken,
+    pub received: Instant,
+    /// Reception time, µs since the Unix epoch (stored with the raw chunk).
+    pub received_us: i64,
+}
+
+/// What ingest hands to analysis, in each device's order, once stored.
+#[derive(Debug)]
+pub enum AnalysisEvent {
+    Start(SegmentRow),
+    Frame {
+        frame: Frame,
+        segment: SegmentKey,
+        received: Instant,
+    },
+    Close(SegmentKey),
+}
+
+/// A detected beat awaiting its verdict.
+#[derive(Debug, Clone)]
+pub struct ExtractedBeat {
+    pub segment: SegmentKey,
+    pub r_time_us: i64,
+    pub beat: Beat,
+    /// When the sample that completed the beat arrived (for end-to-end latency).
+    pub completed_at: Instant,
+}
+
+/// What analysis hands to the batcher.
+#[derive(Debug)]
+pub enum Item {
+    Beat(Box<ExtractedBeat>),
+    /// Every beat of the segment precedes this item.
+    Close(SegmentKey),
+}
+
+/// Items grouped for one inference call; `id` orders the writes.
+#[derive(Debug)]
+pub struct Batch {
+    pub id: u64,
+    pub items: Vec<Item>,
+}
+
+/// A batch after inference.
+#[derive(Debug)]
+pub struct Classified {
+    pub id: u64,
+    pub rows: Vec<(BeatRow, Instant)>,
+    pub closes: Vec<SegmentKey>,
+}
+
+/// Time of a beat's R peak: the segment's start plus its sample index, µs.
+pub fn r_time_us(t0_us: i64, fs: f64, sample: u64) -> i64 {
+    t0_us.saturating_add((sample as f64 * 1e6 / fs).round() as i64)
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Sends `value` on `tx`, counting a backpressure wait when the queue is full.
+/// Returns false when the receiver is gone.
+pub async fn send_counted<T>(
+    tx: &tokio::sync::mpsc::Sender<T>,
+    value: T,
+    metrics: &crate::metrics::Metrics,
+    queue: &str,
+) -> bool {
+    match tx.try_send(value) {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(v)) => {
+            metrics.backpressure_waits.with_label_values(&[queue]).inc();
+            tx.send(v).await.is_ok()
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// Waits before the next retry of a failed store write: doubling from 100 ms to 5 s.
+pub(crate) struct Backoff(std::time::Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff(std::time::Duration::from_millis(100))
+    }
+
+    pub(crate) async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,94 @@
+//! The writer: stores classified beats in bulk, in batch order, so that the
+//! beats of a segment are all stored before the segment is marked closed
+//! (even with several inference workers finishing out of order).
+
+use super::{Backoff, Classified};
+use crate::metrics::Metrics;
+use crate::store::{BeatRow, SegmentKey, Store};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc::Receiver;
+
+/// Runs until `rx` closes and everything received is stored.
+pub async fn run<S: Store>(
+    store: S,
+    mut rx: Receiver<Classified>,
+    metrics: Arc<Metrics>,
+    write_batch: usize,
+) {
+    let mut waiting: BTreeMap<u64, Classified> = BTreeMap::new();
+    let mut next_id = 0u64;
+    let mut open = true;
+    while open || !waiting.is_empty() {
+        let ready = waiting
+            .first_key_value()
+            .is_some_and(|(k, _)| *k == next_id);
+        if open && !ready {
+            match rx.recv().await {
+                Some(c) => {
+                    waiting.insert(c.id, c);
+                }
+                None => open = false,
+            }
+        }
+        if open {
+            while let Ok(c) = rx.try_recv() {
+                waiting.insert(c.id, c);
+            }
+            metrics
+                .queue_depth
+                .with_label_values(&["writer"])
+                .set(rx.len() as i64);
+        }
+        let mut rows: Vec<BeatRow> = Vec::new();
+        let mut completed: Vec<Instant> = Vec::new();
+        let mut closes: Vec<SegmentKey> = Vec::new();
+        // In order; once the input has ended, whatever is left (a worker failed) goes too.
+        while let Some(entry) = waiting.first_entry() {
+            if (*entry.key() != next_id && open) || rows.len() >= write_batch {
+                break;
+            }
+            let c = entry.remove();
+            next_id = c.id + 1;
+            for (row, t) in c.rows {
+                rows.push(row);
+                completed.push(t);
+            }
+            closes.extend(c.closes);
+        }
+        if rows.is_empty() && closes.is_empty() {
+            continue;
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            let timer = metrics
+                .store_write_seconds
+                .with_label_values(&["beats"])
+                .start_timer();
+            match store.write_beats(&rows, &closes).await {
+                Ok(_) => {
+                    timer.observe_duration();
+                    metrics.store_up.set(1);
+                    break;
+                }
+                Err(e) => {
+                    timer.stop_and_discard();
+                    metrics.store_up.set(0);
+                    metrics.store_errors.with_label_values(&["beats"]).inc();
+                    tracing::warn!(error = %e, "storing beats failed; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
+        for (row, t) in rows.iter().zip(&completed) {
+            metrics
+                .beats_stored
+                .with_label_values(&[row.verdict.as_str()])
+                .inc();
+            metrics
+                .end_to_end_seconds
+                .observe(t.elapsed().as_secs_f64());
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The Postgres store: bulk writes as one `INSERT … SELECT FROM UNNEST(arrays)`
+//! per table and transaction, never row by row.
+
+use super::{
+    BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, beat_row,
+    bytes_f32, f32_bytes,
+};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A Postgres connection pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host/db`) with up to `max_connections` connections.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("holterd");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    /// The pool, for queries the trait does not cover.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn write_chunks(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !segments.is_empty() {
+            sqlx::query(
+                "INSERT INTO segments (device_id, stream, first_seq, t0_us, fs, lead, after_gap)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                      $5::float8[], $6::text[], $7::bool[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(
+                segments
+                    .iter()
+                    .map(|s| s.key.device.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                segments
+                    .iter()
+                    .map(|s| s.key.stream as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                segments
+                    .iter()
+                    .map(|s| s.key.first_seq as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(segments.iter().map(|s| s.t0_us).collect::<Vec<_>>())
+            .bind(segments.iter().map(|s| s.fs).collect::<Vec<_>>())
+            .bind(segments.iter().map(|s| s.lead.clone()).collect::<Vec<_>>())
+            .bind(segments.iter().map(|s| s.after_gap).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !chunks.is_empty() {
+            sqlx::query(
+                "INSERT INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                      $5::bigint[], $6::float8[], $7::bigint[], $8::bytea[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(chunks.iter().map(|c| c.segment.device.clone()).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| c.segment.stream as i64).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| c.seq as i64).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| c.segment.first_seq as i64).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| c.t0_us).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| c.fs).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| c.received_us).collect::<Vec<_>>())
+            .bind(chunks.iter().map(|c| f32_bytes(&c.samples)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+            // One row per device, with its latest reception time.
+            let mut seen: Vec<(String, i64)> = Vec::new();
+            for c in chunks {
+                match seen.iter_mut().find(|(d, _)| *d == c.segment.device) {
+                    Some((_, t)) => *t = (*t).max(c.received_us),
+                    None => seen.push((c.segment.device.clone(), c.received_us)),
+                }
+            }
+            sqlx::query(
+                "INSERT INTO devices (device_id, first_seen_us, last_seen_us)
+                 SELECT d, t, t FROM UNNEST($1::text[], $2::bigint[]) AS u(d, t)
+                 ON CONFLICT (device_id) DO UPDATE
+                 SET last_seen_us = GREATEST(devices.last_seen_us, EXCLUDED.last_seen_us)",
+            )
+            .bind(seen.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>())
+            .bind(seen.iter().map(|(_, t)| *t).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_beats(
+        &self,
+        beats: &[BeatRow],
+        closed: &[SegmentKey],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        if !beats.is_empty() {
+            inserted = sqlx::query(
+                "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
+                                    rr_prev_ms, rr_next_ms, quality, searchback, verdict,
+                                    p_abnormal, model, model_version, beat)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                      $5::bigint[], $6::real[], $7::real[], $8::text[],
+                                      $9::bool[], $10::text[], $11::real[], $12::text[],
+                                      $13::text[], $14::bytea[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.segment.device.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(beats.iter().map(|b| b.r_time_us).collect::<Vec<_>>())
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.segment.stream as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.segment.first_seq as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(beats.iter().map(|b| b.sample as i64).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.rr_prev_ms).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.rr_next_ms).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.quality.as_str()).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.searchback).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.verdict.as_str()).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.p_abnormal).collect::<Vec<_>>())
+            .bind(beats.iter().map(|b| b.model.clone()).collect::<Vec<_>>())
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| b.model_version.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                beats
+                    .iter()
+                    .map(|b| f32_bytes(&b.values))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if !closed.is_empty() {
+            sqlx::query(
+                "UPDATE segments SET closed = TRUE
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS k(d, s, f)
+                 WHERE device_id = k.d AND stream = k.s AND first_seq = k.f",
+            )
+            .bind(closed.iter().map(|k| k.device.clone()).collect::<Vec<_>>())
+            .bind(closed.iter().map(|k| k.stream as i64).collect::<Vec<_>>())
+            .bind(
+                closed
+                    .iter()
+                    .map(|k| k.first_seq as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.device_id, s.stream, s.first_seq, s.t0_us, s.fs, s.lead, s.after_gap, s.closed,
+                    (SELECT max(c.seq) FROM chunks c WHERE c.device_id = s.device_id
+                       AND c.stream = s.stream AND c.first_seq = s.first_seq) AS last_seq
+             FROM segments s
+             JOIN (SELECT device_id, max(id) AS id FROM segments GROUP BY device_id) latest
+               ON latest.id = s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let segment = segment_from(r)?;
+                let last_seq: Option<i64> = r.try_get("last_seq")?;
+                Ok(StreamHead {
+                    last_seq: last_seq.map_or(segment.key.first_seq, |s| s as u64),
+                    closed: r.try_get("closed")?,
+                    segment,
+                })
+            })
+            .collect()
+    }
+
+    async fn open_segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, stream, first_seq, t0_us, fs, lead, after_gap
+             FROM segments WHERE NOT closed ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(segment_from).collect()
+    }
+
+    async fn segment_chunks(&self, key: &SegmentKey) -> Result<Vec<ChunkRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, t0_us, fs, received_us, samples FROM chunks
+             WHERE device_id = $1 AND stream = $2 AND first_seq = $3 ORDER BY seq",
+        )
+        .bind(&key.device)
+        .bind(key.stream as i64)
+        .bind(key.first_seq as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChunkRow {
+                    segment: key.clone(),
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    t0_us: r.try_get("t0_us")?,
+                    fs: r.try_get("fs")?,
+                    received_us: r.try_get("received_us")?,
+                    samples: bytes_f32(r.try_get("samples")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_beat_us(&self, key: &SegmentKey) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(r_time_us) FROM beats WHERE device_id = $1 AND stream = $2 AND first_seq = $3",
+        )
+        .bind(&key.device)
+        .bind(key.stream as i64)
+        .bind(key.first_seq as i64)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
+                    quality, searchback, verdict, p_abnormal, model, model_version, beat
+             FROM beats
+             WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
+               AND ($4::text IS NULL OR verdict = $4)
+               AND ($5::real IS NULL OR p_abnormal >= $5)
+             ORDER BY r_time_us LIMIT $6 OFFSET $7",
+        )
+        .bind(&q.device)
+        .bind(q.from_us)
+        .bind(q.to_us)
+        .bind(q.verdict.map(|v| v.as_str()))
+        .bind(q.min_p_abnormal)
+        .bind(q.limit as i64)
+        .bind(q.offset.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                beat_row(
+                    r.try_get("device_id")?,
+                    r.try_get("stream")?,
+                    r.try_get("first_seq")?,
+                    r.try_get("r_time_us")?,
+                    r.try_get("sample_index")?,
+                    r.try_get("rr_prev_ms")?,
+                    r.try_get("rr_next_ms")?,
+                    r.try_get("quality")?,
+                    r.try_get("searchback")?,
+                    r.try_get("verdict")?,
+                    r.try_get("p_abnormal")?,
+                    r.try_get("model")?,
+                    r.try_get("model_version")?,
+                    r.try_get("beat")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM chunks WHERE received_us < $1")
+            .bind(before_us)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn segment_from(r: &sqlx::postgres::PgRow) -> Result<SegmentRow, StoreError> {
+    Ok(SegmentRow {
+        key: SegmentKey {
+            device: r.try_get("device_id")?,
+            stream: r.try_get::<i64, _>("stream")? as u32,
+            first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+        },
+        t0_us: r.try_get("t0_us")?,
+        fs: r.try_get("fs")?,
+        lead: r.try_get("lead")?,
+        after_gap: r.try_get("after_gap")?,
+    })
+}

@@ -1,0 +1,285 @@
+//! The SQLite store: the embedded default, a single file in WAL mode with
+//! full synchronisation, so a commit survives the process being killed.
+
+use super::{
+    BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, beat_row,
+    bytes_f32, f32_bytes,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::path::Path;
+use std::time::Duration;
+
+/// Rows per multi-row INSERT (SQLite limits bound parameters per statement).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// An SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The pool, for queries the trait does not cover.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn write_chunks(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for part in segments.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO segments (device_id, stream, first_seq, t0_us, fs, lead, after_gap) ",
+            );
+            q.push_values(part, |mut b, s| {
+                b.push_bind(s.key.device.clone())
+                    .push_bind(s.key.stream as i64)
+                    .push_bind(s.key.first_seq as i64)
+                    .push_bind(s.t0_us)
+                    .push_bind(s.fs)
+                    .push_bind(s.lead.clone())
+                    .push_bind(s.after_gap);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for part in chunks.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples) ",
+            );
+            q.push_values(part, |mut b, c| {
+                b.push_bind(c.segment.device.clone())
+                    .push_bind(c.segment.stream as i64)
+                    .push_bind(c.seq as i64)
+                    .push_bind(c.segment.first_seq as i64)
+                    .push_bind(c.t0_us)
+                    .push_bind(c.fs)
+                    .push_bind(c.received_us)
+                    .push_bind(f32_bytes(&c.samples));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for c in chunks {
+            sqlx::query(
+                "INSERT INTO devices (device_id, first_seen_us, last_seen_us) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (device_id) DO UPDATE
+                 SET last_seen_us = max(last_seen_us, excluded.last_seen_us)",
+            )
+            .bind(&c.segment.device)
+            .bind(c.received_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_beats(
+        &self,
+        beats: &[BeatRow],
+        closed: &[SegmentKey],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for part in beats.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
+                    rr_prev_ms, rr_next_ms, quality, searchback, verdict, p_abnormal, model,
+                    model_version, beat) ",
+            );
+            q.push_values(part, |mut b, r| {
+                b.push_bind(r.segment.device.clone())
+                    .push_bind(r.r_time_us)
+                    .push_bind(r.segment.stream as i64)
+                    .push_bind(r.segment.first_seq as i64)
+                    .push_bind(r.sample as i64)
+                    .push_bind(r.rr_prev_ms)
+                    .push_bind(r.rr_next_ms)
+                    .push_bind(r.quality.as_str())
+                    .push_bind(r.searchback)
+                    .push_bind(r.verdict.as_str())
+                    .push_bind(r.p_abnormal)
+                    .push_bind(r.model.clone())
+                    .push_bind(r.model_version.clone())
+                    .push_bind(f32_bytes(&r.values));
+            });
+            inserted += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for k in closed {
+            sqlx::query(
+                "UPDATE segments SET closed = 1 WHERE device_id = ?1 AND stream = ?2 AND first_seq = ?3",
+            )
+            .bind(&k.device)
+            .bind(k.stream as i64)
+            .bind(k.first_seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.device_id, s.stream, s.first_seq, s.t0_us, s.fs, s.lead, s.after_gap, s.closed,
+                    (SELECT max(c.seq) FROM chunks c WHERE c.device_id = s.device_id
+                       AND c.stream = s.stream AND c.first_seq = s.first_seq) AS last_seq
+             FROM segments s
+             WHERE s.id IN (SELECT max(id) FROM segments GROUP BY device_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let segment = segment_from(r)?;
+                let last_seq: Option<i64> = r.try_get("last_seq")?;
+                Ok(StreamHead {
+                    last_seq: last_seq.map_or(segment.key.first_seq, |s| s as u64),
+                    closed: r.try_get("closed")?,
+                    segment,
+                })
+            })
+            .collect()
+    }
+
+    async fn open_segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, stream, first_seq, t0_us, fs, lead, after_gap
+             FROM segments WHERE closed = 0 ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(segment_from).collect()
+    }
+
+    async fn segment_chunks(&self, key: &SegmentKey) -> Result<Vec<ChunkRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, t0_us, fs, received_us, samples FROM chunks
+             WHERE device_id = ?1 AND stream = ?2 AND first_seq = ?3 ORDER BY seq",
+        )
+        .bind(&key.device)
+        .bind(key.stream as i64)
+        .bind(key.first_seq as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChunkRow {
+                    segment: key.clone(),
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    t0_us: r.try_get("t0_us")?,
+                    fs: r.try_get("fs")?,
+                    received_us: r.try_get("received_us")?,
+                    samples: bytes_f32(r.try_get("samples")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_beat_us(&self, key: &SegmentKey) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(r_time_us) FROM beats WHERE device_id = ?1 AND stream = ?2 AND first_seq = ?3",
+        )
+        .bind(&key.device)
+        .bind(key.stream as i64)
+        .bind(key.first_seq as i64)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
+                    quality, searchback, verdict, p_abnormal, model, model_version, beat
+             FROM beats
+             WHERE device_id = ?1 AND r_time_us >= ?2 AND r_time_us < ?3
+               AND (?4 IS NULL OR verdict = ?4)
+               AND (?5 IS NULL OR p_abnormal >= ?5)
+             ORDER BY r_time_us LIMIT ?6 OFFSET ?7",
+        )
+        .bind(&q.device)
+        .bind(q.from_us)
+        .bind(q.to_us)
+        .bind(q.verdict.map(|v| v.as_str()))
+        .bind(q.min_p_abnormal)
+        .bind(q.limit as i64)
+        .bind(q.offset.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                beat_row(
+                    r.try_get("device_id")?,
+                    r.try_get("stream")?,
+                    r.try_get("first_seq")?,
+                    r.try_get("r_time_us")?,
+                    r.try_get("sample_index")?,
+                    r.try_get("rr_prev_ms")?,
+                    r.try_get("rr_next_ms")?,
+                    r.try_get("quality")?,
+                    r.try_get("searchback")?,
+                    r.try_get("verdict")?,
+                    r.try_get("p_abnormal")?,
+                    r.try_get("model")?,
+                    r.try_get("model_version")?,
+                    r.try_get("beat")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM chunks WHERE received_us < ?1")
+            .bind(before_us)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn segment_from(r: &SqliteRow) -> Result<SegmentRow, StoreError> {
+    Ok(SegmentRow {
+        key: SegmentKey {
+            device: r.try_get("device_id")?,
+            stream: r.try_get::<i64, _>("stream")? as u32,
+            first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+        },
+        t0_us: r.try_get("t0_us")?,
+        fs: r.try_get("fs")?,
+        lead: r.try_get("lead")?,
+        after_gap: r.try_get("after_gap")?,
+    })
+}
