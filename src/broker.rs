@@ -7,6 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Starts the broker on `listen` in its own threads and waits until it accepts connections.
+/// It takes payloads up to four times `max_payload_bytes` (at least 1 MiB), so that the
+/// daemon sees oversized ones and counts them; larger ones make it drop the publisher.
 #[cfg(feature = "embedded-broker")]
 pub fn start(listen: SocketAddr, max_payload_bytes: usize) -> Result<(), String> {
     use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
@@ -21,7 +23,7 @@ pub fn start(listen: SocketAddr, max_payload_bytes: usize) -> Result<(), String>
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
             connection_timeout_ms: 60_000,
-            max_payload_size: max_payload_bytes + 1024,
+            max_payload_size: (max_payload_bytes * 4).max(1 << 20),
             max_inflight_count: 1000,
             auth: None,
             external_auth: None,

@@ -81,7 +81,10 @@ pub struct ReplayOptions {
     pub stream: u32,
     /// Devices per MQTT connection.
     pub devices_per_connection: usize,
-    /// Play each recording this many seconds at most (0: all of it).
+    /// Start this many seconds into each recording, numbering messages as if the
+    /// earlier ones had been sent (to resume an interrupted replay).
+    pub from_seconds: f64,
+    /// Stop this many seconds into each recording (0: at its end).
     pub max_seconds: f64,
 }
 
@@ -147,7 +150,11 @@ async fn publish_group(
 ) -> Result<()> {
     let (host, port) =
         crate::mqtt::split_address(&options.broker, 1883).map_err(anyhow::Error::msg)?;
-    let client_id = format!("holterd-replay-{}-{group}", std::process::id());
+    let client_id = format!(
+        "holterd-replay-{}-{}-{group}",
+        std::process::id(),
+        replay_nonce()
+    );
     let mut mqtt = MqttOptions::new(client_id, host, port);
     mqtt.set_keep_alive(Duration::from_secs(30))
         .set_inflight(500)
@@ -162,7 +169,7 @@ async fn publish_group(
                     acked += 1;
                     let _ = acked_tx.send(acked);
                 }
-                Ok(Event::Incoming(Packet::Disconnect)) => break,
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "replay connection error; reconnecting");
@@ -171,9 +178,13 @@ async fn publish_group(
             }
         }
     });
-    // Position of every device, in samples of its own recording.
-    let mut pos = vec![0usize; devices.len()];
-    let mut seq = vec![0u64; devices.len()];
+    // Position of every device, in samples of its own recording, and its next sequence number.
+    let skipped_chunks = (options.from_seconds * 1000.0 / options.chunk_ms as f64).floor() as usize;
+    let mut pos: Vec<usize> = devices
+        .iter()
+        .map(|(_, r)| skipped_chunks * chunk_len(options, &recordings[*r]))
+        .collect();
+    let mut seq = vec![skipped_chunks as u64; devices.len()];
     let limit = |r: &Recording| {
         if options.max_seconds > 0.0 {
             r.counts.len().min((options.max_seconds * r.fs) as usize)
@@ -195,11 +206,9 @@ async fn publish_group(
                 continue;
             }
             let rec = &recordings[*r];
-            let n = ((options.chunk_ms as f64 / 1000.0) * rec.fs)
-                .round()
-                .max(1.0) as usize;
+            let n = chunk_len(options, rec);
             let end = limit(rec);
-            let (a, b) = (pos[i], (pos[i] + n).min(end));
+            let (a, b) = (pos[i].min(end), (pos[i] + n).min(end));
             let last = b >= end;
             let t0_us = options.t0_us + (a as f64 * 1e6 / rec.fs).round() as i64;
             let mut payloads = Vec::new();
@@ -256,6 +265,19 @@ async fn publish_group(
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
     Ok(())
+}
+
+/// A number distinguishing the replays of one process (their clients need distinct ids).
+fn replay_nonce() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Samples per message.
+fn chunk_len(options: &ReplayOptions, rec: &Recording) -> usize {
+    ((options.chunk_ms as f64 / 1000.0) * rec.fs)
+        .round()
+        .max(1.0) as usize
 }
 
 fn encode(

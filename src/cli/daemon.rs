@@ -76,7 +76,10 @@ pub struct ReplayArgs {
     /// End each device's stream with an "end" message (flushes its last beats at once).
     #[arg(long)]
     end: bool,
-    /// Play at most this many seconds of each record (0: all).
+    /// Start this many seconds into each record, numbering messages as if the earlier ones had been sent.
+    #[arg(long, default_value_t = 0.0)]
+    from_seconds: f64,
+    /// Stop this many seconds into each record (0: at its end).
     #[arg(long, default_value_t = 0.0)]
     max_seconds: f64,
     /// Stream id (change it to start a device's numbering afresh).
@@ -133,7 +136,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -227,6 +230,7 @@ pub fn replay_command(a: ReplayArgs) -> Result<()> {
         t0_us: a.t0_us.unwrap_or_else(crate::pipeline::now_us),
         stream: a.stream,
         devices_per_connection: a.devices_per_connection,
+        from_seconds: a.from_seconds,
         max_seconds: a.max_seconds,
     };
     let n = options.devices.len();
@@ -278,6 +282,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             t0_us: crate::pipeline::now_us(),
             stream: (crate::pipeline::now_us() / 1_000_000) as u32,
             devices_per_connection: 50,
+            from_seconds: 0.0,
             max_seconds: 0.0,
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

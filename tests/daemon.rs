@@ -1,0 +1,473 @@
+//! The daemon end to end: fixture records published over MQTT by the replay
+//! fleet, through `server::run`, into a store, compared beat by beat with the
+//! offline analysis of the same records.
+//!
+//! Every test runs on the embedded broker and SQLite. With
+//! `HOLTER_TEST_MQTT=host:port` and `HOLTER_TEST_POSTGRES_URL=postgres://…`
+//! (set by `.ci/run`) the same checks also run against Mosquitto and Postgres.
+
+mod common;
+
+use holterd::config::Config;
+use holterd::eval::LeadChoice;
+use holterd::metrics::Metrics;
+use holterd::model::classifier::Classifier;
+use holterd::pipeline::offline::analyze_recording;
+use holterd::replay::{Encoding, Recording, ReplayOptions, replay};
+use holterd::server::{Listeners, run};
+use holterd::store::{AnyStore, BeatQuery, PgStore, SqliteStore, Store};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+const T0_US: i64 = 1_764_000_000_000_000;
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cnn-lstm-inter")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A name unique to this test process and call.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The embedded broker on a free port (one per test).
+fn embedded_broker() -> String {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    holterd::broker::start(addr, 256 * 1024).unwrap();
+    addr.to_string()
+}
+
+/// A fresh SQLite store in a temporary directory.
+async fn sqlite_store() -> AnyStore {
+    let dir = std::env::temp_dir().join(unique("holterd-test-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    AnyStore::Sqlite(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap())
+}
+
+/// A Postgres store in a schema of its own, when `HOLTER_TEST_POSTGRES_URL` is set.
+async fn postgres_store() -> Option<AnyStore> {
+    let url = std::env::var("HOLTER_TEST_POSTGRES_URL").ok()?;
+    let schema = unique("holterd_test_");
+    let admin = PgStore::connect(&url, 1).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    Some(AnyStore::Postgres(PgStore::connect(&url, 4).await.unwrap()))
+}
+
+/// A daemon running in the background; dropping the sender stops it.
+struct Daemon {
+    broker: String,
+    client_id: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    metrics: Arc<Metrics>,
+    http: std::net::SocketAddr,
+}
+
+impl Daemon {
+    async fn start(store: AnyStore, broker: &str, client_id: &str, topic_prefix: &str) -> Daemon {
+        let mut config = Config::default();
+        config.mqtt.broker = broker.to_string();
+        config.mqtt.topic_filter = format!("{topic_prefix}/+/ecg");
+        config.mqtt.client_id = client_id.to_string();
+        config.pipeline.models = vec![model_dir()];
+        config.pipeline.max_wait_ms = 20;
+        config.streams.expire_after_s = 600;
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = http.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            config,
+            store,
+            Listeners {
+                http,
+                metrics: None,
+            },
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let d = Daemon {
+            broker: broker.to_string(),
+            client_id: client_id.to_string(),
+            stop: Some(stop),
+            task,
+            metrics,
+            http: addr,
+        };
+        d.wait_until(|m| m.broker_connected.get() == 1, "broker connection")
+            .await;
+        // The subscription follows the connection acknowledgement closely.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        d
+    }
+
+    async fn wait_until(&self, cond: impl Fn(&Metrics) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !cond(&self.metrics) {
+            assert!(!self.task.is_finished(), "daemon exited waiting for {what}");
+            assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", self.metrics.render());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// Stops the daemon and has the broker forget its session (a shared broker
+    /// would otherwise keep queueing messages for a client that never returns).
+    async fn stop_for_good(self) {
+        let (broker, client_id) = (self.broker.clone(), self.client_id.clone());
+        self.stop().await;
+        let (host, port) = holterd::mqtt::split_address(&broker, 1883).unwrap();
+        let mut o = MqttOptions::new(client_id, host, port);
+        o.set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(o, 10);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.disconnect().await.unwrap();
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn fixtures() -> Vec<Recording> {
+    common::FIXTURES
+        .iter()
+        .map(|f| Recording::from_wfdb(&common::fixture(f), &LeadChoice::Default).unwrap())
+        .collect()
+}
+
+fn options(
+    broker: &str,
+    topic_prefix: &str,
+    devices: Vec<String>,
+    encoding: Encoding,
+) -> ReplayOptions {
+    ReplayOptions {
+        broker: broker.to_string(),
+        topic_prefix: topic_prefix.into(),
+        devices,
+        // One-second messages keep a whole fixture under Mosquitto's default queue limit.
+        chunk_ms: 1000,
+        speed: 0.0,
+        encoding,
+        end: true,
+        t0_us: T0_US,
+        stream: 0,
+        devices_per_connection: 50,
+        from_seconds: 0.0,
+        max_seconds: 0.0,
+    }
+}
+
+async fn replay_all(recs: &[Recording], opts: ReplayOptions) {
+    let (_tx, rx) = watch::channel(false);
+    replay(Arc::new(recs.to_vec()), opts, rx).await.unwrap();
+}
+
+/// Waits until the store holds no open segment and `devices` have beats.
+async fn wait_stored(store: &AnyStore, devices: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let open = store.open_segments().await.unwrap();
+        let mut all = open.is_empty();
+        for d in devices {
+            all &= !store.beats(&BeatQuery::all(d, 1)).await.unwrap().is_empty();
+        }
+        if all {
+            return;
+        }
+        assert!(Instant::now() < deadline, "beats not stored in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts the stored beats of each device equal the offline analysis of its recording.
+async fn assert_matches_offline(store: &AnyStore, recs: &[Recording], devices: &[String]) {
+    let classifier = Classifier::load(&[model_dir()], &candle_core::Device::Cpu).unwrap();
+    for (rec, device) in recs.iter().zip(devices) {
+        let offline = analyze_recording(
+            device,
+            T0_US,
+            rec.fs,
+            &rec.millivolts(),
+            Some(60.0),
+            &classifier,
+            0.5,
+        )
+        .unwrap();
+        let stored = store
+            .beats(&BeatQuery::all(device, 1_000_000))
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), offline.len(), "{device}: beat count");
+        assert!(offline.len() > 150, "{device}: a 3-minute record has beats");
+        for (s, o) in stored.iter().zip(&offline) {
+            assert_eq!(
+                (s.r_time_us, s.sample, s.verdict, s.quality),
+                (o.r_time_us, o.sample, o.verdict, o.quality),
+                "{device}"
+            );
+            assert_eq!(s.values, o.values, "{device} beat at {}", s.sample);
+            match (s.p_abnormal, o.p_abnormal) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-5, "{device}: p {a} vs {b}"),
+                (a, b) => assert_eq!(a, b),
+            }
+            assert_eq!(s.model, "cnn-lstm-inter");
+        }
+    }
+}
+
+async fn streams_match_offline(store: AnyStore, broker: &str, encoding: Encoding) {
+    let recs = fixtures();
+    let devices: Vec<String> = recs
+        .iter()
+        .map(|r| unique(&format!("{}-", r.name)))
+        .collect();
+    let topics = unique("t");
+    let daemon = Daemon::start(store.clone(), broker, &unique("holterd-"), &topics).await;
+    replay_all(&recs, options(broker, &topics, devices.clone(), encoding)).await;
+    wait_stored(&store, &devices).await;
+    assert_matches_offline(&store, &recs, &devices).await;
+    assert_eq!(daemon.metrics.duplicates.get(), 0);
+    assert_eq!(daemon.metrics.gaps.get(), 0);
+    let body = http_get(daemon.http, "/metrics").await;
+    assert!(
+        body.contains("holterd_beats_stored_total{verdict=\"normal\"}"),
+        "{body}"
+    );
+    let ready = http_get(daemon.http, "/readyz").await;
+    assert!(
+        ready.contains("\"broker\":true") && ready.contains("\"store\":true"),
+        "{ready}"
+    );
+    daemon.stop().await;
+}
+
+/// A minimal HTTP GET (status line and body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_and_sqlite_store_exactly_the_offline_beats() {
+    let broker = embedded_broker();
+    streams_match_offline(sqlite_store().await, &broker, Encoding::Binary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_payloads_give_the_same_beats() {
+    let broker = embedded_broker();
+    streams_match_offline(sqlite_store().await, &broker, Encoding::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_and_postgres_store_exactly_the_offline_beats() {
+    let (Ok(broker), Some(store)) = (std::env::var("HOLTER_TEST_MQTT"), postgres_store().await)
+    else {
+        eprintln!("skipped: set HOLTER_TEST_MQTT and HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    streams_match_offline(store, &broker, Encoding::Binary).await;
+}
+
+/// Stops the daemon half-way through the records and starts it again: the open
+/// segments are re-analysed from stored signal, and nothing is lost or doubled.
+async fn restart_mid_stream(store: AnyStore, broker: &str) {
+    let recs = fixtures();
+    let devices: Vec<String> = recs
+        .iter()
+        .map(|r| unique(&format!("{}-", r.name)))
+        .collect();
+    let client = unique("holterd-");
+    let topics = unique("t");
+    let daemon = Daemon::start(store.clone(), broker, &client, &topics).await;
+    let mut first = options(broker, &topics, devices.clone(), Encoding::Binary);
+    first.end = false;
+    first.max_seconds = 95.0;
+    replay_all(&recs, first).await;
+    daemon
+        .wait_until(|m| m.messages.get() == 3 * 95, "the first half")
+        .await;
+    daemon.stop().await;
+    assert_eq!(store.open_segments().await.unwrap().len(), 3);
+    let daemon = Daemon::start(store.clone(), broker, &client, &topics).await;
+    let mut second = options(broker, &topics, devices.clone(), Encoding::Binary);
+    second.from_seconds = 95.0;
+    replay_all(&recs, second).await;
+    wait_stored(&store, &devices).await;
+    assert_eq!(daemon.metrics.recovered_segments.get(), 3);
+    assert_matches_offline(&store, &recs, &devices).await;
+    daemon.stop_for_good().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_stream_loses_and_doubles_nothing_sqlite() {
+    let broker = embedded_broker();
+    restart_mid_stream(sqlite_store().await, &broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_stream_loses_and_doubles_nothing_postgres() {
+    let (Ok(broker), Some(store)) = (std::env::var("HOLTER_TEST_MQTT"), postgres_store().await)
+    else {
+        eprintln!("skipped: set HOLTER_TEST_MQTT and HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    restart_mid_stream(store, &broker).await;
+}
+
+/// Publishes raw payloads with a plain MQTT client and waits for their acknowledgements.
+async fn publish_raw(broker: &str, messages: Vec<(String, Vec<u8>)>) {
+    let (host, port) = holterd::mqtt::split_address(broker, 1883).unwrap();
+    let mut o = MqttOptions::new(unique("raw-"), host, port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    let n = messages.len();
+    let pump = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < n {
+            if let Ok(Event::Incoming(Packet::PubAck(_))) = eventloop.poll().await {
+                acked += 1;
+            }
+        }
+    });
+    for (topic, payload) in messages {
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(30), pump)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn bad_payloads(store: AnyStore, broker: &str) {
+    let recs = fixtures();
+    let good = unique("good-");
+    let topics = unique("t");
+    let daemon = Daemon::start(store.clone(), broker, &unique("holterd-"), &topics).await;
+    let bad = unique("bad-");
+    let topic = format!("{topics}/{bad}/ecg");
+    let big = vec![b'{'; 300 * 1024];
+    let cases: Vec<(String, Vec<u8>)> = vec![
+        (topic.clone(), b"{not json".to_vec()),
+        (
+            topic.clone(),
+            br#"{"seq":1,"t0_us":0,"fs":36,"samples":[1]}"#.to_vec(),
+        ),
+        (
+            topic.clone(),
+            br#"{"seq":1,"t0_us":0,"fs":360,"samples":[]}"#.to_vec(),
+        ),
+        (topic.clone(), b"\x00\x01garbage".to_vec()),
+        (topic.clone(), b"HB\x01\x00short".to_vec()),
+        (topic.clone(), big),
+        (
+            topic.clone(),
+            br#"{"seq":1,"t0_us":0,"fs":360,"samples":[1e300],"gain":1e-300}"#.to_vec(),
+        ),
+        (
+            format!("{topics}/bad device/ecg"),
+            br#"{"seq":1,"t0_us":0,"fs":360,"samples":[1]}"#.to_vec(),
+        ),
+    ];
+    let n = cases.len() as u64;
+    // The good device streams while the bad messages arrive.
+    let mut opts = options(broker, &topics, vec![good.clone()], Encoding::Binary);
+    opts.speed = 20.0;
+    let (_tx, rx) = watch::channel(false);
+    let replay_task = tokio::spawn(replay(Arc::new(recs[..1].to_vec()), opts, rx));
+    publish_raw(broker, cases).await;
+    replay_task.await.unwrap().unwrap();
+    daemon
+        .wait_until(
+            |m| {
+                Reject::REASONS
+                    .iter()
+                    .map(|r| m.rejected.with_label_values(&[r]).get())
+                    .sum::<u64>()
+                    == n
+            },
+            "rejections",
+        )
+        .await;
+    let m = &daemon.metrics;
+    let count = |r: &str| m.rejected.with_label_values(&[r]).get();
+    assert_eq!(count("malformed"), 2);
+    assert_eq!(count("wrong_rate"), 1);
+    assert_eq!(count("empty"), 1);
+    assert_eq!(count("unknown_encoding"), 1);
+    assert_eq!(count("oversized"), 1);
+    assert_eq!(count("non_finite"), 1);
+    assert_eq!(count("bad_device_id"), 1);
+    wait_stored(&store, std::slice::from_ref(&good)).await;
+    assert_matches_offline(&store, &recs[..1], std::slice::from_ref(&good)).await;
+    assert!(
+        store
+            .beats(&BeatQuery::all(&bad, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    daemon.stop().await;
+}
+
+use holterd::wire::Reject;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_payloads_from_a_real_client_are_refused_by_reason_and_harm_no_one() {
+    let broker = embedded_broker();
+    bad_payloads(sqlite_store().await, &broker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_payloads_through_mosquitto_and_postgres() {
+    let (Ok(broker), Some(store)) = (std::env::var("HOLTER_TEST_MQTT"), postgres_store().await)
+    else {
+        eprintln!("skipped: set HOLTER_TEST_MQTT and HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    bad_payloads(store, &broker).await;
+}
