@@ -129,7 +129,11 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !cond(&self.metrics) {
             assert!(!self.task.is_finished(), "daemon exited waiting for {what}");
-            assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", self.metrics.render());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.metrics.render()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

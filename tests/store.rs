@@ -1,0 +1,247 @@
+//! One test suite for both stores: SQLite always, Postgres when
+//! `HOLTER_TEST_POSTGRES_URL` is set (each run in a schema of its own).
+
+use holterd::dsp::Quality;
+use holterd::store::{
+    AnyStore, BeatQuery, BeatRow, ChunkRow, PgStore, SegmentKey, SegmentRow, SqliteStore, Store,
+    Verdict,
+};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn sqlite() -> AnyStore {
+    let dir = std::env::temp_dir().join(unique("holterd-store-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = AnyStore::Sqlite(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap());
+    s.migrate().await.unwrap();
+    s
+}
+
+async fn postgres() -> Option<AnyStore> {
+    let url = std::env::var("HOLTER_TEST_POSTGRES_URL").ok()?;
+    let schema = unique("holterd_store_");
+    let admin = PgStore::connect(&url, 1).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let s = AnyStore::Postgres(
+        PgStore::connect(&format!("{url}{sep}options=-c%20search_path%3D{schema}"), 2)
+            .await
+            .unwrap(),
+    );
+    s.migrate().await.unwrap();
+    Some(s)
+}
+
+fn key(device: &str, first_seq: u64) -> SegmentKey {
+    SegmentKey {
+        device: device.into(),
+        stream: 7,
+        first_seq,
+    }
+}
+
+fn segment(device: &str, first_seq: u64) -> SegmentRow {
+    SegmentRow {
+        key: key(device, first_seq),
+        t0_us: 1_000_000 * first_seq as i64,
+        fs: 360.0,
+        lead: "MLII".into(),
+        after_gap: first_seq > 0,
+    }
+}
+
+fn chunk(device: &str, first_seq: u64, seq: u64) -> ChunkRow {
+    ChunkRow {
+        segment: key(device, first_seq),
+        seq,
+        t0_us: 1_000_000 * seq as i64,
+        fs: 360.0,
+        received_us: 5_000_000 + seq as i64,
+        samples: (0..360)
+            .map(|i| (i as f32 * 0.01 + seq as f32).sin())
+            .collect(),
+    }
+}
+
+fn beat(device: &str, first_seq: u64, t: i64, verdict: Verdict, p: Option<f32>) -> BeatRow {
+    BeatRow {
+        segment: key(device, first_seq),
+        r_time_us: t,
+        sample: t as u64 / 1000,
+        rr_prev_ms: Some(812.5),
+        rr_next_ms: None,
+        quality: if verdict == Verdict::Unreadable {
+            Quality::Flat
+        } else {
+            Quality::Good
+        },
+        searchback: t % 2 == 0,
+        verdict,
+        p_abnormal: p,
+        model: "m".into(),
+        model_version: "v1".into(),
+        values: (0..187).map(|i| i as f32 / 187.0).collect(),
+    }
+}
+
+async fn suite(s: AnyStore) {
+    let dev = unique("dev-");
+    // Migrations run twice without harm.
+    s.migrate().await.unwrap();
+    s.ping().await.unwrap();
+
+    // Chunks and segments: written once however often they are sent.
+    let chunks: Vec<ChunkRow> = (0..5).map(|q| chunk(&dev, 0, q)).collect();
+    s.write_chunks(&[segment(&dev, 0)], &chunks[..3])
+        .await
+        .unwrap();
+    s.write_chunks(&[segment(&dev, 0)], &chunks).await.unwrap();
+    let stored = s.segment_chunks(&key(&dev, 0)).await.unwrap();
+    assert_eq!(stored, chunks, "chunks come back whole, in order, once");
+
+    // Stream heads: the latest segment per device and its last sequence number.
+    s.write_chunks(
+        &[segment(&dev, 9)],
+        &[chunk(&dev, 9, 9), chunk(&dev, 9, 10)],
+    )
+    .await
+    .unwrap();
+    let heads: Vec<_> = s
+        .stream_heads()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.segment.key.device == dev)
+        .collect();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].segment, segment(&dev, 9));
+    assert_eq!((heads[0].last_seq, heads[0].closed), (10, false));
+    let open: Vec<_> = s
+        .open_segments()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.key.device == dev)
+        .collect();
+    assert_eq!(
+        open,
+        vec![segment(&dev, 0), segment(&dev, 9)],
+        "oldest first"
+    );
+
+    // Beats: idempotent, closing segments in the same transaction.
+    let beats = vec![
+        beat(&dev, 0, 1_000, Verdict::Normal, Some(0.1)),
+        beat(&dev, 0, 2_000, Verdict::Abnormal, Some(0.9)),
+        beat(&dev, 0, 3_000, Verdict::Unreadable, None),
+        beat(&dev, 0, 4_000, Verdict::Abnormal, Some(0.6)),
+    ];
+    assert_eq!(s.write_beats(&beats[..2], &[]).await.unwrap(), 2);
+    assert_eq!(s.write_beats(&beats, &[key(&dev, 0)]).await.unwrap(), 2);
+    assert_eq!(s.write_beats(&beats, &[]).await.unwrap(), 0);
+    assert_eq!(s.last_beat_us(&key(&dev, 0)).await.unwrap(), Some(4_000));
+    assert_eq!(s.last_beat_us(&key(&dev, 9)).await.unwrap(), None);
+    let open: Vec<_> = s
+        .open_segments()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.key.device == dev)
+        .collect();
+    assert_eq!(open, vec![segment(&dev, 9)]);
+    assert_eq!(s.beats(&BeatQuery::all(&dev, 100)).await.unwrap(), beats);
+
+    // Queries: verdict, probability, time range, pagination.
+    let q = |verdict, min_p, from_us, to_us, limit, offset| BeatQuery {
+        device: dev.clone(),
+        from_us,
+        to_us,
+        verdict,
+        min_p_abnormal: min_p,
+        limit,
+        offset,
+    };
+    let times = |v: Vec<BeatRow>| v.iter().map(|b| b.r_time_us).collect::<Vec<_>>();
+    let all = (i64::MIN, i64::MAX);
+    assert_eq!(
+        times(
+            s.beats(&q(Some(Verdict::Abnormal), None, all.0, all.1, 10, 0))
+                .await
+                .unwrap()
+        ),
+        [2_000, 4_000]
+    );
+    assert_eq!(
+        times(
+            s.beats(&q(None, Some(0.7), all.0, all.1, 10, 0))
+                .await
+                .unwrap()
+        ),
+        [2_000]
+    );
+    assert_eq!(
+        times(s.beats(&q(None, None, 2_000, 4_000, 10, 0)).await.unwrap()),
+        [2_000, 3_000],
+        "from inclusive, to exclusive"
+    );
+    assert_eq!(
+        times(s.beats(&q(None, None, all.0, all.1, 2, 1)).await.unwrap()),
+        [2_000, 3_000]
+    );
+    assert!(
+        s.beats(&BeatQuery::all("nobody", 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Retention removes raw chunks by reception time, never beats.
+    let removed = s.prune_chunks(5_000_000 + 3).await.unwrap();
+    assert!(removed >= 3, "{removed}");
+    assert_eq!(s.segment_chunks(&key(&dev, 0)).await.unwrap(), chunks[3..]);
+    assert_eq!(s.beats(&BeatQuery::all(&dev, 100)).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let Some(s) = postgres().await else {
+        eprintln!("skipped: set HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    suite(s).await;
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_errors_not_panics() {
+    let s = sqlite().await;
+    let AnyStore::Sqlite(inner) = &s else {
+        unreachable!()
+    };
+    let dev = unique("dev-");
+    s.write_beats(&[beat(&dev, 0, 1, Verdict::Normal, Some(0.2))], &[])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE beats SET beat = x'010203' WHERE device_id = ?1")
+        .bind(&dev)
+        .execute(inner.pool())
+        .await
+        .unwrap();
+    let e = s.beats(&BeatQuery::all(&dev, 10)).await.unwrap_err();
+    assert!(e.to_string().contains("corrupt"), "{e}");
+}
