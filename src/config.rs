@@ -501,7 +501,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let cases: [(&str, &[(&str, &str)], &[&str], &str); 6] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+        let cases: [Case; 6] = [
             ("[store]\nwrite_batchh = 1\n", &[], &[], "write_batchh"),
             ("[pipeline]\nmax_batch = \"many\"\n", &[], &[], "max_batch"),
             (

@@ -189,7 +189,14 @@ impl Metrics {
         for v in crate::store::Verdict::ALL {
             m.beats_stored.with_label_values(&[v.as_str()]);
         }
-        for q in ["ingest", "analysis", "batcher", "inference", "writer"] {
+        for q in [
+            "source",
+            "ingest",
+            "analysis",
+            "batcher",
+            "inference",
+            "writer",
+        ] {
             m.queue_depth.with_label_values(&[q]);
             m.backpressure_waits.with_label_values(&[q]);
         }

@@ -8,12 +8,13 @@
 
 use crate::config::MqttConfig;
 use crate::metrics::Metrics;
-use crate::pipeline::{Inbound, now_us, send_counted};
+use crate::pipeline::{Inbound, now_us};
 use crate::wire;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, Publish, QoS,
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS,
     TlsConfiguration, Transport,
 };
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +23,8 @@ use tokio::sync::{mpsc, watch};
 /// Identifies a received message for its acknowledgement.
 #[derive(Debug)]
 pub struct AckToken {
-    publish: Option<Publish>,
+    /// Packet id of a QoS 1 message.
+    pkid: Option<u16>,
     /// The connection it arrived on; acknowledgements for older connections are
     /// skipped (the broker resends those messages, and ingest drops the copies).
     connection: u64,
@@ -32,16 +34,21 @@ impl AckToken {
     /// A token for a message that needs no acknowledgement (tests, replays).
     pub fn none() -> Self {
         AckToken {
-            publish: None,
+            pkid: None,
             connection: 0,
         }
     }
 }
 
-/// Sends acknowledgements through the MQTT client.
+/// Hands acknowledgements to the source, which writes them on the connection.
+///
+/// rumqttc's own `ack` goes through its request queue, which its event loop
+/// serves about once per ten incoming packets; under a steady flood the acks
+/// fall ever further behind. The source writes these directly instead.
 #[derive(Clone)]
 pub struct Acker {
-    client: Option<AsyncClient>,
+    /// Unbounded, but never longer than the messages in flight (each is acked once).
+    tx: Option<mpsc::UnboundedSender<AckToken>>,
     connection: Arc<AtomicU64>,
 }
 
@@ -49,23 +56,19 @@ impl Acker {
     /// An acker that acknowledges nothing (for feeding the pipeline without a broker).
     pub fn disabled() -> Self {
         Acker {
-            client: None,
+            tx: None,
             connection: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Acknowledges the message of `token`, if it came on the current connection.
     pub fn ack(&self, token: AckToken) {
-        let (Some(client), Some(publish)) = (&self.client, &token.publish) else {
-            return;
-        };
-        if token.connection != self.connection.load(Ordering::Acquire) {
-            return;
-        }
-        // The request queue holds more than the broker may have in flight, so this does not fail
-        // while connected; if it does, the broker resends the message and ingest drops the copy.
-        if let Err(e) = client.try_ack(publish) {
-            tracing::warn!(error = %e, "acknowledgement not sent; the broker will resend the message");
+        if let Some(tx) = &self.tx
+            && token.pkid.is_some()
+            && token.connection == self.connection.load(Ordering::Acquire)
+        {
+            // Fails only once the source has stopped; the broker then resends the message.
+            let _ = tx.send(token);
         }
     }
 }
@@ -74,6 +77,7 @@ impl Acker {
 pub struct MqttSource {
     client: AsyncClient,
     eventloop: EventLoop,
+    acks: mpsc::UnboundedReceiver<AckToken>,
     connection: Arc<AtomicU64>,
     config: MqttConfig,
 }
@@ -128,14 +132,16 @@ impl MqttSource {
         }
         let (client, eventloop) = AsyncClient::new(options, config.max_inflight as usize + 1024);
         let connection = Arc::new(AtomicU64::new(0));
+        let (ack_tx, acks) = mpsc::unbounded_channel();
         let acker = Acker {
-            client: Some(client.clone()),
+            tx: Some(ack_tx),
             connection: connection.clone(),
         };
         Ok((
             MqttSource {
                 client,
                 eventloop,
+                acks,
                 connection,
                 config: config.clone(),
             },
@@ -143,39 +149,115 @@ impl MqttSource {
         ))
     }
 
+    /// Writes acknowledgements for the current connection and flushes them.
+    /// A write error is left for the next poll to report (and reconnect).
+    async fn write_acks(&mut self, acks: &mut Vec<AckToken>) {
+        let current = self.connection.load(Ordering::Acquire);
+        let Some(network) = self.eventloop.network.as_mut() else {
+            acks.clear();
+            return;
+        };
+        for a in acks.drain(..) {
+            if let (Some(pkid), true) = (a.pkid, a.connection == current)
+                && network
+                    .write(Packet::PubAck(PubAck::new(pkid)))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        let _ = network.flush().await;
+    }
+
     /// Receives messages into `tx` until `shutdown` turns true. Then it stops taking
     /// messages (the broker keeps them for the next start) but keeps the connection
     /// serviced, so that acknowledgements still go out, until `ingest_done` turns true.
+    ///
+    /// The event loop is polled even while ingest's queue is full, since polling is
+    /// also what sends acknowledgements; messages that arrive meanwhile wait in a
+    /// local buffer. The broker sends at most its in-flight limit of unacknowledged
+    /// messages, which bounds that buffer; past `max_buffer` (a broker without a
+    /// limit) polling pauses and TCP pushes back.
     pub async fn run(
         mut self,
         tx: mpsc::Sender<Inbound>,
         metrics: Arc<Metrics>,
         mut shutdown: watch::Receiver<bool>,
         mut ingest_done: watch::Receiver<bool>,
+        max_buffer: usize,
     ) {
         let mut tx = Some(tx);
+        let mut buffer: VecDeque<Inbound> = VecDeque::new();
         let min = Duration::from_millis(self.config.reconnect_min_ms);
         let max = Duration::from_millis(self.config.reconnect_max_ms);
         let mut backoff = min;
         let mut connections = 0u64;
+        let mut acks = Vec::new();
+        let mut acks_open = true;
+        let depth = metrics.queue_depth.with_label_values(&["source"]);
         loop {
+            let sender = tx.clone().filter(|_| !buffer.is_empty());
             let event = tokio::select! {
                 _ = shutdown.changed(), if tx.is_some() => {
-                    // Closing the queue lets ingest drain and finish.
+                    // Closing the queue lets ingest drain and finish; buffered messages
+                    // stay unacknowledged, and the broker resends them after restart.
                     tx = None;
+                    buffer.clear();
                     continue;
                 }
-                _ = ingest_done.changed() => break,
-                e = self.eventloop.poll() => e,
+                _ = ingest_done.changed() => {
+                    // Ingest has handed over its last acknowledgements: send them, then leave.
+                    while let Ok(a) = self.acks.try_recv() {
+                        acks.push(a);
+                    }
+                    self.write_acks(&mut acks).await;
+                    break;
+                }
+                permit = reserve(sender), if !buffer.is_empty() => {
+                    if let (Some(permit), Some(inbound)) = (permit, buffer.pop_front()) {
+                        permit.send(inbound);
+                    }
+                    depth.set(buffer.len() as i64);
+                    continue;
+                }
+                n = self.acks.recv_many(&mut acks, 4096), if acks_open => {
+                    if n == 0 {
+                        acks_open = false;
+                    }
+                    self.write_acks(&mut acks).await;
+                    continue;
+                }
+                e = self.eventloop.poll(), if buffer.len() < max_buffer => e,
             };
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Some(tx) = &tx else { continue };
-                    let acker = Acker {
-                        client: Some(self.client.clone()),
-                        connection: self.connection.clone(),
+                    let connection = self.connection.load(Ordering::Acquire);
+                    let inbound = match decode(p, &self.config, connection, &metrics) {
+                        Ok(inbound) => inbound,
+                        Err(token) => {
+                            acks.push(token);
+                            self.write_acks(&mut acks).await;
+                            continue;
+                        }
                     };
-                    on_publish(p, &self.config, &acker, tx, &metrics).await;
+                    if buffer.is_empty() {
+                        match tx.try_send(inbound) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(inbound)) => {
+                                metrics
+                                    .backpressure_waits
+                                    .with_label_values(&["ingest"])
+                                    .inc();
+                                buffer.push_back(inbound);
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        }
+                    } else {
+                        buffer.push_back(inbound);
+                    }
+                    depth.set(buffer.len() as i64);
                 }
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     if ack.code != ConnectReturnCode::Success {
@@ -183,6 +265,8 @@ impl MqttSource {
                     }
                     connections += 1;
                     self.connection.fetch_add(1, Ordering::AcqRel);
+                    // Messages of the previous connection will be resent by the broker.
+                    buffer.clear();
                     if connections > 1 {
                         metrics.mqtt_reconnects.inc();
                     }
@@ -223,39 +307,42 @@ impl MqttSource {
     }
 }
 
-/// Decodes one message and queues it for ingest; refused ones are counted, logged and acknowledged.
-async fn on_publish(
+/// Room in `tx`, or `None` once it is gone (never resolves while there is no queue).
+async fn reserve(tx: Option<mpsc::Sender<Inbound>>) -> Option<mpsc::OwnedPermit<Inbound>> {
+    match tx {
+        Some(tx) => tx.reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Decodes one message; a refused one is counted and logged, and its token returned
+/// for acknowledgement (redelivering it would not make it valid).
+fn decode(
     p: Publish,
     config: &MqttConfig,
-    acker: &Acker,
-    tx: &mpsc::Sender<Inbound>,
+    connection: u64,
     metrics: &Metrics,
-) {
+) -> Result<Inbound, AckToken> {
     metrics.messages.inc();
     let received = Instant::now();
     let decoded = wire::device_from_topic(&config.topic_filter, &p.topic)
         .and_then(|device| wire::decode(&device, &p.payload, config.max_payload_bytes));
-    let topic = p.topic.clone();
     let token = AckToken {
-        connection: acker.connection.load(Ordering::Acquire),
-        publish: Some(p),
+        connection,
+        pkid: (p.qos != QoS::AtMostOnce).then_some(p.pkid),
     };
     match decoded {
-        Ok(frame) => {
-            let inbound = Inbound {
-                frame,
-                ack: token,
-                received,
-                received_us: now_us(),
-            };
-            send_counted(tx, inbound, metrics, "ingest").await;
-        }
+        Ok(frame) => Ok(Inbound {
+            frame,
+            ack: token,
+            received,
+            received_us: now_us(),
+        }),
         Err(reject) => {
             metrics.rejected.with_label_values(&[reject.reason()]).inc();
-            tracing::warn!(topic = %topic.chars().take(200).collect::<String>(), reason = reject.reason(),
-                    error = %reject, "message rejected");
-            // A refused message is acknowledged: redelivering it would not make it valid.
-            acker.ack(token);
+            let topic: String = p.topic.chars().take(200).collect();
+            tracing::warn!(%topic, reason = reject.reason(), error = %reject, "message rejected");
+            Err(token)
         }
     }
 }

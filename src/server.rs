@@ -128,7 +128,8 @@ pub async fn run<S: Store>(
         }
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let source = tokio::spawn(source.run(inbound_tx, metrics.clone(), stop_rx, ingest_done_rx));
+    let source =
+        tokio::spawn(source.run(inbound_tx, metrics.clone(), stop_rx, ingest_done_rx, cap));
 
     let state = HttpState {
         store: store.clone(),

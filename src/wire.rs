@@ -237,7 +237,7 @@ fn decode_binary(device: &str, p: &[u8]) -> Result<Frame, Reject> {
         .map_err(|_| Reject::Malformed("lead name is not UTF-8".into()))?
         .to_string();
     let data = &p[body..];
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return Err(Reject::Malformed(
             "odd number of sample bytes (samples are int16)".into(),
         ));

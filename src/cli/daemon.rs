@@ -53,7 +53,7 @@ pub struct ReplayArgs {
     /// Broker address, host:port.
     #[arg(long, default_value = "127.0.0.1:1884")]
     broker: String,
-    /// Records to play (names in --db); devices take them in turn.
+    /// Records to play (names in --db, or "all"); devices take them in turn.
     #[arg(long, value_delimiter = ',', default_value = "100,119,208,233")]
     records: Vec<String>,
     /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
@@ -105,6 +105,26 @@ pub struct DemoArgs {
     /// Replay speed (1 = real time).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Records that were replayed ("all": every record in --db).
+    #[arg(long, value_delimiter = ',', default_value = "100,119,208,233")]
+    records: Vec<String>,
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// As given to `replay`: "record" (devices named after records) or a prefix (<prefix>-<n>).
+    #[arg(long, default_value = "record")]
+    device_prefix: String,
+    /// As given to `replay`.
+    #[arg(long)]
+    t0_us: i64,
+    #[command(flatten)]
+    lead: LeadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +220,15 @@ pub fn migrate(a: MigrateArgs) -> Result<()> {
     })
 }
 
+/// `records` as given, or every record of `db` for `all`.
+fn record_names(db: &std::path::Path, records: &[String]) -> Result<Vec<String>> {
+    if records == ["all"] {
+        Ok(crate::eval::list_records(db)?)
+    } else {
+        Ok(records.to_vec())
+    }
+}
+
 fn recordings(db: &std::path::Path, records: &[String], lead: &LeadArgs) -> Result<Vec<Recording>> {
     records
         .iter()
@@ -211,7 +240,7 @@ fn recordings(db: &std::path::Path, records: &[String], lead: &LeadArgs) -> Resu
 pub fn replay_command(a: ReplayArgs) -> Result<()> {
     init_logging();
     let db = default_db(a.db.clone());
-    let recs = recordings(&db, &a.records, &a.lead)?;
+    let recs = recordings(&db, &record_names(&db, &a.records)?, &a.lead)?;
     let devices: Vec<String> = if a.device_prefix == "record" {
         recs.iter().map(|r| r.name.clone()).collect()
     } else {
@@ -303,6 +332,63 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         replayer.abort();
         Ok(())
     })
+}
+
+/// `holterd check`: stored beats against the offline analysis of the replayed records.
+pub fn check(a: CheckArgs) -> Result<()> {
+    use crate::pipeline::offline::compare;
+    use crate::store::BeatQuery;
+    let config = a.config.load()?;
+    let db = default_db(a.db.clone());
+    let recs = recordings(&db, &record_names(&db, &a.records)?, &a.lead)?;
+    let classifier = Classifier::load(&config.pipeline.models, &candle_core::Device::Cpu)?;
+    let mut failed = 0;
+    let (mut total_stored, mut total_offline) = (0, 0);
+    runtime()?.block_on(async {
+        let store = open_store(&config).await?;
+        for (i, rec) in recs.iter().enumerate() {
+            let device = if a.device_prefix == "record" {
+                rec.name.clone()
+            } else {
+                format!("{}-{i}", a.device_prefix)
+            };
+            let offline = analyze_recording(
+                &device,
+                a.t0_us,
+                rec.fs,
+                &rec.millivolts(),
+                config.powerline(),
+                &classifier,
+                config.pipeline.threshold,
+            )?;
+            let stored = store.beats(&BeatQuery::all(&device, u32::MAX)).await?;
+            let c = compare(&stored, &offline);
+            total_stored += c.stored;
+            total_offline += c.offline;
+            let verdict = if c.is_exact() { "same" } else { "DIFFERENT" };
+            println!(
+                "{device}: stored {} offline {} mismatched {} max |dp| {:.1e}: {verdict}{}",
+                c.stored,
+                c.offline,
+                c.mismatched,
+                c.max_p_difference,
+                c.first_mismatch
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
+            failed += usize::from(!c.is_exact());
+        }
+        anyhow::Ok(())
+    })?;
+    println!(
+        "{} devices: {total_stored} beats stored, {total_offline} offline; {failed} differ",
+        recs.len()
+    );
+    if failed > 0 {
+        bail!("{failed} devices' stored beats differ from the offline analysis");
+    }
+    Ok(())
 }
 
 /// `holterd analyze`: the daemon's verdicts for one record, computed offline.

@@ -48,6 +48,8 @@ enum Command {
     Demo(daemon::DemoArgs),
     /// The daemon's verdict for every beat of one record, computed offline, as CSV.
     Analyze(daemon::AnalyzeArgs),
+    /// Compare the beats a daemon stored for replayed records with their offline analysis.
+    Check(daemon::CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +304,7 @@ pub fn main() -> Result<()> {
         Command::Replay(a) => daemon::replay_command(a),
         Command::Demo(a) => daemon::demo(a),
         Command::Analyze(a) => daemon::analyze(a),
+        Command::Check(a) => daemon::check(a),
     }
 }
 

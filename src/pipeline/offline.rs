@@ -65,3 +65,75 @@ pub fn analyze_recording(
     }
     Ok(rows)
 }
+
+/// How stored beats differ from the offline analysis of the same recording.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Comparison {
+    pub stored: usize,
+    pub offline: usize,
+    /// Beats whose time, sample, quality, verdict, model or values differ,
+    /// or whose probability differs by more than 1e-5.
+    pub mismatched: usize,
+    /// The first difference, described.
+    pub first_mismatch: Option<String>,
+    /// Largest probability difference among matching beats.
+    pub max_p_difference: f32,
+}
+
+impl Comparison {
+    /// Same beats, same verdicts.
+    pub fn is_exact(&self) -> bool {
+        self.stored == self.offline && self.mismatched == 0
+    }
+}
+
+/// Compares beats stored by the daemon with [`analyze_recording`]'s, in time order.
+/// Probabilities may differ in the last bits (batches of other sizes sum in another order).
+pub fn compare(stored: &[BeatRow], offline: &[BeatRow]) -> Comparison {
+    let mut c = Comparison {
+        stored: stored.len(),
+        offline: offline.len(),
+        ..Comparison::default()
+    };
+    for (i, (s, o)) in stored.iter().zip(offline).enumerate() {
+        let dp = match (s.p_abnormal, o.p_abnormal) {
+            (Some(a), Some(b)) => (a - b).abs(),
+            (None, None) => 0.0,
+            _ => f32::INFINITY,
+        };
+        let same = (
+            s.r_time_us,
+            s.sample,
+            s.quality,
+            s.verdict,
+            &s.model,
+            &s.values,
+        ) == (
+            o.r_time_us,
+            o.sample,
+            o.quality,
+            o.verdict,
+            &o.model,
+            &o.values,
+        ) && dp <= 1e-5;
+        if same {
+            c.max_p_difference = c.max_p_difference.max(dp);
+        } else {
+            c.mismatched += 1;
+            if c.first_mismatch.is_none() {
+                c.first_mismatch = Some(format!(
+                    "beat {i}: stored {} µs sample {} {} {:?}, offline {} µs sample {} {} {:?}",
+                    s.r_time_us,
+                    s.sample,
+                    s.verdict.as_str(),
+                    s.p_abnormal,
+                    o.r_time_us,
+                    o.sample,
+                    o.verdict.as_str(),
+                    o.p_abnormal
+                ));
+            }
+        }
+    }
+    c
+}

@@ -282,7 +282,7 @@ pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 /// The inverse of [`f32_bytes`].
 pub fn bytes_f32(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(StoreError::Corrupt(format!(
             "{} bytes is not a whole number of f32 values",
             bytes.len()
