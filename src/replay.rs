@@ -155,8 +155,11 @@ async fn publish_group(
         std::process::id(),
         replay_nonce()
     );
-    let mut mqtt = MqttOptions::new(client_id, host, port);
-    mqtt.set_keep_alive(Duration::from_secs(30))
+    let mut mqtt = MqttOptions::new(client_id.clone(), host.clone(), port);
+    // A persistent session, as a real device should use: rumqttc resends unacknowledged
+    // messages after a reconnection only when the broker kept the session.
+    mqtt.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(30))
         .set_inflight(500)
         .set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
@@ -264,7 +267,27 @@ async fn publish_group(
     .await;
     let _ = client.disconnect().await;
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    forget_session(client_id, host, port).await;
     Ok(())
+}
+
+/// Connects once with a clean session so that the broker drops this client's session.
+async fn forget_session(client_id: String, host: String, port: u16) {
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.try_disconnect();
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// A number distinguishing the replays of one process (their clients need distinct ids).

@@ -66,10 +66,15 @@ pub async fn run<S: Store>(
     let (source, acker) =
         MqttSource::new(&config.mqtt, &broker, password).map_err(anyhow::Error::msg)?;
 
+    // Both read before ingest starts: analysis re-derives exactly what was stored until now.
     let heads = store
         .stream_heads()
         .await
         .context("reading stream positions")?;
+    let open = store
+        .open_segments()
+        .await
+        .context("reading open segments")?;
     let cap = config.pipeline.queue_capacity;
     let (inbound_tx, inbound_rx) = mpsc::channel(cap);
     let (analysis_tx, analysis_rx) = mpsc::channel(cap);
@@ -104,6 +109,8 @@ pub async fn run<S: Store>(
         items_tx,
         metrics.clone(),
         config.powerline(),
+        open,
+        heads.clone(),
     ));
     let (ingest_done_tx, ingest_done_rx) = watch::channel(false);
     let ingest = tokio::spawn({

@@ -10,7 +10,7 @@
 use super::{AnalysisEvent, ExtractedBeat, Item, r_time_us, send_counted};
 use crate::dsp::{Beat, BeatExtractor, ExtractorConfig};
 use crate::metrics::Metrics;
-use crate::store::{SegmentKey, SegmentRow, Store, StoreError};
+use crate::store::{SegmentKey, SegmentRow, Store, StoreError, StreamHead};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -126,19 +126,28 @@ fn emit(a: &Active, beats: &mut Vec<Beat>, completed_at: Instant, out: &mut Vec<
     }
 }
 
-/// Re-analyses the store's open segments; returns the items to classify.
+/// Re-analyses the store's open segments, sending their beats not yet stored to `tx`.
+///
+/// `open` and `heads` are the store's state before ingest started: segments
+/// opened since, and chunks of a device's latest segment beyond its `last_seq`,
+/// come from the running ingest, which also hands them to analysis, so they are
+/// left out here.
 pub async fn recover<S: Store>(
     store: &S,
     analyzer: &mut Analyzer,
     metrics: &Metrics,
     tx: &Sender<Item>,
+    open: &[SegmentRow],
+    heads: &[StreamHead],
 ) -> Result<(), StoreError> {
-    let open = store.open_segments().await?;
     let mut items = Vec::new();
-    for row in open {
+    for row in open.iter().cloned() {
         let key = row.key.clone();
         let stored_until = store.last_beat_us(&key).await?;
-        let chunks = store.segment_chunks(&key).await?;
+        let mut chunks = store.segment_chunks(&key).await?;
+        if let Some(head) = heads.iter().find(|h| h.segment.key == key) {
+            chunks.retain(|c| c.seq <= head.last_seq);
+        }
         analyzer.start(row, stored_until, &mut items);
         let now = Instant::now();
         for c in &chunks {
@@ -159,7 +168,8 @@ pub async fn recover<S: Store>(
     Ok(())
 }
 
-/// Runs analysis until `rx` closes. Open segments are left open (not finished):
+/// Runs analysis until `rx` closes, after re-analysing `open` (see [`recover`]).
+/// Open segments are left open (not finished):
 /// the next start re-analyses them, so a restart gives the same beats as an uninterrupted run.
 pub async fn run<S: Store>(
     store: S,
@@ -167,10 +177,12 @@ pub async fn run<S: Store>(
     tx: Sender<Item>,
     metrics: Arc<Metrics>,
     powerline_hz: Option<f64>,
+    open: Vec<SegmentRow>,
+    heads: Vec<StreamHead>,
 ) {
     let mut analyzer = Analyzer::new(powerline_hz);
     let mut backoff = super::Backoff::new();
-    while let Err(e) = recover(&store, &mut analyzer, &metrics, &tx).await {
+    while let Err(e) = recover(&store, &mut analyzer, &metrics, &tx, &open, &heads).await {
         tracing::warn!(error = %e, "re-analysing open segments failed; retrying");
         metrics.store_up.set(0);
         backoff.wait().await;

@@ -2,7 +2,7 @@
 # Replays all 48 MIT-BIH records through Mosquitto and holterd into Postgres as
 # fast as they go, then checks that the stored beats equal the offline analysis.
 source "$(dirname "$0")/lib.sh"
-trap '[ -n "$DAEMON_PID" ] && kill $DAEMON_PID 2>/dev/null; stop_mosquitto' EXIT
+trap 'stop_daemon; stop_mosquitto' EXIT
 fresh_database
 start_mosquitto
 start_daemon
@@ -15,4 +15,6 @@ end=$(date +%s.%N)
 log "all 48 segments closed after $(echo "$end - $start" | bc) s"
 metric holterd_messages_total | sed 's/^/messages: /'
 metric holterd_duplicate_messages_total | sed 's/^/duplicates: /'
+sleep 1
+echo "messages the broker still holds: $(broker_backlog)"
 "$BIN" check --records all --device-prefix record --t0-us $T0 --set "store.url=$URL"

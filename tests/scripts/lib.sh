@@ -64,4 +64,14 @@ wait_closed() {
   echo "segments not closed in time" >&2; exit 1
 }
 
+stop_daemon() {
+  if [ -n "$DAEMON_PID" ]; then kill -TERM "$DAEMON_PID" 2>/dev/null || true; wait "$DAEMON_PID" 2>/dev/null || true; fi
+  DAEMON_PID=
+}
+
+# QoS 1 messages the broker still holds (unacknowledged or queued), from $SYS.
+broker_backlog() {
+  mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t '$SYS/broker/store/messages/count' -C 1 -W 15
+}
+
 metric() { curl -s "http://$HTTP/metrics" | awk -v m="$1" '$1 == m {print $2}'; }

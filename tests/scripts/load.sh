@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Load test: N simulated 360 Hz patients in real time (MIT-BIH records in turn)
+# through Mosquitto and holterd into Postgres, for S seconds. Reports the
+# daemon's end-to-end latency quantiles, CPU, memory over time and throughput.
+#   tests/scripts/load.sh [devices=1000] [seconds=120] [chunk_ms=250]
+source "$(dirname "$0")/lib.sh"
+N=${1:-1000}; S=${2:-120}; CHUNK=${3:-250}
+trap 'stop_daemon; stop_mosquitto' EXIT
+fresh_database
+start_mosquitto
+start_daemon
+pid=$DAEMON_PID
+rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
+cpu() { awk '{print $14 + $15}' /proc/$pid/stat; }   # utime + stime, clock ticks
+hz=$(getconf CLK_TCK)
+log "daemon idle RSS $(rss) KiB; replaying $N devices for $S s, $CHUNK ms per message"
+"$BIN" replay --broker 127.0.0.1:$MQTT_PORT --records all --devices "$N" --speed 1 \
+  --chunk-ms "$CHUNK" --max-seconds "$S" > "$WORK/replay.log" 2>&1 &
+replay=$!
+c0=$(cpu); t0=$(date +%s.%N)
+for i in $(seq 1 $((S / 10))); do
+  sleep 10
+  printf '%4ds  RSS %7s KiB  streams %5s  source queue %5s  ingest queue %5s\n' $((i * 10)) "$(rss)" \
+    "$(metric holterd_active_streams)" "$(metric 'holterd_queue_depth{queue="source"}')" \
+    "$(metric 'holterd_queue_depth{queue="ingest"}')"
+done
+wait $replay || true
+c1=$(cpu); t1=$(date +%s.%N)
+cat "$WORK/replay.log" | tail -1
+sleep 3
+curl -s "http://$HTTP/metrics" > "$WORK/metrics.txt"
+python3 - "$WORK/metrics.txt" "$c0" "$c1" "$t0" "$t1" "$hz" "$N" <<'PY'
+import sys, re
+text = open(sys.argv[1]).read()
+c0, c1, t0, t1, hz, n = map(float, sys.argv[2:])
+def hist(name):
+    b = [(float(le), float(v)) for le, v in re.findall(name + r'_bucket\{le="([^"]+)"\} (\S+)', text.replace('+Inf', 'inf'))]
+    return b
+def q(b, p):
+    total = b[-1][1]
+    for le, v in b:
+        if v >= p * total:
+            return le
+    return float('inf')
+def val(name):
+    m = re.search('^' + re.escape(name) + r' (\S+)$', text, re.M)
+    return float(m.group(1)) if m else float('nan')
+e2e = hist('holterd_end_to_end_seconds')
+print(f"beats stored: {val('holterd_end_to_end_seconds_count'):.0f}, messages {val('holterd_messages_total'):.0f}, samples {val('holterd_samples_total'):.0f}")
+print(f"end-to-end latency (bucket upper bounds): p50 <= {q(e2e, .5)} s, p99 <= {q(e2e, .99)} s, p99.9 <= {q(e2e, .999)} s, mean {val('holterd_end_to_end_seconds_sum') / max(1, val('holterd_end_to_end_seconds_count')):.3f} s")
+inf = hist('holterd_inference_seconds'); bs = hist('holterd_batch_size')
+print(f"inference: {val('holterd_inference_seconds_count'):.0f} batches, mean {val('holterd_batch_size_sum') / max(1, val('holterd_batch_size_count')):.1f} beats, {val('holterd_inference_seconds_sum'):.1f} s in total")
+for w in ('chunks', 'beats'):
+    s = val(f'holterd_store_write_seconds_sum{{what="{w}"}}'); c = val(f'holterd_store_write_seconds_count{{what="{w}"}}')
+    print(f"store writes ({w}): {c:.0f} transactions, {s:.1f} s in total, mean {1000 * s / max(1, c):.1f} ms")
+print(f"daemon CPU: {(c1 - c0) / hz:.1f} s over {t1 - t0:.1f} s = {100 * (c1 - c0) / hz / (t1 - t0):.0f} % of one core")
+waits = val('holterd_backpressure_waits_total{queue="ingest"}')
+print(f"backpressure waits source->ingest {waits:.0f}, duplicates {val('holterd_duplicate_messages_total'):.0f}, gaps {val('holterd_gaps_total'):.0f}")
+PY
+log "daemon RSS at end $(rss) KiB"
