@@ -15,11 +15,10 @@ use holterd::model::classifier::Classifier;
 use holterd::pipeline::offline::{analyze_recording, compare};
 use holterd::replay::{Encoding, Recording, ReplayOptions, replay};
 use holterd::server::{Listeners, run};
-use holterd::store::{AnyStore, BeatQuery, PgStore, SqliteStore, Store};
+use holterd::store::{AnyStore, BeatQuery, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
@@ -37,42 +36,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A name unique to this test process and call.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// The embedded broker on a free port (one per test).
 fn embedded_broker() -> String {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     holterd::broker::start(addr, 256 * 1024).unwrap();
     addr.to_string()
-}
-
-/// A fresh SQLite store in a temporary directory.
-async fn sqlite_store() -> AnyStore {
-    let dir = std::env::temp_dir().join(unique("holterd-test-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    AnyStore::Sqlite(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap())
-}
-
-/// A Postgres store in a schema of its own, when `HOLTER_TEST_POSTGRES_URL` is set.
-async fn postgres_store() -> Option<AnyStore> {
-    let url = std::env::var("HOLTER_TEST_POSTGRES_URL").ok()?;
-    let schema = unique("holterd_test_");
-    let admin = PgStore::connect(&url, 1).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin.pool())
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    Some(AnyStore::Postgres(PgStore::connect(&url, 4).await.unwrap()))
 }
 
 /// A daemon running in the background; dropping the sender stops it.
@@ -247,10 +215,10 @@ async fn streams_match_offline(store: AnyStore, broker: &str, encoding: Encoding
     let recs = fixtures();
     let devices: Vec<String> = recs
         .iter()
-        .map(|r| unique(&format!("{}-", r.name)))
+        .map(|r| common::unique(&format!("{}-", r.name)))
         .collect();
-    let topics = unique("t");
-    let daemon = Daemon::start(store.clone(), broker, &unique("holterd-"), &topics).await;
+    let topics = common::unique("t");
+    let daemon = Daemon::start(store.clone(), broker, &common::unique("holterd-"), &topics).await;
     replay_all(&recs, options(broker, &topics, devices.clone(), encoding)).await;
     wait_stored(&store, &devices).await;
     assert_matches_offline(&store, &recs, &devices).await;
@@ -284,19 +252,21 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_and_sqlite_store_exactly_the_offline_beats() {
     let broker = embedded_broker();
-    streams_match_offline(sqlite_store().await, &broker, Encoding::Binary).await;
+    streams_match_offline(common::sqlite_store().await, &broker, Encoding::Binary).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_payloads_give_the_same_beats() {
     let broker = embedded_broker();
-    streams_match_offline(sqlite_store().await, &broker, Encoding::Json).await;
+    streams_match_offline(common::sqlite_store().await, &broker, Encoding::Json).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_and_postgres_store_exactly_the_offline_beats() {
-    let (Ok(broker), Some(store)) = (std::env::var("HOLTER_TEST_MQTT"), postgres_store().await)
-    else {
+    let (Ok(broker), Some(store)) = (
+        std::env::var("HOLTER_TEST_MQTT"),
+        common::postgres_store(4).await,
+    ) else {
         eprintln!("skipped: set HOLTER_TEST_MQTT and HOLTER_TEST_POSTGRES_URL");
         return;
     };
@@ -309,10 +279,10 @@ async fn restart_mid_stream(store: AnyStore, broker: &str) {
     let recs = fixtures();
     let devices: Vec<String> = recs
         .iter()
-        .map(|r| unique(&format!("{}-", r.name)))
+        .map(|r| common::unique(&format!("{}-", r.name)))
         .collect();
-    let client = unique("holterd-");
-    let topics = unique("t");
+    let client = common::unique("holterd-");
+    let topics = common::unique("t");
     let daemon = Daemon::start(store.clone(), broker, &client, &topics).await;
     let mut first = options(broker, &topics, devices.clone(), Encoding::Binary);
     first.end = false;
@@ -336,13 +306,15 @@ async fn restart_mid_stream(store: AnyStore, broker: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_stream_loses_and_doubles_nothing_sqlite() {
     let broker = embedded_broker();
-    restart_mid_stream(sqlite_store().await, &broker).await;
+    restart_mid_stream(common::sqlite_store().await, &broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_stream_loses_and_doubles_nothing_postgres() {
-    let (Ok(broker), Some(store)) = (std::env::var("HOLTER_TEST_MQTT"), postgres_store().await)
-    else {
+    let (Ok(broker), Some(store)) = (
+        std::env::var("HOLTER_TEST_MQTT"),
+        common::postgres_store(4).await,
+    ) else {
         eprintln!("skipped: set HOLTER_TEST_MQTT and HOLTER_TEST_POSTGRES_URL");
         return;
     };
@@ -352,7 +324,7 @@ async fn restart_mid_stream_loses_and_doubles_nothing_postgres() {
 /// Publishes raw payloads with a plain MQTT client and waits for their acknowledgements.
 async fn publish_raw(broker: &str, messages: Vec<(String, Vec<u8>)>) {
     let (host, port) = holterd::mqtt::split_address(broker, 1883).unwrap();
-    let mut o = MqttOptions::new(unique("raw-"), host, port);
+    let mut o = MqttOptions::new(common::unique("raw-"), host, port);
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 100);
     let n = messages.len();
@@ -378,10 +350,10 @@ async fn publish_raw(broker: &str, messages: Vec<(String, Vec<u8>)>) {
 
 async fn bad_payloads(store: AnyStore, broker: &str) {
     let recs = fixtures();
-    let good = unique("good-");
-    let topics = unique("t");
-    let daemon = Daemon::start(store.clone(), broker, &unique("holterd-"), &topics).await;
-    let bad = unique("bad-");
+    let good = common::unique("good-");
+    let topics = common::unique("t");
+    let daemon = Daemon::start(store.clone(), broker, &common::unique("holterd-"), &topics).await;
+    let bad = common::unique("bad-");
     let topic = format!("{topics}/{bad}/ecg");
     let big = vec![b'{'; 300 * 1024];
     let cases: Vec<(String, Vec<u8>)> = vec![
@@ -452,13 +424,15 @@ use holterd::wire::Reject;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_from_a_real_client_are_refused_by_reason_and_harm_no_one() {
     let broker = embedded_broker();
-    bad_payloads(sqlite_store().await, &broker).await;
+    bad_payloads(common::sqlite_store().await, &broker).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_payloads_through_mosquitto_and_postgres() {
-    let (Ok(broker), Some(store)) = (std::env::var("HOLTER_TEST_MQTT"), postgres_store().await)
-    else {
+    let (Ok(broker), Some(store)) = (
+        std::env::var("HOLTER_TEST_MQTT"),
+        common::postgres_store(4).await,
+    ) else {
         eprintln!("skipped: set HOLTER_TEST_MQTT and HOLTER_TEST_POSTGRES_URL");
         return;
     };

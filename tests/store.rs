@@ -1,47 +1,12 @@
 //! One test suite for both stores: SQLite always, Postgres when
 //! `HOLTER_TEST_POSTGRES_URL` is set (each run in a schema of its own).
 
+mod common;
+
 use holterd::dsp::Quality;
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, PgStore, SegmentKey, SegmentRow, SqliteStore, Store,
-    Verdict,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, Verdict,
 };
-use std::sync::atomic::{AtomicU32, Ordering};
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn sqlite() -> AnyStore {
-    let dir = std::env::temp_dir().join(unique("holterd-store-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let s = AnyStore::Sqlite(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap());
-    s.migrate().await.unwrap();
-    s
-}
-
-async fn postgres() -> Option<AnyStore> {
-    let url = std::env::var("HOLTER_TEST_POSTGRES_URL").ok()?;
-    let schema = unique("holterd_store_");
-    let admin = PgStore::connect(&url, 1).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin.pool())
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let s = AnyStore::Postgres(
-        PgStore::connect(&format!("{url}{sep}options=-c%20search_path%3D{schema}"), 2)
-            .await
-            .unwrap(),
-    );
-    s.migrate().await.unwrap();
-    Some(s)
-}
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
     SegmentKey {
@@ -96,7 +61,7 @@ fn beat(device: &str, first_seq: u64, t: i64, verdict: Verdict, p: Option<f32>) 
 }
 
 async fn suite(s: AnyStore) {
-    let dev = unique("dev-");
+    let dev = common::unique("dev-");
     // Migrations run twice without harm.
     s.migrate().await.unwrap();
     s.ping().await.unwrap();
@@ -215,12 +180,12 @@ async fn suite(s: AnyStore) {
 
 #[tokio::test]
 async fn sqlite_store() {
-    suite(sqlite().await).await;
+    suite(common::sqlite_store().await).await;
 }
 
 #[tokio::test]
 async fn postgres_store() {
-    let Some(s) = postgres().await else {
+    let Some(s) = common::postgres_store(2).await else {
         eprintln!("skipped: set HOLTER_TEST_POSTGRES_URL");
         return;
     };
@@ -229,11 +194,11 @@ async fn postgres_store() {
 
 #[tokio::test]
 async fn corrupt_rows_are_errors_not_panics() {
-    let s = sqlite().await;
+    let s = common::sqlite_store().await;
     let AnyStore::Sqlite(inner) = &s else {
         unreachable!()
     };
-    let dev = unique("dev-");
+    let dev = common::unique("dev-");
     s.write_beats(&[beat(&dev, 0, 1, Verdict::Normal, Some(0.2))], &[])
         .await
         .unwrap();

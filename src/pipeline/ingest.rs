@@ -6,7 +6,7 @@
 //! meanwhile, so during a database outage the broker keeps the messages.
 
 use super::sequencer::{SeqEvent, Sequencer};
-use super::{AnalysisEvent, Backoff, Inbound, send_counted};
+use super::{AnalysisEvent, Inbound, send_counted, write_with_retry};
 use crate::metrics::Metrics;
 use crate::mqtt::{AckToken, Acker};
 use crate::store::{ChunkRow, SegmentRow, Store, StreamHead};
@@ -119,27 +119,8 @@ async fn commit<S: Store>(
         }
     }
     if !segments.is_empty() || !chunks.is_empty() {
-        let mut backoff = Backoff::new();
-        loop {
-            let timer = metrics
-                .store_write_seconds
-                .with_label_values(&["chunks"])
-                .start_timer();
-            match store.write_chunks(&segments, &chunks).await {
-                Ok(()) => {
-                    timer.observe_duration();
-                    metrics.store_up.set(1);
-                    break;
-                }
-                Err(e) => {
-                    timer.stop_and_discard();
-                    metrics.store_up.set(0);
-                    metrics.store_errors.with_label_values(&["chunks"]).inc();
-                    tracing::warn!(error = %e, "storing raw signal failed; retrying (messages stay unacknowledged)");
-                    backoff.wait().await;
-                }
-            }
-        }
+        // Until this succeeds nothing is acknowledged: the broker keeps the messages.
+        write_with_retry(metrics, "chunks", || store.write_chunks(&segments, &chunks)).await;
     }
     metrics.segments_started.inc_by(segments.len() as u64);
     for e in events.drain(..) {

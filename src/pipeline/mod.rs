@@ -113,7 +113,42 @@ pub async fn send_counted<T>(
     }
 }
 
-/// Waits before the next retry of a failed store write: doubling from 100 ms to 5 s.
+/// Runs the store write `write` until it succeeds, waiting between attempts
+/// (doubling from 100 ms to 5 s) and reporting each failure in the metrics and
+/// the log. `what` labels the metrics ("chunks" or "beats").
+pub(crate) async fn write_with_retry<T, F, Fut>(
+    metrics: &crate::metrics::Metrics,
+    what: &str,
+    mut write: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let mut backoff = Backoff::new();
+    loop {
+        let timer = metrics
+            .store_write_seconds
+            .with_label_values(&[what])
+            .start_timer();
+        match write().await {
+            Ok(v) => {
+                timer.observe_duration();
+                metrics.store_up.set(1);
+                return v;
+            }
+            Err(e) => {
+                timer.stop_and_discard();
+                metrics.store_up.set(0);
+                metrics.store_errors.with_label_values(&[what]).inc();
+                tracing::warn!(error = %e, what, "store write failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Waits before the next retry of a failed store operation: doubling from 100 ms to 5 s.
 pub(crate) struct Backoff(std::time::Duration);
 
 impl Backoff {

@@ -2,7 +2,7 @@
 //! beats of a segment are all stored before the segment is marked closed
 //! (even with several inference workers finishing out of order).
 
-use super::{Backoff, Classified};
+use super::{Classified, write_with_retry};
 use crate::metrics::Metrics;
 use crate::store::{BeatRow, SegmentKey, Store};
 use std::collections::BTreeMap;
@@ -60,27 +60,7 @@ pub async fn run<S: Store>(
         if rows.is_empty() && closes.is_empty() {
             continue;
         }
-        let mut backoff = Backoff::new();
-        loop {
-            let timer = metrics
-                .store_write_seconds
-                .with_label_values(&["beats"])
-                .start_timer();
-            match store.write_beats(&rows, &closes).await {
-                Ok(_) => {
-                    timer.observe_duration();
-                    metrics.store_up.set(1);
-                    break;
-                }
-                Err(e) => {
-                    timer.stop_and_discard();
-                    metrics.store_up.set(0);
-                    metrics.store_errors.with_label_values(&["beats"]).inc();
-                    tracing::warn!(error = %e, "storing beats failed; retrying");
-                    backoff.wait().await;
-                }
-            }
-        }
+        write_with_retry(&metrics, "beats", || store.write_beats(&rows, &closes)).await;
         for (row, t) in rows.iter().zip(&completed) {
             metrics
                 .beats_stored

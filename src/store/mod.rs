@@ -9,6 +9,71 @@
 //! by (device, R-peak time), so a message redelivered after a crash, or a
 //! segment re-analysed on restart, never stores anything twice.
 
+/// Row decoding shared by both stores: their columns have the same names and
+/// types, only the row type differs. Expands to `segment_from`, `head_from`,
+/// `chunk_from` and `beat_from` for `$row`.
+macro_rules! row_decoders {
+    ($row:ty) => {
+        fn segment_from(r: &$row) -> Result<SegmentRow, StoreError> {
+            Ok(SegmentRow {
+                key: SegmentKey {
+                    device: r.try_get("device_id")?,
+                    stream: r.try_get::<i64, _>("stream")? as u32,
+                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+                },
+                t0_us: r.try_get("t0_us")?,
+                fs: r.try_get("fs")?,
+                lead: r.try_get("lead")?,
+                after_gap: r.try_get("after_gap")?,
+            })
+        }
+
+        fn head_from(r: &$row) -> Result<StreamHead, StoreError> {
+            let segment = segment_from(r)?;
+            let last_seq: Option<i64> = r.try_get("last_seq")?;
+            Ok(StreamHead {
+                last_seq: last_seq.map_or(segment.key.first_seq, |s| s as u64),
+                closed: r.try_get("closed")?,
+                segment,
+            })
+        }
+
+        fn chunk_from(key: &SegmentKey, r: &$row) -> Result<ChunkRow, StoreError> {
+            Ok(ChunkRow {
+                segment: key.clone(),
+                seq: r.try_get::<i64, _>("seq")? as u64,
+                t0_us: r.try_get("t0_us")?,
+                fs: r.try_get("fs")?,
+                received_us: r.try_get("received_us")?,
+                samples: super::bytes_f32(r.try_get("samples")?)?,
+            })
+        }
+
+        fn beat_from(r: &$row) -> Result<BeatRow, StoreError> {
+            let quality: &str = r.try_get("quality")?;
+            let verdict: &str = r.try_get("verdict")?;
+            Ok(BeatRow {
+                segment: SegmentKey {
+                    device: r.try_get("device_id")?,
+                    stream: r.try_get::<i64, _>("stream")? as u32,
+                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+                },
+                r_time_us: r.try_get("r_time_us")?,
+                sample: r.try_get::<i64, _>("sample_index")? as u64,
+                rr_prev_ms: r.try_get("rr_prev_ms")?,
+                rr_next_ms: r.try_get("rr_next_ms")?,
+                quality: super::parse_quality(quality)?,
+                searchback: r.try_get("searchback")?,
+                verdict: Verdict::parse(verdict)?,
+                p_abnormal: r.try_get("p_abnormal")?,
+                model: r.try_get("model")?,
+                model_version: r.try_get("model_version")?,
+                values: super::bytes_f32(r.try_get("beat")?)?,
+            })
+        }
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -292,42 +357,4 @@ pub fn bytes_f32(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
-}
-
-/// Builds a [`BeatRow`] from the columns both databases return.
-#[allow(clippy::too_many_arguments)]
-fn beat_row(
-    device: String,
-    stream: i64,
-    first_seq: i64,
-    r_time_us: i64,
-    sample: i64,
-    rr_prev_ms: Option<f32>,
-    rr_next_ms: Option<f32>,
-    quality: &str,
-    searchback: bool,
-    verdict: &str,
-    p_abnormal: Option<f32>,
-    model: String,
-    model_version: String,
-    values: &[u8],
-) -> Result<BeatRow, StoreError> {
-    Ok(BeatRow {
-        segment: SegmentKey {
-            device,
-            stream: stream as u32,
-            first_seq: first_seq as u64,
-        },
-        r_time_us,
-        sample: sample as u64,
-        rr_prev_ms,
-        rr_next_ms,
-        quality: parse_quality(quality)?,
-        searchback,
-        verdict: Verdict::parse(verdict)?,
-        p_abnormal,
-        model,
-        model_version,
-        values: bytes_f32(values)?,
-    })
 }

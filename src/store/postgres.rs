@@ -2,8 +2,8 @@
 //! per table and transaction, never row by row.
 
 use super::{
-    BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, beat_row,
-    bytes_f32, f32_bytes,
+    BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, Verdict,
+    f32_bytes,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -213,17 +213,7 @@ impl Store for PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let segment = segment_from(r)?;
-                let last_seq: Option<i64> = r.try_get("last_seq")?;
-                Ok(StreamHead {
-                    last_seq: last_seq.map_or(segment.key.first_seq, |s| s as u64),
-                    closed: r.try_get("closed")?,
-                    segment,
-                })
-            })
-            .collect()
+        rows.iter().map(head_from).collect()
     }
 
     async fn open_segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
@@ -246,18 +236,7 @@ impl Store for PgStore {
         .bind(key.first_seq as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ChunkRow {
-                    segment: key.clone(),
-                    seq: r.try_get::<i64, _>("seq")? as u64,
-                    t0_us: r.try_get("t0_us")?,
-                    fs: r.try_get("fs")?,
-                    received_us: r.try_get("received_us")?,
-                    samples: bytes_f32(r.try_get("samples")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| chunk_from(key, r)).collect()
     }
 
     async fn last_beat_us(&self, key: &SegmentKey) -> Result<Option<i64>, StoreError> {
@@ -290,26 +269,7 @@ impl Store for PgStore {
         .bind(q.offset.min(i64::MAX as u64) as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                beat_row(
-                    r.try_get("device_id")?,
-                    r.try_get("stream")?,
-                    r.try_get("first_seq")?,
-                    r.try_get("r_time_us")?,
-                    r.try_get("sample_index")?,
-                    r.try_get("rr_prev_ms")?,
-                    r.try_get("rr_next_ms")?,
-                    r.try_get("quality")?,
-                    r.try_get("searchback")?,
-                    r.try_get("verdict")?,
-                    r.try_get("p_abnormal")?,
-                    r.try_get("model")?,
-                    r.try_get("model_version")?,
-                    r.try_get("beat")?,
-                )
-            })
-            .collect()
+        rows.iter().map(beat_from).collect()
     }
 
     async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
@@ -326,16 +286,4 @@ impl Store for PgStore {
     }
 }
 
-fn segment_from(r: &sqlx::postgres::PgRow) -> Result<SegmentRow, StoreError> {
-    Ok(SegmentRow {
-        key: SegmentKey {
-            device: r.try_get("device_id")?,
-            stream: r.try_get::<i64, _>("stream")? as u32,
-            first_seq: r.try_get::<i64, _>("first_seq")? as u64,
-        },
-        t0_us: r.try_get("t0_us")?,
-        fs: r.try_get("fs")?,
-        lead: r.try_get("lead")?,
-        after_gap: r.try_get("after_gap")?,
-    })
-}
+row_decoders!(sqlx::postgres::PgRow);

@@ -123,3 +123,42 @@ pub fn match_beats(reference: &[u64], detections: &[u64], tol: u64, from: u64, t
         .count();
     Match { tp, fn_, fp }
 }
+
+/// A name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A Postgres store in a fresh schema of its own, migrated, when
+/// `HOLTER_TEST_POSTGRES_URL` is set (`.ci/run` drops old test schemas).
+pub async fn postgres_store(connections: u32) -> Option<holterd::store::AnyStore> {
+    use holterd::store::{AnyStore, PgStore, Store};
+    let url = std::env::var("HOLTER_TEST_POSTGRES_URL").ok()?;
+    let schema = unique("holterd_test_");
+    let admin = PgStore::connect(&url, 1).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let store = AnyStore::Postgres(PgStore::connect(&url, connections).await.unwrap());
+    store.migrate().await.unwrap();
+    Some(store)
+}
+
+/// A fresh, migrated SQLite store in a temporary directory.
+pub async fn sqlite_store() -> holterd::store::AnyStore {
+    use holterd::store::{AnyStore, SqliteStore, Store};
+    let dir = std::env::temp_dir().join(unique("holterd-test-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = AnyStore::Sqlite(SqliteStore::open(&dir.join("db.sqlite")).await.unwrap());
+    store.migrate().await.unwrap();
+    store
+}
