@@ -43,6 +43,18 @@ fn embedded_broker() -> String {
     addr.to_string()
 }
 
+/// The tests' daemon configuration: the shipped CNN-LSTM, short batching waits.
+fn config(broker: &str, client_id: &str, topic_prefix: &str) -> Config {
+    let mut config = Config::default();
+    config.mqtt.broker = broker.to_string();
+    config.mqtt.topic_filter = format!("{topic_prefix}/+/ecg");
+    config.mqtt.client_id = client_id.to_string();
+    config.pipeline.models = vec![model_dir()];
+    config.pipeline.max_wait_ms = 20;
+    config.streams.expire_after_s = 600;
+    config
+}
+
 /// A daemon running in the background; dropping the sender stops it.
 struct Daemon {
     broker: String,
@@ -55,13 +67,17 @@ struct Daemon {
 
 impl Daemon {
     async fn start(store: AnyStore, broker: &str, client_id: &str, topic_prefix: &str) -> Daemon {
-        let mut config = Config::default();
-        config.mqtt.broker = broker.to_string();
-        config.mqtt.topic_filter = format!("{topic_prefix}/+/ecg");
-        config.mqtt.client_id = client_id.to_string();
-        config.pipeline.models = vec![model_dir()];
-        config.pipeline.max_wait_ms = 20;
-        config.streams.expire_after_s = 600;
+        let d = Daemon::spawn(store, config(broker, client_id, topic_prefix)).await;
+        d.wait_until(|m| m.broker_connected.get() == 1, "broker connection")
+            .await;
+        // The subscription follows the connection acknowledgement closely.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        d
+    }
+
+    /// Starts a daemon with `config` without waiting for its broker connection.
+    async fn spawn(store: AnyStore, config: Config) -> Daemon {
+        let (broker, client_id) = (config.mqtt.broker.clone(), config.mqtt.client_id.clone());
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = http.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new());
@@ -78,19 +94,14 @@ impl Daemon {
                 let _ = stopped.await;
             },
         ));
-        let d = Daemon {
-            broker: broker.to_string(),
-            client_id: client_id.to_string(),
+        Daemon {
+            broker,
+            client_id,
             stop: Some(stop),
             task,
             metrics,
             http: addr,
-        };
-        d.wait_until(|m| m.broker_connected.get() == 1, "broker connection")
-            .await;
-        // The subscription follows the connection acknowledgement closely.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        d
+        }
     }
 
     async fn wait_until(&self, cond: impl Fn(&Metrics) -> bool, what: &str) {
@@ -437,4 +448,114 @@ async fn bad_payloads_through_mosquitto_and_postgres() {
         return;
     };
     bad_payloads(store, &broker).await;
+}
+
+/// Runs `cmd` quietly, returning whether it succeeded.
+fn sh(cmd: &str, dir: &std::path::Path) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A private Mosquitto with TLS (a test CA) and password authentication.
+struct SecureBroker {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl SecureBroker {
+    fn start() -> Option<SecureBroker> {
+        let dir = std::env::temp_dir().join(common::unique("holterd-tls-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let setup = [
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=holterd-test-ca \
+               -keyout ca.key -out ca.pem",
+            "openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr",
+            "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && \
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+               -extfile ext.cnf -out server.pem",
+            "mosquitto_passwd -c -b passwd holterd s3cret-test",
+            "chmod 755 . && chmod 644 *",
+        ];
+        if !setup.iter().all(|c| sh(c, &dir)) {
+            return None;
+        }
+        let conf = format!(
+            "listener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+             allow_anonymous false\npassword_file {d}/passwd\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(SecureBroker { child, port, dir })
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_password_authentication_to_the_broker() {
+    let Some(broker) = SecureBroker::start() else {
+        eprintln!("skipped: needs mosquitto, mosquitto_passwd and openssl");
+        return;
+    };
+    let secure = |password: &str| {
+        let mut c = config(
+            &format!("127.0.0.1:{}", broker.port),
+            &common::unique("holterd-"),
+            &common::unique("t"),
+        );
+        c.mqtt.tls = true;
+        c.mqtt.ca_file = broker.dir.join("ca.pem").display().to_string();
+        c.mqtt.username = "holterd".into();
+        let file = broker.dir.join(common::unique("pw-"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        c.mqtt.password_file = file.display().to_string();
+        c
+    };
+    // The right password over TLS connects.
+    let d = Daemon::spawn(common::sqlite_store().await, secure("s3cret-test")).await;
+    d.wait_until(|m| m.broker_connected.get() == 1, "TLS connection")
+        .await;
+    d.stop().await;
+    // A wrong password is refused: the daemon keeps retrying and never reports connected.
+    let d = Daemon::spawn(common::sqlite_store().await, secure("wrong")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(d.metrics.broker_connected.get(), 0);
+    let ready = http_get(d.http, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    d.stop().await;
+    // Without TLS the listener refuses the connection.
+    let mut plain = secure("s3cret-test");
+    plain.mqtt.tls = false;
+    let d = Daemon::spawn(common::sqlite_store().await, plain).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(d.metrics.broker_connected.get(), 0);
+    d.stop().await;
 }
