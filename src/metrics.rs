@@ -29,6 +29,7 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub store_up: IntGauge,
     pub broker_connected: IntGauge,
+    pub subscribed: IntGauge,
     pub mqtt_reconnects: IntCounter,
     pub recovered_segments: IntCounter,
 }
@@ -170,6 +171,11 @@ impl Metrics {
                 &r,
                 "holterd_broker_connected",
                 "1 while connected to the MQTT broker",
+            ),
+            subscribed: gauge(
+                &r,
+                "holterd_subscribed",
+                "1 while the broker has acknowledged the subscription",
             ),
             mqtt_reconnects: counter(
                 &r,

@@ -12,7 +12,7 @@ use crate::pipeline::{Inbound, now_us};
 use crate::wire;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS,
-    TlsConfiguration, Transport,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -282,11 +282,21 @@ impl MqttSource {
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(s))) => {
-                    tracing::debug!(?s, "subscribed");
+                    if s.return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+                    {
+                        metrics.subscribed.set(1);
+                        tracing::info!(filter = %self.config.topic_filter, "subscribed");
+                    } else {
+                        tracing::error!(filter = %self.config.topic_filter,
+                            "the broker refused the subscription (check the filter and the broker's ACL)");
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
                     metrics.broker_connected.set(0);
+                    metrics.subscribed.set(0);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "MQTT connection lost or refused");
                     tokio::select! {
@@ -304,6 +314,7 @@ impl MqttSource {
         })
         .await;
         metrics.broker_connected.set(0);
+        metrics.subscribed.set(0);
     }
 }
 

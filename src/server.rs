@@ -36,6 +36,7 @@ pub async fn run<S: Store>(
         .migrate()
         .await
         .context("applying database migrations")?;
+    metrics.store_up.set(1);
     let models = config.pipeline.models.clone();
     let device_name = config.pipeline.device.clone();
     let classifier = tokio::task::spawn_blocking(move || {

@@ -68,10 +68,8 @@ struct Daemon {
 impl Daemon {
     async fn start(store: AnyStore, broker: &str, client_id: &str, topic_prefix: &str) -> Daemon {
         let d = Daemon::spawn(store, config(broker, client_id, topic_prefix)).await;
-        d.wait_until(|m| m.broker_connected.get() == 1, "broker connection")
+        d.wait_until(|m| m.subscribed.get() == 1, "the subscription")
             .await;
-        // The subscription follows the connection acknowledgement closely.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         d
     }
 
@@ -239,6 +237,11 @@ async fn streams_match_offline(store: AnyStore, broker: &str, encoding: Encoding
     assert!(
         body.contains("holterd_beats_stored_total{verdict=\"normal\"}"),
         "{body}"
+    );
+    let health = http_get(daemon.http, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("\"store_up\":true"),
+        "{health}"
     );
     let ready = http_get(daemon.http, "/readyz").await;
     assert!(

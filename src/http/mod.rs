@@ -1,4 +1,4 @@
-//! The daemon's HTTP server: `/healthz` (the process is alive), `/readyz`
+//! The daemon's HTTP server: `/healthz` (the process is alive, and what is degraded), `/readyz`
 //! (broker connected and store answering) and `/metrics` (Prometheus), which
 //! can instead be served on its own address (`http.metrics_listen`).
 
@@ -22,7 +22,7 @@ pub struct HttpState<S> {
 /// Routes of the main listener; `/metrics` is included when `with_metrics`.
 pub fn router<S: Store>(state: HttpState<S>, with_metrics: bool) -> Router {
     let mut r = Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz::<S>))
         .route("/readyz", get(readyz::<S>));
     if with_metrics {
         r = r.route("/metrics", get(metrics::<S>));
@@ -37,12 +37,20 @@ pub fn metrics_router<S: Store>(state: HttpState<S>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness: always 200 while the process runs; the body says what is degraded
+/// (from the metrics, without touching the database).
+async fn healthz<S: Store>(State(s): State<HttpState<S>>) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "status": "alive",
+        "broker_connected": s.metrics.broker_connected.get() == 1,
+        "store_up": s.metrics.store_up.get() == 1,
+    })
+    .to_string();
+    ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
 async fn readyz<S: Store>(State(s): State<HttpState<S>>) -> impl IntoResponse {
-    let broker = s.metrics.broker_connected.get() == 1;
+    let broker = s.metrics.broker_connected.get() == 1 && s.metrics.subscribed.get() == 1;
     let store = matches!(
         tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await,
         Ok(Ok(()))
