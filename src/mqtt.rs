@@ -149,6 +149,16 @@ impl MqttSource {
         ))
     }
 
+    /// Asks the broker for the subscription (again: rumqttc does not on reconnection).
+    fn subscribe(&self) {
+        if let Err(e) = self
+            .client
+            .try_subscribe(&self.config.topic_filter, QoS::AtLeastOnce)
+        {
+            tracing::error!(error = %e, "subscribe request failed");
+        }
+    }
+
     /// Writes acknowledgements for the current connection and flushes them.
     /// A write error is left for the next poll to report (and reconnect).
     async fn write_acks(&mut self, acks: &mut Vec<AckToken>) {
@@ -196,6 +206,8 @@ impl MqttSource {
         let mut acks = Vec::new();
         let mut acks_open = true;
         let depth = metrics.queue_depth.with_label_values(&["source"]);
+        // When the subscription is due to be acknowledged; it is asked again if not.
+        let mut subscribe_by: Option<tokio::time::Instant> = None;
         loop {
             let sender = tx.clone().filter(|_| !buffer.is_empty());
             let event = tokio::select! {
@@ -226,6 +238,12 @@ impl MqttSource {
                         acks_open = false;
                     }
                     self.write_acks(&mut acks).await;
+                    continue;
+                }
+                _ = sleep_until_some(subscribe_by) => {
+                    tracing::warn!(filter = %self.config.topic_filter, "no subscription acknowledgement; subscribing again");
+                    self.subscribe();
+                    subscribe_by = Some(tokio::time::Instant::now() + SUBSCRIBE_TIMEOUT);
                     continue;
                 }
                 e = self.eventloop.poll(), if buffer.len() < max_buffer => e,
@@ -274,18 +292,15 @@ impl MqttSource {
                     backoff = min;
                     tracing::info!(session_present = ack.session_present, filter = %self.config.topic_filter,
                         "connected to the MQTT broker; subscribing");
-                    if let Err(e) = self
-                        .client
-                        .try_subscribe(&self.config.topic_filter, QoS::AtLeastOnce)
-                    {
-                        tracing::error!(error = %e, "subscribe request failed");
-                    }
+                    self.subscribe();
+                    subscribe_by = Some(tokio::time::Instant::now() + SUBSCRIBE_TIMEOUT);
                 }
                 Ok(Event::Incoming(Packet::SubAck(s))) => {
                     if s.return_codes
                         .iter()
                         .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
                     {
+                        subscribe_by = None;
                         metrics.subscribed.set(1);
                         tracing::info!(filter = %self.config.topic_filter, "subscribed");
                     } else {
@@ -297,6 +312,7 @@ impl MqttSource {
                 Err(e) => {
                     metrics.broker_connected.set(0);
                     metrics.subscribed.set(0);
+                    subscribe_by = None;
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                         "MQTT connection lost or refused");
                     tokio::select! {
@@ -315,6 +331,17 @@ impl MqttSource {
         .await;
         metrics.broker_connected.set(0);
         metrics.subscribed.set(0);
+    }
+}
+
+/// How long a subscription may wait for its acknowledgement before it is asked again.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completes at `deadline`; never when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
