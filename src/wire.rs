@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const FS_RANGE: (f64, f64) = (100.0, 1000.0);
 /// Most samples in one message (10 s at 1000 Hz).
 pub const MAX_SAMPLES: usize = 10_000;
+/// The longest time one message can span: `MAX_SAMPLES` at the lowest rate (µs).
+pub const MAX_MESSAGE_SPAN_US: i64 = 100_000_000;
 /// Longest lead name.
 pub const MAX_LEAD_LEN: usize = 16;
 /// Longest device id.

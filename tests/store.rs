@@ -5,7 +5,8 @@ mod common;
 
 use holterd::dsp::Quality;
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, Verdict,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, MINUTE_US, SegmentKey, SegmentRow, Store,
+    UploadBeatRow, UploadRow, Verdict, VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
@@ -178,9 +179,147 @@ async fn suite(s: AnyStore) {
     assert_eq!(s.beats(&BeatQuery::all(&dev, 100)).await.unwrap().len(), 4);
 }
 
+/// The review reads: rollup minutes, devices, marks, neighbours, raw strips, imports and uploads.
+async fn review_suite(s: AnyStore) {
+    s.migrate().await.unwrap();
+    let dev = common::unique("rev-");
+    let m0 = 29_000_000; // a minute index in 2025
+    let t = |min: i64, sec: i64| (m0 + min) * MINUTE_US + sec * 1_000_000;
+    let mut beats = vec![
+        beat(&dev, 0, t(0, 1), Verdict::Normal, Some(0.1)),
+        beat(&dev, 0, t(0, 2), Verdict::Abnormal, Some(0.9)),
+        beat(&dev, 0, t(0, 3), Verdict::Unreadable, None),
+        beat(&dev, 0, t(2, 0), Verdict::Abnormal, Some(0.6)),
+    ];
+    beats[1].rr_prev_ms = Some(1500.0);
+    let mut chunk0 = chunk(&dev, 0, 0);
+    chunk0.t0_us = t(0, 0);
+    let imported = s
+        .import_recording(&[segment(&dev, 0)], &[chunk0.clone()], &beats)
+        .await
+        .unwrap();
+    assert_eq!(imported, 4);
+    // Writing the same beats again changes no rollup.
+    s.write_beats(&beats, &[]).await.unwrap();
+    let minutes = s.minutes(&dev, m0, m0 + 10).await.unwrap();
+    assert_eq!(minutes.len(), 2);
+    assert_eq!(minutes[0].minute, m0);
+    assert_eq!(
+        minutes[0].counts,
+        VerdictCounts {
+            beats: 3,
+            abnormal: 1,
+            unreadable: 1
+        }
+    );
+    assert_eq!(minutes[0].rr_n, 2, "the unreadable beat's RR is left out");
+    assert!((minutes[0].rr_sum_ms - 2312.5).abs() < 1e-3);
+    assert_eq!(minutes[0].rr_max_ms, Some(1500.0));
+    assert_eq!(minutes[1].minute, m0 + 2);
+    assert!(
+        s.open_segments()
+            .await
+            .unwrap()
+            .iter()
+            .all(|g| g.key.device != dev)
+    );
+
+    let devices = s.devices(m0 + 1).await.unwrap();
+    let d = devices.iter().find(|d| d.device == dev).unwrap();
+    assert_eq!(
+        d.since,
+        VerdictCounts {
+            beats: 1,
+            abnormal: 1,
+            unreadable: 0
+        }
+    );
+    assert_eq!(d.last_minute, Some(m0 + 2));
+    assert!((d.last_minute_rr_ms.unwrap() - 812.5).abs() < 1e-3);
+
+    assert_eq!(s.beat(&dev, t(0, 2)).await.unwrap(), Some(beats[1].clone()));
+    assert_eq!(s.beat(&dev, t(0, 4)).await.unwrap(), None);
+    let mut q = BeatQuery::all(&dev, 10);
+    q.verdict = Some(Verdict::Abnormal);
+    let marks = s.beat_marks(&q).await.unwrap();
+    assert_eq!(
+        marks.iter().map(|m| m.r_time_us).collect::<Vec<_>>(),
+        [t(0, 2), t(2, 0)]
+    );
+    assert_eq!(marks[0].p_abnormal, Some(0.9));
+    assert_eq!(
+        s.flagged_neighbour(&dev, t(0, 2), true).await.unwrap(),
+        Some(t(2, 0))
+    );
+    assert_eq!(
+        s.flagged_neighbour(&dev, t(0, 2), false).await.unwrap(),
+        None
+    );
+    let strip = s.chunks_between(&dev, t(0, 0), t(0, 5)).await.unwrap();
+    assert_eq!(strip, [chunk0]);
+    assert!(
+        s.chunks_between(&dev, t(5, 0), t(6, 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let upload = UploadRow {
+        id: common::unique("up"),
+        filename: "beats.csv".into(),
+        uploaded_by: "alice".into(),
+        created_us: 1,
+        model: "m".into(),
+        model_version: "v".into(),
+        beats: 3,
+        labelled: true,
+        evaluation: Some("{}".into()),
+    };
+    let ub = |i: i64, v: Verdict| UploadBeatRow {
+        row_index: i,
+        label: Some(i % 2),
+        verdict: v,
+        p_abnormal: Some(0.25 * i as f32),
+        values: vec![i as f32; 187],
+    };
+    let rows = [
+        ub(0, Verdict::Normal),
+        ub(1, Verdict::Abnormal),
+        ub(2, Verdict::Normal),
+    ];
+    s.create_upload(&upload, &rows).await.unwrap();
+    assert!(
+        s.create_upload(&upload, &rows).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(s.upload(&upload.id).await.unwrap(), Some(upload.clone()));
+    assert!(s.uploads(100).await.unwrap().contains(&upload));
+    assert_eq!(
+        s.upload_counts(&upload.id).await.unwrap(),
+        VerdictCounts {
+            beats: 3,
+            abnormal: 1,
+            unreadable: 0
+        }
+    );
+    assert_eq!(
+        s.upload_beats(&upload.id, Some(Verdict::Normal), 10, 1)
+            .await
+            .unwrap(),
+        [rows[2].clone()]
+    );
+    assert_eq!(
+        s.upload_beat(&upload.id, 1).await.unwrap(),
+        Some(rows[1].clone())
+    );
+    assert_eq!(s.upload_beat(&upload.id, 9).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn sqlite_store() {
-    suite(common::sqlite_store().await).await;
+    let s = common::sqlite_store().await;
+    suite(s.clone()).await;
+    review_suite(s).await;
 }
 
 #[tokio::test]
@@ -189,7 +328,8 @@ async fn postgres_store() {
         eprintln!("skipped: set HOLTER_TEST_POSTGRES_URL");
         return;
     };
-    suite(s).await;
+    suite(s.clone()).await;
+    review_suite(s).await;
 }
 
 #[tokio::test]

@@ -9,71 +9,8 @@
 //! by (device, R-peak time), so a message redelivered after a crash, or a
 //! segment re-analysed on restart, never stores anything twice.
 
-/// Row decoding shared by both stores: their columns have the same names and
-/// types, only the row type differs. Expands to `segment_from`, `head_from`,
-/// `chunk_from` and `beat_from` for `$row`.
-macro_rules! row_decoders {
-    ($row:ty) => {
-        fn segment_from(r: &$row) -> Result<SegmentRow, StoreError> {
-            Ok(SegmentRow {
-                key: SegmentKey {
-                    device: r.try_get("device_id")?,
-                    stream: r.try_get::<i64, _>("stream")? as u32,
-                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
-                },
-                t0_us: r.try_get("t0_us")?,
-                fs: r.try_get("fs")?,
-                lead: r.try_get("lead")?,
-                after_gap: r.try_get("after_gap")?,
-            })
-        }
-
-        fn head_from(r: &$row) -> Result<StreamHead, StoreError> {
-            let segment = segment_from(r)?;
-            let last_seq: Option<i64> = r.try_get("last_seq")?;
-            Ok(StreamHead {
-                last_seq: last_seq.map_or(segment.key.first_seq, |s| s as u64),
-                closed: r.try_get("closed")?,
-                segment,
-            })
-        }
-
-        fn chunk_from(key: &SegmentKey, r: &$row) -> Result<ChunkRow, StoreError> {
-            Ok(ChunkRow {
-                segment: key.clone(),
-                seq: r.try_get::<i64, _>("seq")? as u64,
-                t0_us: r.try_get("t0_us")?,
-                fs: r.try_get("fs")?,
-                received_us: r.try_get("received_us")?,
-                samples: super::bytes_f32(r.try_get("samples")?)?,
-            })
-        }
-
-        fn beat_from(r: &$row) -> Result<BeatRow, StoreError> {
-            let quality: &str = r.try_get("quality")?;
-            let verdict: &str = r.try_get("verdict")?;
-            Ok(BeatRow {
-                segment: SegmentKey {
-                    device: r.try_get("device_id")?,
-                    stream: r.try_get::<i64, _>("stream")? as u32,
-                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
-                },
-                r_time_us: r.try_get("r_time_us")?,
-                sample: r.try_get::<i64, _>("sample_index")? as u64,
-                rr_prev_ms: r.try_get("rr_prev_ms")?,
-                rr_next_ms: r.try_get("rr_next_ms")?,
-                quality: super::parse_quality(quality)?,
-                searchback: r.try_get("searchback")?,
-                verdict: Verdict::parse(verdict)?,
-                p_abnormal: r.try_get("p_abnormal")?,
-                model: r.try_get("model")?,
-                model_version: r.try_get("model_version")?,
-                values: super::bytes_f32(r.try_get("beat")?)?,
-            })
-        }
-    };
-}
-
+#[macro_use]
+mod shared;
 mod postgres;
 mod sqlite;
 
@@ -217,6 +154,94 @@ impl BeatQuery {
     }
 }
 
+/// Microseconds per minute, the rollup unit.
+pub const MINUTE_US: i64 = 60_000_000;
+
+/// A beat without its waveform: enough to list, count and mark it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatMark {
+    pub r_time_us: i64,
+    pub rr_prev_ms: Option<f32>,
+    pub quality: Quality,
+    pub verdict: Verdict,
+    pub p_abnormal: Option<f32>,
+    pub model: String,
+}
+
+/// Beats by verdict (normal = beats − abnormal − unreadable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerdictCounts {
+    pub beats: i64,
+    pub abnormal: i64,
+    pub unreadable: i64,
+}
+
+impl VerdictCounts {
+    pub fn normal(&self) -> i64 {
+        self.beats - self.abnormal - self.unreadable
+    }
+
+    pub fn add(&mut self, o: &VerdictCounts) {
+        self.beats += o.beats;
+        self.abnormal += o.abnormal;
+        self.unreadable += o.unreadable;
+    }
+}
+
+/// One device-minute of the beat rollup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRow {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub counts: VerdictCounts,
+    /// Readable beats with a previous RR interval, and their sum (for the mean heart rate).
+    pub rr_n: i64,
+    pub rr_sum_ms: f64,
+    /// Longest RR interval of a readable beat in the minute.
+    pub rr_max_ms: Option<f32>,
+}
+
+/// A device with its beats since a given minute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub device: String,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+    pub since: VerdictCounts,
+    /// The latest minute with beats, and its mean RR interval.
+    pub last_minute: Option<i64>,
+    pub last_minute_rr_ms: Option<f64>,
+}
+
+/// An uploaded file of beats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRow {
+    /// Random hex identifier.
+    pub id: String,
+    pub filename: String,
+    pub uploaded_by: String,
+    pub created_us: i64,
+    pub model: String,
+    pub model_version: String,
+    pub beats: i64,
+    /// The file had a label column.
+    pub labelled: bool,
+    /// Metrics against the labels (JSON) when labelled.
+    pub evaluation: Option<String>,
+}
+
+/// One beat of an uploaded file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadBeatRow {
+    /// Row in the file, from 0.
+    pub row_index: i64,
+    /// The file's label (0 = normal), if it had labels.
+    pub label: Option<i64>,
+    pub verdict: Verdict,
+    pub p_abnormal: Option<f32>,
+    pub values: Vec<f32>,
+}
+
 /// Storage the daemon needs. Implementations are cheap to clone (a connection pool).
 pub trait Store: Clone + Send + Sync + 'static {
     /// Applies the schema migrations (idempotent).
@@ -258,6 +283,98 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Beats matching `q`, oldest first.
     fn beats(&self, q: &BeatQuery)
     -> impl Future<Output = Result<Vec<BeatRow>, StoreError>> + Send;
+
+    /// Stores a whole recording (segments, chunks, beats, all segments closed) in one transaction.
+    fn import_recording(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+        beats: &[BeatRow],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every device, with its beats from minute `since_minute` on.
+    fn devices(
+        &self,
+        since_minute: i64,
+    ) -> impl Future<Output = Result<Vec<DeviceRow>, StoreError>> + Send;
+
+    /// A device's rollup minutes in `[from_minute, to_minute)`.
+    fn minutes(
+        &self,
+        device: &str,
+        from_minute: i64,
+        to_minute: i64,
+    ) -> impl Future<Output = Result<Vec<MinuteRow>, StoreError>> + Send;
+
+    /// One beat.
+    fn beat(
+        &self,
+        device: &str,
+        r_time_us: i64,
+    ) -> impl Future<Output = Result<Option<BeatRow>, StoreError>> + Send;
+
+    /// Beats matching `q` without their waveforms, oldest first.
+    fn beat_marks(
+        &self,
+        q: &BeatQuery,
+    ) -> impl Future<Output = Result<Vec<BeatMark>, StoreError>> + Send;
+
+    /// Time of the flagged beat just after (`later`) or before `r_time_us`.
+    fn flagged_neighbour(
+        &self,
+        device: &str,
+        r_time_us: i64,
+        later: bool,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Raw chunks of a device that may overlap `[from_us, to_us)`, by time.
+    fn chunks_between(
+        &self,
+        device: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> impl Future<Output = Result<Vec<ChunkRow>, StoreError>> + Send;
+
+    /// Stores an uploaded beats file and its classified beats in one transaction.
+    fn create_upload(
+        &self,
+        upload: &UploadRow,
+        beats: &[UploadBeatRow],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The latest uploads, newest first.
+    fn uploads(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<UploadRow>, StoreError>> + Send;
+
+    /// One upload.
+    fn upload(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<UploadRow>, StoreError>> + Send;
+
+    /// An upload's beats by verdict.
+    fn upload_counts(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<VerdictCounts, StoreError>> + Send;
+
+    /// An upload's beats (optionally of one verdict) in file order.
+    fn upload_beats(
+        &self,
+        id: &str,
+        verdict: Option<Verdict>,
+        limit: u32,
+        offset: u64,
+    ) -> impl Future<Output = Result<Vec<UploadBeatRow>, StoreError>> + Send;
+
+    /// One beat of an upload.
+    fn upload_beat(
+        &self,
+        id: &str,
+        row_index: i64,
+    ) -> impl Future<Output = Result<Option<UploadBeatRow>, StoreError>> + Send;
 
     /// Deletes raw chunks received before `before_us`; returns how many.
     fn prune_chunks(&self, before_us: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -331,6 +448,66 @@ impl Store for AnyStore {
     }
     async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
         dispatch!(self, s => s.beats(q).await)
+    }
+    async fn import_recording(
+        &self,
+        g: &[SegmentRow],
+        c: &[ChunkRow],
+        b: &[BeatRow],
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.import_recording(g, c, b).await)
+    }
+    async fn devices(&self, since_minute: i64) -> Result<Vec<DeviceRow>, StoreError> {
+        dispatch!(self, s => s.devices(since_minute).await)
+    }
+    async fn minutes(&self, d: &str, from: i64, to: i64) -> Result<Vec<MinuteRow>, StoreError> {
+        dispatch!(self, s => s.minutes(d, from, to).await)
+    }
+    async fn beat(&self, d: &str, t: i64) -> Result<Option<BeatRow>, StoreError> {
+        dispatch!(self, s => s.beat(d, t).await)
+    }
+    async fn beat_marks(&self, q: &BeatQuery) -> Result<Vec<BeatMark>, StoreError> {
+        dispatch!(self, s => s.beat_marks(q).await)
+    }
+    async fn flagged_neighbour(
+        &self,
+        d: &str,
+        t: i64,
+        later: bool,
+    ) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.flagged_neighbour(d, t, later).await)
+    }
+    async fn chunks_between(
+        &self,
+        d: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ChunkRow>, StoreError> {
+        dispatch!(self, s => s.chunks_between(d, from, to).await)
+    }
+    async fn create_upload(&self, u: &UploadRow, b: &[UploadBeatRow]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_upload(u, b).await)
+    }
+    async fn uploads(&self, limit: u32) -> Result<Vec<UploadRow>, StoreError> {
+        dispatch!(self, s => s.uploads(limit).await)
+    }
+    async fn upload(&self, id: &str) -> Result<Option<UploadRow>, StoreError> {
+        dispatch!(self, s => s.upload(id).await)
+    }
+    async fn upload_counts(&self, id: &str) -> Result<VerdictCounts, StoreError> {
+        dispatch!(self, s => s.upload_counts(id).await)
+    }
+    async fn upload_beats(
+        &self,
+        id: &str,
+        v: Option<Verdict>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<UploadBeatRow>, StoreError> {
+        dispatch!(self, s => s.upload_beats(id, v, limit, offset).await)
+    }
+    async fn upload_beat(&self, id: &str, i: i64) -> Result<Option<UploadBeatRow>, StoreError> {
+        dispatch!(self, s => s.upload_beat(id, i).await)
     }
     async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune_chunks(before_us).await)

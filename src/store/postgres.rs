@@ -2,8 +2,8 @@
 //! per table and transaction, never row by row.
 
 use super::{
-    BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, Verdict,
-    f32_bytes,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, DeviceRow, MinuteRow, SegmentKey, SegmentRow, Store,
+    StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -48,74 +48,7 @@ impl Store for PgStore {
         chunks: &[ChunkRow],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        if !segments.is_empty() {
-            sqlx::query(
-                "INSERT INTO segments (device_id, stream, first_seq, t0_us, fs, lead, after_gap)
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                      $5::float8[], $6::text[], $7::bool[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(
-                segments
-                    .iter()
-                    .map(|s| s.key.device.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                segments
-                    .iter()
-                    .map(|s| s.key.stream as i64)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                segments
-                    .iter()
-                    .map(|s| s.key.first_seq as i64)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(segments.iter().map(|s| s.t0_us).collect::<Vec<_>>())
-            .bind(segments.iter().map(|s| s.fs).collect::<Vec<_>>())
-            .bind(segments.iter().map(|s| s.lead.clone()).collect::<Vec<_>>())
-            .bind(segments.iter().map(|s| s.after_gap).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !chunks.is_empty() {
-            sqlx::query(
-                "INSERT INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples)
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                      $5::bigint[], $6::float8[], $7::bigint[], $8::bytea[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(chunks.iter().map(|c| c.segment.device.clone()).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| c.segment.stream as i64).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| c.seq as i64).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| c.segment.first_seq as i64).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| c.t0_us).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| c.fs).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| c.received_us).collect::<Vec<_>>())
-            .bind(chunks.iter().map(|c| f32_bytes(&c.samples)).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-            // One row per device, with its latest reception time.
-            let mut seen: Vec<(String, i64)> = Vec::new();
-            for c in chunks {
-                match seen.iter_mut().find(|(d, _)| *d == c.segment.device) {
-                    Some((_, t)) => *t = (*t).max(c.received_us),
-                    None => seen.push((c.segment.device.clone(), c.received_us)),
-                }
-            }
-            sqlx::query(
-                "INSERT INTO devices (device_id, first_seen_us, last_seen_us)
-                 SELECT d, t, t FROM UNNEST($1::text[], $2::bigint[]) AS u(d, t)
-                 ON CONFLICT (device_id) DO UPDATE
-                 SET last_seen_us = GREATEST(devices.last_seen_us, EXCLUDED.last_seen_us)",
-            )
-            .bind(seen.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>())
-            .bind(seen.iter().map(|(_, t)| *t).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_chunks(&mut tx, segments, chunks).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -126,80 +59,60 @@ impl Store for PgStore {
         closed: &[SegmentKey],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
-        if !beats.is_empty() {
-            inserted = sqlx::query(
-                "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
-                                    rr_prev_ms, rr_next_ms, quality, searchback, verdict,
-                                    p_abnormal, model, model_version, beat)
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                      $5::bigint[], $6::real[], $7::real[], $8::text[],
-                                      $9::bool[], $10::text[], $11::real[], $12::text[],
-                                      $13::text[], $14::bytea[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(
-                beats
-                    .iter()
-                    .map(|b| b.segment.device.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(beats.iter().map(|b| b.r_time_us).collect::<Vec<_>>())
-            .bind(
-                beats
-                    .iter()
-                    .map(|b| b.segment.stream as i64)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                beats
-                    .iter()
-                    .map(|b| b.segment.first_seq as i64)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(beats.iter().map(|b| b.sample as i64).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.rr_prev_ms).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.rr_next_ms).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.quality.as_str()).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.searchback).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.verdict.as_str()).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.p_abnormal).collect::<Vec<_>>())
-            .bind(beats.iter().map(|b| b.model.clone()).collect::<Vec<_>>())
-            .bind(
-                beats
-                    .iter()
-                    .map(|b| b.model_version.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                beats
-                    .iter()
-                    .map(|b| f32_bytes(&b.values))
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        if !closed.is_empty() {
-            sqlx::query(
-                "UPDATE segments SET closed = TRUE
-                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS k(d, s, f)
-                 WHERE device_id = k.d AND stream = k.s AND first_seq = k.f",
-            )
-            .bind(closed.iter().map(|k| k.device.clone()).collect::<Vec<_>>())
-            .bind(closed.iter().map(|k| k.stream as i64).collect::<Vec<_>>())
-            .bind(
-                closed
-                    .iter()
-                    .map(|k| k.first_seq as i64)
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
+        let inserted = insert_beats(&mut tx, beats).await?;
+        close_segments(&mut tx, closed).await?;
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    async fn import_recording(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+        beats: &[BeatRow],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_chunks(&mut tx, segments, chunks).await?;
+        let inserted = insert_beats(&mut tx, beats).await?;
+        let keys: Vec<SegmentKey> = segments.iter().map(|s| s.key.clone()).collect();
+        close_segments(&mut tx, &keys).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    review_reads!();
+
+    async fn create_upload(
+        &self,
+        u: &UploadRow,
+        beats: &[UploadBeatRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_upload(&mut tx, u).await?;
+        sqlx::query(
+            "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, beat)
+             SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::text[], $5::real[], $6::bytea[])",
+        )
+        .bind(&u.id)
+        .bind(beats.iter().map(|b| b.row_index as i32).collect::<Vec<_>>())
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.label.map(|l| l as i32))
+                .collect::<Vec<_>>(),
+        )
+        .bind(beats.iter().map(|b| b.verdict.as_str()).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.p_abnormal).collect::<Vec<_>>())
+        .bind(
+            beats
+                .iter()
+                .map(|b| f32_bytes(&b.values))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
@@ -286,4 +199,173 @@ impl Store for PgStore {
     }
 }
 
+async fn insert_chunks(
+    tx: &mut sqlx::PgConnection,
+    segments: &[SegmentRow],
+    chunks: &[ChunkRow],
+) -> Result<(), StoreError> {
+    if !segments.is_empty() {
+        sqlx::query(
+            "INSERT INTO segments (device_id, stream, first_seq, t0_us, fs, lead, after_gap)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                      $5::float8[], $6::text[], $7::bool[])
+         ON CONFLICT DO NOTHING",
+        )
+        .bind(
+            segments
+                .iter()
+                .map(|s| s.key.device.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            segments
+                .iter()
+                .map(|s| s.key.stream as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            segments
+                .iter()
+                .map(|s| s.key.first_seq as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(segments.iter().map(|s| s.t0_us).collect::<Vec<_>>())
+        .bind(segments.iter().map(|s| s.fs).collect::<Vec<_>>())
+        .bind(segments.iter().map(|s| s.lead.clone()).collect::<Vec<_>>())
+        .bind(segments.iter().map(|s| s.after_gap).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !chunks.is_empty() {
+        sqlx::query(
+        "INSERT INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                      $5::bigint[], $6::float8[], $7::bigint[], $8::bytea[])
+         ON CONFLICT DO NOTHING",
+        )
+        .bind(chunks.iter().map(|c| c.segment.device.clone()).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.segment.stream as i64).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.seq as i64).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.segment.first_seq as i64).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.t0_us).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.fs).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| c.received_us).collect::<Vec<_>>())
+        .bind(chunks.iter().map(|c| f32_bytes(&c.samples)).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        // One row per device, with its latest reception time.
+        let mut seen: Vec<(String, i64)> = Vec::new();
+        for c in chunks {
+            match seen.iter_mut().find(|(d, _)| *d == c.segment.device) {
+                Some((_, t)) => *t = (*t).max(c.received_us),
+                None => seen.push((c.segment.device.clone(), c.received_us)),
+            }
+        }
+        sqlx::query(
+            "INSERT INTO devices (device_id, first_seen_us, last_seen_us)
+         SELECT d, t, t FROM UNNEST($1::text[], $2::bigint[]) AS u(d, t)
+         ON CONFLICT (device_id) DO UPDATE
+         SET last_seen_us = GREATEST(devices.last_seen_us, EXCLUDED.last_seen_us)",
+        )
+        .bind(seen.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>())
+        .bind(seen.iter().map(|(_, t)| *t).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores beats not yet stored and refreshes the minutes they fall in; returns how many were new.
+async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    if !beats.is_empty() {
+        inserted = sqlx::query(
+            "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
+                                rr_prev_ms, rr_next_ms, quality, searchback, verdict,
+                                p_abnormal, model, model_version, beat)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                  $5::bigint[], $6::real[], $7::real[], $8::text[],
+                                  $9::bool[], $10::text[], $11::real[], $12::text[],
+                                  $13::text[], $14::bytea[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.segment.device.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(beats.iter().map(|b| b.r_time_us).collect::<Vec<_>>())
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.segment.stream as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.segment.first_seq as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(beats.iter().map(|b| b.sample as i64).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.rr_prev_ms).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.rr_next_ms).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.quality.as_str()).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.searchback).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.verdict.as_str()).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.p_abnormal).collect::<Vec<_>>())
+        .bind(beats.iter().map(|b| b.model.clone()).collect::<Vec<_>>())
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.model_version.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            beats
+                .iter()
+                .map(|b| f32_bytes(&b.values))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    for (device, from, to) in shared::touched_minutes(beats) {
+        sqlx::query(shared::RECOMPUTE_MINUTES)
+            .bind(device)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+async fn close_segments(
+    tx: &mut sqlx::PgConnection,
+    closed: &[SegmentKey],
+) -> Result<(), StoreError> {
+    if !closed.is_empty() {
+        sqlx::query(
+            "UPDATE segments SET closed = TRUE
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS k(d, s, f)
+             WHERE device_id = k.d AND stream = k.s AND first_seq = k.f",
+        )
+        .bind(closed.iter().map(|k| k.device.clone()).collect::<Vec<_>>())
+        .bind(closed.iter().map(|k| k.stream as i64).collect::<Vec<_>>())
+        .bind(
+            closed
+                .iter()
+                .map(|k| k.first_seq as i64)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+upload_insert!(sqlx::PgConnection);
 row_decoders!(sqlx::postgres::PgRow);

@@ -2,8 +2,8 @@
 //! full synchronisation, so a commit survives the process being killed.
 
 use super::{
-    BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, Verdict,
-    f32_bytes,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, DeviceRow, MinuteRow, SegmentKey, SegmentRow, Store,
+    StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -56,48 +56,7 @@ impl Store for SqliteStore {
         chunks: &[ChunkRow],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for part in segments.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO segments (device_id, stream, first_seq, t0_us, fs, lead, after_gap) ",
-            );
-            q.push_values(part, |mut b, s| {
-                b.push_bind(s.key.device.clone())
-                    .push_bind(s.key.stream as i64)
-                    .push_bind(s.key.first_seq as i64)
-                    .push_bind(s.t0_us)
-                    .push_bind(s.fs)
-                    .push_bind(s.lead.clone())
-                    .push_bind(s.after_gap);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        for part in chunks.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples) ",
-            );
-            q.push_values(part, |mut b, c| {
-                b.push_bind(c.segment.device.clone())
-                    .push_bind(c.segment.stream as i64)
-                    .push_bind(c.seq as i64)
-                    .push_bind(c.segment.first_seq as i64)
-                    .push_bind(c.t0_us)
-                    .push_bind(c.fs)
-                    .push_bind(c.received_us)
-                    .push_bind(f32_bytes(&c.samples));
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        for c in chunks {
-            sqlx::query(
-                "INSERT INTO devices (device_id, first_seen_us, last_seen_us) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (device_id) DO UPDATE
-                 SET last_seen_us = max(last_seen_us, excluded.last_seen_us)",
-            )
-            .bind(&c.segment.device)
-            .bind(c.received_us)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_chunks(&mut tx, segments, chunks).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -108,43 +67,52 @@ impl Store for SqliteStore {
         closed: &[SegmentKey],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut inserted = 0;
-        for part in beats.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
-                    rr_prev_ms, rr_next_ms, quality, searchback, verdict, p_abnormal, model,
-                    model_version, beat) ",
-            );
-            q.push_values(part, |mut b, r| {
-                b.push_bind(r.segment.device.clone())
-                    .push_bind(r.r_time_us)
-                    .push_bind(r.segment.stream as i64)
-                    .push_bind(r.segment.first_seq as i64)
-                    .push_bind(r.sample as i64)
-                    .push_bind(r.rr_prev_ms)
-                    .push_bind(r.rr_next_ms)
-                    .push_bind(r.quality.as_str())
-                    .push_bind(r.searchback)
-                    .push_bind(r.verdict.as_str())
-                    .push_bind(r.p_abnormal)
-                    .push_bind(r.model.clone())
-                    .push_bind(r.model_version.clone())
-                    .push_bind(f32_bytes(&r.values));
-            });
-            inserted += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for k in closed {
-            sqlx::query(
-                "UPDATE segments SET closed = 1 WHERE device_id = ?1 AND stream = ?2 AND first_seq = ?3",
-            )
-            .bind(&k.device)
-            .bind(k.stream as i64)
-            .bind(k.first_seq as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let inserted = insert_beats(&mut tx, beats).await?;
+        close_segments(&mut tx, closed).await?;
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    async fn import_recording(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+        beats: &[BeatRow],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_chunks(&mut tx, segments, chunks).await?;
+        let inserted = insert_beats(&mut tx, beats).await?;
+        let keys: Vec<SegmentKey> = segments.iter().map(|s| s.key.clone()).collect();
+        close_segments(&mut tx, &keys).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    review_reads!();
+
+    async fn create_upload(
+        &self,
+        u: &UploadRow,
+        beats: &[UploadBeatRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_upload(&mut tx, u).await?;
+        for part in beats.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, beat) ",
+            );
+            q.push_values(part, |mut b, r| {
+                b.push_bind(u.id.clone())
+                    .push_bind(r.row_index)
+                    .push_bind(r.label)
+                    .push_bind(r.verdict.as_str())
+                    .push_bind(r.p_abnormal)
+                    .push_bind(f32_bytes(&r.values));
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
@@ -230,4 +198,113 @@ impl Store for SqliteStore {
     }
 }
 
+async fn insert_chunks(
+    tx: &mut sqlx::SqliteConnection,
+    segments: &[SegmentRow],
+    chunks: &[ChunkRow],
+) -> Result<(), StoreError> {
+    for part in segments.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO segments (device_id, stream, first_seq, t0_us, fs, lead, after_gap) ",
+        );
+        q.push_values(part, |mut b, s| {
+            b.push_bind(s.key.device.clone())
+                .push_bind(s.key.stream as i64)
+                .push_bind(s.key.first_seq as i64)
+                .push_bind(s.t0_us)
+                .push_bind(s.fs)
+                .push_bind(s.lead.clone())
+                .push_bind(s.after_gap);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for part in chunks.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples) ",
+        );
+        q.push_values(part, |mut b, c| {
+            b.push_bind(c.segment.device.clone())
+                .push_bind(c.segment.stream as i64)
+                .push_bind(c.seq as i64)
+                .push_bind(c.segment.first_seq as i64)
+                .push_bind(c.t0_us)
+                .push_bind(c.fs)
+                .push_bind(c.received_us)
+                .push_bind(f32_bytes(&c.samples));
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    for c in chunks {
+        sqlx::query(
+            "INSERT INTO devices (device_id, first_seen_us, last_seen_us) VALUES (?1, ?2, ?2)
+         ON CONFLICT (device_id) DO UPDATE
+         SET last_seen_us = max(last_seen_us, excluded.last_seen_us)",
+        )
+        .bind(&c.segment.device)
+        .bind(c.received_us)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores beats not yet stored and refreshes the minutes they fall in; returns how many were new.
+async fn insert_beats(
+    tx: &mut sqlx::SqliteConnection,
+    beats: &[BeatRow],
+) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for part in beats.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
+                rr_prev_ms, rr_next_ms, quality, searchback, verdict, p_abnormal, model,
+                model_version, beat) ",
+        );
+        q.push_values(part, |mut b, r| {
+            b.push_bind(r.segment.device.clone())
+                .push_bind(r.r_time_us)
+                .push_bind(r.segment.stream as i64)
+                .push_bind(r.segment.first_seq as i64)
+                .push_bind(r.sample as i64)
+                .push_bind(r.rr_prev_ms)
+                .push_bind(r.rr_next_ms)
+                .push_bind(r.quality.as_str())
+                .push_bind(r.searchback)
+                .push_bind(r.verdict.as_str())
+                .push_bind(r.p_abnormal)
+                .push_bind(r.model.clone())
+                .push_bind(r.model_version.clone())
+                .push_bind(f32_bytes(&r.values));
+        });
+        inserted += q.build().execute(&mut *tx).await?.rows_affected();
+    }
+    for (device, from, to) in shared::touched_minutes(beats) {
+        sqlx::query(shared::RECOMPUTE_MINUTES)
+            .bind(device)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+async fn close_segments(
+    tx: &mut sqlx::SqliteConnection,
+    closed: &[SegmentKey],
+) -> Result<(), StoreError> {
+    for k in closed {
+        sqlx::query(
+            "UPDATE segments SET closed = 1 WHERE device_id = ?1 AND stream = ?2 AND first_seq = ?3",
+        )
+        .bind(&k.device)
+        .bind(k.stream as i64)
+        .bind(k.first_seq as i64)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+upload_insert!(sqlx::SqliteConnection);
 row_decoders!(SqliteRow);

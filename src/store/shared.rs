@@ -1,0 +1,415 @@
+//! Reads and decoders whose SQL is the same on both stores (`$N` placeholders
+//! work on SQLite too, and `CAST` replaces Postgres' `::type`). Each macro
+//! expands inside a store's module, so the text exists once.
+
+/// Row decoding: expands to `segment_from`, `head_from`, `chunk_from`,
+/// `beat_from`, `mark_from`, `minute_from`, `device_from`, `upload_from` and
+/// `upload_beat_from` for the row type `$row`.
+macro_rules! row_decoders {
+    ($row:ty) => {
+        fn segment_from(r: &$row) -> Result<SegmentRow, StoreError> {
+            Ok(SegmentRow {
+                key: SegmentKey {
+                    device: r.try_get("device_id")?,
+                    stream: r.try_get::<i64, _>("stream")? as u32,
+                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+                },
+                t0_us: r.try_get("t0_us")?,
+                fs: r.try_get("fs")?,
+                lead: r.try_get("lead")?,
+                after_gap: r.try_get("after_gap")?,
+            })
+        }
+
+        fn head_from(r: &$row) -> Result<StreamHead, StoreError> {
+            let segment = segment_from(r)?;
+            let last_seq: Option<i64> = r.try_get("last_seq")?;
+            Ok(StreamHead {
+                last_seq: last_seq.map_or(segment.key.first_seq, |s| s as u64),
+                closed: r.try_get("closed")?,
+                segment,
+            })
+        }
+
+        fn chunk_from(key: &SegmentKey, r: &$row) -> Result<ChunkRow, StoreError> {
+            Ok(ChunkRow {
+                segment: key.clone(),
+                seq: r.try_get::<i64, _>("seq")? as u64,
+                t0_us: r.try_get("t0_us")?,
+                fs: r.try_get("fs")?,
+                received_us: r.try_get("received_us")?,
+                samples: super::bytes_f32(r.try_get("samples")?)?,
+            })
+        }
+
+        fn beat_from(r: &$row) -> Result<BeatRow, StoreError> {
+            let quality: &str = r.try_get("quality")?;
+            let verdict: &str = r.try_get("verdict")?;
+            Ok(BeatRow {
+                segment: SegmentKey {
+                    device: r.try_get("device_id")?,
+                    stream: r.try_get::<i64, _>("stream")? as u32,
+                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+                },
+                r_time_us: r.try_get("r_time_us")?,
+                sample: r.try_get::<i64, _>("sample_index")? as u64,
+                rr_prev_ms: r.try_get("rr_prev_ms")?,
+                rr_next_ms: r.try_get("rr_next_ms")?,
+                quality: super::parse_quality(quality)?,
+                searchback: r.try_get("searchback")?,
+                verdict: Verdict::parse(verdict)?,
+                p_abnormal: r.try_get("p_abnormal")?,
+                model: r.try_get("model")?,
+                model_version: r.try_get("model_version")?,
+                values: super::bytes_f32(r.try_get("beat")?)?,
+            })
+        }
+
+        fn mark_from(r: &$row) -> Result<BeatMark, StoreError> {
+            let quality: &str = r.try_get("quality")?;
+            let verdict: &str = r.try_get("verdict")?;
+            Ok(BeatMark {
+                r_time_us: r.try_get("r_time_us")?,
+                rr_prev_ms: r.try_get("rr_prev_ms")?,
+                quality: super::parse_quality(quality)?,
+                verdict: Verdict::parse(verdict)?,
+                p_abnormal: r.try_get("p_abnormal")?,
+                model: r.try_get("model")?,
+            })
+        }
+
+        fn minute_from(r: &$row) -> Result<MinuteRow, StoreError> {
+            Ok(MinuteRow {
+                minute: r.try_get("minute")?,
+                counts: VerdictCounts {
+                    beats: r.try_get::<i64, _>("beats")?,
+                    abnormal: r.try_get::<i64, _>("abnormal")?,
+                    unreadable: r.try_get::<i64, _>("unreadable")?,
+                },
+                rr_n: r.try_get::<i64, _>("rr_n")?,
+                rr_sum_ms: r.try_get("rr_sum_ms")?,
+                rr_max_ms: r.try_get("rr_max_ms")?,
+            })
+        }
+
+        fn device_from(r: &$row) -> Result<DeviceRow, StoreError> {
+            Ok(DeviceRow {
+                device: r.try_get("device_id")?,
+                first_seen_us: r.try_get("first_seen_us")?,
+                last_seen_us: r.try_get("last_seen_us")?,
+                since: VerdictCounts {
+                    beats: r.try_get::<i64, _>("beats")?,
+                    abnormal: r.try_get::<i64, _>("abnormal")?,
+                    unreadable: r.try_get::<i64, _>("unreadable")?,
+                },
+                last_minute: r.try_get("last_minute")?,
+                last_minute_rr_ms: r.try_get("last_rr_ms")?,
+            })
+        }
+
+        fn upload_from(r: &$row) -> Result<UploadRow, StoreError> {
+            Ok(UploadRow {
+                id: r.try_get("id")?,
+                filename: r.try_get("filename")?,
+                uploaded_by: r.try_get("uploaded_by")?,
+                created_us: r.try_get("created_us")?,
+                model: r.try_get("model")?,
+                model_version: r.try_get("model_version")?,
+                beats: r.try_get::<i64, _>("beats")?,
+                labelled: r.try_get("labelled")?,
+                evaluation: r.try_get("evaluation")?,
+            })
+        }
+
+        fn upload_beat_from(r: &$row) -> Result<UploadBeatRow, StoreError> {
+            let verdict: &str = r.try_get("verdict")?;
+            Ok(UploadBeatRow {
+                row_index: r.try_get::<i64, _>("row_index")?,
+                label: r.try_get::<Option<i64>, _>("label")?,
+                verdict: Verdict::parse(verdict)?,
+                p_abnormal: r.try_get("p_abnormal")?,
+                values: super::bytes_f32(r.try_get("beat")?)?,
+            })
+        }
+    };
+}
+
+/// Recomputes the `beat_minutes` rollup of one device over `[$2, $3)` µs from
+/// the beats table; run in the transaction that stored beats there.
+pub(crate) const RECOMPUTE_MINUTES: &str = "
+    INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n, rr_sum_ms, rr_max_ms)
+    SELECT device_id, r_time_us / 60000000, count(*),
+           sum(CASE WHEN verdict = 'abnormal' THEN 1 ELSE 0 END),
+           sum(CASE WHEN verdict = 'unreadable' THEN 1 ELSE 0 END),
+           sum(CASE WHEN verdict <> 'unreadable' AND rr_prev_ms IS NOT NULL THEN 1 ELSE 0 END),
+           coalesce(sum(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END), 0),
+           max(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END)
+    FROM beats WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
+    GROUP BY device_id, r_time_us / 60000000
+    ON CONFLICT (device_id, minute) DO UPDATE SET
+        beats = excluded.beats, abnormal = excluded.abnormal, unreadable = excluded.unreadable,
+        rr_n = excluded.rr_n, rr_sum_ms = excluded.rr_sum_ms, rr_max_ms = excluded.rr_max_ms";
+
+/// For each device among `beats`, the whole minutes its beats fall in, as `[from, to)` µs.
+pub(crate) fn touched_minutes(beats: &[super::BeatRow]) -> Vec<(String, i64, i64)> {
+    let mut out: Vec<(String, i64, i64)> = Vec::new();
+    for b in beats {
+        let m = b.r_time_us.div_euclid(super::MINUTE_US);
+        match out.iter_mut().find(|(d, _, _)| *d == b.segment.device) {
+            Some((_, lo, hi)) => {
+                *lo = (*lo).min(m);
+                *hi = (*hi).max(m);
+            }
+            None => out.push((b.segment.device.clone(), m, m)),
+        }
+    }
+    out.into_iter()
+        .map(|(d, lo, hi)| {
+            (
+                d,
+                lo.saturating_mul(super::MINUTE_US),
+                (hi + 1).saturating_mul(super::MINUTE_US),
+            )
+        })
+        .collect()
+}
+
+/// Expands to `insert_upload(conn, upload)`, the same SQL on both stores.
+macro_rules! upload_insert {
+    ($conn:ty) => {
+        async fn insert_upload(tx: &mut $conn, u: &UploadRow) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO uploads (id, filename, uploaded_by, created_us, model, model_version,
+                                      beats, labelled, evaluation)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&u.id)
+            .bind(&u.filename)
+            .bind(&u.uploaded_by)
+            .bind(u.created_us)
+            .bind(&u.model)
+            .bind(&u.model_version)
+            .bind(u.beats as i32)
+            .bind(u.labelled)
+            .bind(&u.evaluation)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+/// The review reads, identical SQL on both stores; expands to methods of
+/// `impl Store` whose `self.pool` is the store's pool.
+macro_rules! review_reads {
+    () => {
+        async fn devices(&self, since_minute: i64) -> Result<Vec<DeviceRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT d.device_id, d.first_seen_us, d.last_seen_us,
+                        CAST(coalesce(sum(m.beats), 0) AS BIGINT) AS beats,
+                        CAST(coalesce(sum(m.abnormal), 0) AS BIGINT) AS abnormal,
+                        CAST(coalesce(sum(m.unreadable), 0) AS BIGINT) AS unreadable,
+                        (SELECT max(l.minute) FROM beat_minutes l
+                          WHERE l.device_id = d.device_id) AS last_minute,
+                        (SELECT l.rr_sum_ms / l.rr_n FROM beat_minutes l
+                          WHERE l.device_id = d.device_id AND l.rr_n > 0
+                          ORDER BY l.minute DESC LIMIT 1) AS last_rr_ms
+                 FROM devices d
+                 LEFT JOIN beat_minutes m ON m.device_id = d.device_id AND m.minute >= $1
+                 GROUP BY d.device_id, d.first_seen_us, d.last_seen_us
+                 ORDER BY d.device_id",
+            )
+            .bind(since_minute)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(device_from).collect()
+        }
+
+        async fn minutes(
+            &self,
+            device: &str,
+            from_minute: i64,
+            to_minute: i64,
+        ) -> Result<Vec<MinuteRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT minute, CAST(beats AS BIGINT) AS beats, CAST(abnormal AS BIGINT) AS abnormal,
+                        CAST(unreadable AS BIGINT) AS unreadable, CAST(rr_n AS BIGINT) AS rr_n,
+                        rr_sum_ms, rr_max_ms
+                 FROM beat_minutes WHERE device_id = $1 AND minute >= $2 AND minute < $3
+                 ORDER BY minute",
+            )
+            .bind(device)
+            .bind(from_minute)
+            .bind(to_minute)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(minute_from).collect()
+        }
+
+        async fn beat(&self, device: &str, r_time_us: i64) -> Result<Option<BeatRow>, StoreError> {
+            let row = sqlx::query(
+                "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
+                        quality, searchback, verdict, p_abnormal, model, model_version, beat
+                 FROM beats WHERE device_id = $1 AND r_time_us = $2",
+            )
+            .bind(device)
+            .bind(r_time_us)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(beat_from).transpose()
+        }
+
+        async fn beat_marks(&self, q: &BeatQuery) -> Result<Vec<BeatMark>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT r_time_us, rr_prev_ms, quality, verdict, p_abnormal, model
+                 FROM beats
+                 WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
+                   AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
+                   AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5)
+                 ORDER BY r_time_us LIMIT $6 OFFSET $7",
+            )
+            .bind(&q.device)
+            .bind(q.from_us)
+            .bind(q.to_us)
+            .bind(q.verdict.map(|v| v.as_str()))
+            .bind(q.min_p_abnormal)
+            .bind(q.limit as i64)
+            .bind(q.offset.min(i64::MAX as u64) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(mark_from).collect()
+        }
+
+        async fn flagged_neighbour(
+            &self,
+            device: &str,
+            r_time_us: i64,
+            later: bool,
+        ) -> Result<Option<i64>, StoreError> {
+            let sql = if later {
+                "SELECT min(r_time_us) FROM beats
+                 WHERE device_id = $1 AND verdict = 'abnormal' AND r_time_us > $2"
+            } else {
+                "SELECT max(r_time_us) FROM beats
+                 WHERE device_id = $1 AND verdict = 'abnormal' AND r_time_us < $2"
+            };
+            Ok(sqlx::query_scalar(sql)
+                .bind(device)
+                .bind(r_time_us)
+                .fetch_one(&self.pool)
+                .await?)
+        }
+
+        async fn chunks_between(
+            &self,
+            device: &str,
+            from_us: i64,
+            to_us: i64,
+        ) -> Result<Vec<ChunkRow>, StoreError> {
+            // A message is at most `wire::MAX_MESSAGE_SPAN_US` long, so chunks that
+            // overlap the range start no earlier than that before it.
+            let rows = sqlx::query(
+                "SELECT device_id, stream, first_seq, seq, t0_us, fs, received_us, samples
+                 FROM chunks WHERE device_id = $1 AND t0_us >= $2 AND t0_us < $3
+                 ORDER BY t0_us, seq",
+            )
+            .bind(device)
+            .bind(from_us.saturating_sub(crate::wire::MAX_MESSAGE_SPAN_US))
+            .bind(to_us)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let key = SegmentKey {
+                        device: r.try_get("device_id")?,
+                        stream: r.try_get::<i64, _>("stream")? as u32,
+                        first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+                    };
+                    chunk_from(&key, r)
+                })
+                .collect()
+        }
+
+        async fn uploads(&self, limit: u32) -> Result<Vec<UploadRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, filename, uploaded_by, created_us, model, model_version,
+                        CAST(beats AS BIGINT) AS beats, labelled, evaluation
+                 FROM uploads ORDER BY created_us DESC LIMIT $1",
+            )
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(upload_from).collect()
+        }
+
+        async fn upload(&self, id: &str) -> Result<Option<UploadRow>, StoreError> {
+            let row = sqlx::query(
+                "SELECT id, filename, uploaded_by, created_us, model, model_version,
+                        CAST(beats AS BIGINT) AS beats, labelled, evaluation
+                 FROM uploads WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(upload_from).transpose()
+        }
+
+        async fn upload_counts(&self, id: &str) -> Result<VerdictCounts, StoreError> {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT verdict, CAST(count(*) AS BIGINT) FROM upload_beats
+                 WHERE upload_id = $1 GROUP BY verdict",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut c = VerdictCounts::default();
+            for (verdict, n) in rows {
+                c.beats += n;
+                match Verdict::parse(&verdict)? {
+                    Verdict::Abnormal => c.abnormal += n,
+                    Verdict::Unreadable => c.unreadable += n,
+                    Verdict::Normal => {}
+                }
+            }
+            Ok(c)
+        }
+
+        async fn upload_beats(
+            &self,
+            id: &str,
+            verdict: Option<Verdict>,
+            limit: u32,
+            offset: u64,
+        ) -> Result<Vec<UploadBeatRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT CAST(row_index AS BIGINT) AS row_index, CAST(label AS BIGINT) AS label, verdict, p_abnormal, beat
+                 FROM upload_beats
+                 WHERE upload_id = $1 AND (CAST($2 AS TEXT) IS NULL OR verdict = $2)
+                 ORDER BY row_index LIMIT $3 OFFSET $4",
+            )
+            .bind(id)
+            .bind(verdict.map(|v| v.as_str()))
+            .bind(limit as i64)
+            .bind(offset.min(i64::MAX as u64) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(upload_beat_from).collect()
+        }
+
+        async fn upload_beat(
+            &self,
+            id: &str,
+            row_index: i64,
+        ) -> Result<Option<UploadBeatRow>, StoreError> {
+            let row = sqlx::query(
+                "SELECT CAST(row_index AS BIGINT) AS row_index, CAST(label AS BIGINT) AS label, verdict, p_abnormal, beat
+                 FROM upload_beats WHERE upload_id = $1 AND row_index = $2",
+            )
+            .bind(id)
+            .bind(row_index)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(upload_beat_from).transpose()
+        }
+    };
+}
