@@ -183,13 +183,25 @@ impl Default for PipelineConfig {
     }
 }
 
-/// The HTTP server (health, metrics).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The HTTP server: review pages, JSON API, uploads, health and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Serve `/metrics` on this address instead (empty: on `listen`).
     pub metrics_listen: String,
+    /// Mark the session cookie `Secure` (sent over HTTPS only; browsers also send it to localhost).
+    pub secure_cookie: bool,
+    /// A browser session ends this long after login.
+    pub session_ttl_s: u64,
+    /// Largest accepted upload, MiB.
+    pub max_upload_mib: u64,
+    /// Where the shipped models (directories with `card.json`) are listed from.
+    pub models_dir: PathBuf,
+    /// People who log in with a password.
+    pub users: Vec<UserEntry>,
+    /// API clients, which send `Authorization: Bearer <token>`.
+    pub tokens: Vec<TokenEntry>,
 }
 
 impl Default for HttpConfig {
@@ -197,8 +209,33 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: String::new(),
+            secure_cookie: true,
+            session_ttl_s: 8 * 3600,
+            max_upload_mib: 100,
+            models_dir: "models".into(),
+            users: Vec::new(),
+            tokens: Vec::new(),
         }
     }
+}
+
+/// A person's login: `password_hash` is an Argon2 PHC string (`holterd auth hash-password`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    /// `viewer` (read) or `uploader` (read and upload).
+    pub role: String,
+    pub password_hash: String,
+}
+
+/// An API token: only its SHA-256 (hex) is kept (`holterd auth new-token`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub name: String,
+    pub role: String,
+    pub sha256: String,
 }
 
 /// Stopping.
@@ -344,6 +381,13 @@ impl Config {
                 "must be an address like 127.0.0.1:9100, or empty",
             ));
         }
+        if self.http.session_ttl_s == 0 {
+            return Err(key_error("http.session_ttl_s", "must be at least 1"));
+        }
+        if self.http.max_upload_mib == 0 || self.http.max_upload_mib > 4096 {
+            return Err(key_error("http.max_upload_mib", "must be 1 to 4096"));
+        }
+        crate::http::auth::Accounts::from_config(&self.http)?;
         Ok(())
     }
 

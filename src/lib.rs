@@ -20,6 +20,7 @@ pub mod model;
 pub mod mqtt;
 pub mod pipeline;
 pub mod replay;
+pub mod review;
 pub mod server;
 pub mod store;
 pub mod wfdb;

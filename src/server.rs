@@ -3,7 +3,7 @@
 //! listeners and a shutdown future, so tests run whole daemons on free ports.
 
 use crate::config::Config;
-use crate::http::{HttpState, metrics_router, router};
+use crate::http::{HttpState, Web, metrics_router, router};
 use crate::metrics::Metrics;
 use crate::model::classifier::Classifier;
 use crate::mqtt::MqttSource;
@@ -142,6 +142,7 @@ pub async fn run<S: Store>(
     let state = HttpState {
         store: store.clone(),
         metrics: metrics.clone(),
+        web: Arc::new(Web::from_config(&config)?),
     };
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let serve = |listener: TcpListener, app: axum::Router| {

@@ -285,7 +285,14 @@ pub fn replay_command(a: ReplayArgs) -> Result<()> {
 /// `holterd demo`: `serve` on the embedded broker and SQLite, with simulated devices.
 pub fn demo(a: DemoArgs) -> Result<()> {
     init_logging();
-    let config = a.config.load()?;
+    let mut config = a.config.load()?;
+    // A login for this run only; the password is shown on the terminal, never logged.
+    let password = crate::http::auth::random_hex(9);
+    config.http.users.push(crate::config::UserEntry {
+        name: "demo".into(),
+        role: "uploader".into(),
+        password_hash: crate::http::auth::hash_password(&password),
+    });
     if !config.mqtt.broker.is_empty() {
         bail!("the demo runs on the embedded broker: leave mqtt.broker empty");
     }
@@ -298,6 +305,10 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             recs.len(),
             config.store.sqlite_path.display(),
             store.kind(),
+            config.http.listen
+        );
+        eprintln!(
+            "review them at http://{}/ and log in as demo, password {password}",
             config.http.listen
         );
         let options = ReplayOptions {

@@ -8,9 +8,11 @@
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
 //! - [`train`]: the paper's training recipe;
 //! - [`card`]: a shipped model's weights and model card.
+//! - [`catalog`]: the shipped models offered by name to uploads and the models page.
 //! - [`classifier`]: one model or an ensemble, ready to classify beats.
 
 pub mod card;
+pub mod catalog;
 pub mod classifier;
 pub mod cnn_lstm;
 pub mod layers;

@@ -1,0 +1,212 @@
+//! Server-drawn SVG charts (no JavaScript): line series with axes and tick
+//! labels, and vertical markers. Colours come from classes in `style.css`.
+
+use maud::{Markup, html};
+
+/// A polyline in data coordinates.
+pub struct Series {
+    pub points: Vec<(f64, f64)>,
+    /// CSS class (`s1`, `s2`, `ecg`).
+    pub class: &'static str,
+    pub label: String,
+}
+
+/// A vertical mark at `x` (an R peak, say), optionally a link.
+pub struct Marker {
+    pub x: f64,
+    pub class: &'static str,
+    pub title: String,
+    pub href: Option<String>,
+}
+
+/// A chart: series and markers on linear axes.
+pub struct Chart {
+    pub width: f64,
+    pub height: f64,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    pub markers: Vec<Marker>,
+    /// Formats x tick values (e.g. seconds, clock time).
+    pub x_ticks: fn(f64) -> String,
+}
+
+const PAD_L: f64 = 52.0;
+const PAD_R: f64 = 12.0;
+const PAD_T: f64 = 10.0;
+const PAD_B: f64 = 36.0;
+
+fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return None;
+    }
+    if hi - lo < 1e-9 {
+        return Some((lo - 1.0, hi + 1.0));
+    }
+    Some((lo, hi))
+}
+
+/// About five round tick values across `[lo, hi]`.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let raw = (hi - lo) / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let mut t = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    while t <= hi + step * 1e-9 && out.len() < 20 {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+impl Chart {
+    /// The chart as inline SVG; an empty chart says so.
+    pub fn render(&self) -> Markup {
+        let xs = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .chain(self.markers.iter().map(|m| m.x));
+        let ys = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1));
+        let (Some((x0, x1)), Some((y0, y1))) = (range(xs), range(ys)) else {
+            return html! { p.empty { "No data in this range." } };
+        };
+        let (w, h) = (self.width - PAD_L - PAD_R, self.height - PAD_T - PAD_B);
+        let sx = move |x: f64| PAD_L + (x - x0) / (x1 - x0) * w;
+        let sy = move |y: f64| PAD_T + (y1 - y) / (y1 - y0) * h;
+        let path = |pts: &[(f64, f64)]| {
+            let mut d = String::with_capacity(pts.len() * 14);
+            for (i, (x, y)) in pts.iter().filter(|p| p.1.is_finite()).enumerate() {
+                d.push_str(&format!(
+                    "{}{:.1},{:.1}",
+                    if i == 0 { "M" } else { "L" },
+                    sx(*x),
+                    sy(*y)
+                ));
+            }
+            d
+        };
+        html! {
+            svg.chart viewBox=(format!("0 0 {} {}", self.width, self.height)) role="img"
+                aria-label=(format!("{} against {}", self.y_label, self.x_label)) {
+                @for t in ticks(y0, y1) {
+                    line.grid x1=(PAD_L) x2=(PAD_L + w) y1=(sy(t)) y2=(sy(t)) {}
+                    text.tick x=(PAD_L - 4.0) y=(sy(t) + 4.0) text-anchor="end" { (format_tick(t)) }
+                }
+                @for t in ticks(x0, x1) {
+                    line.grid x1=(sx(t)) x2=(sx(t)) y1=(PAD_T) y2=(PAD_T + h) {}
+                    text.tick x=(sx(t)) y=(PAD_T + h + 14.0) text-anchor="middle" { ((self.x_ticks)(t)) }
+                }
+                rect.frame x=(PAD_L) y=(PAD_T) width=(w) height=(h) {}
+                text.axis x=(PAD_L + w / 2.0) y=(self.height - 4.0) text-anchor="middle" { (self.x_label) }
+                text.axis x="12" y=(PAD_T + h / 2.0) text-anchor="middle"
+                    transform=(format!("rotate(-90 12 {})", PAD_T + h / 2.0)) { (self.y_label) }
+                @for m in &self.markers {
+                    @if let Some(href) = &m.href {
+                        a href=(href) {
+                            line class=(m.class) x1=(sx(m.x)) x2=(sx(m.x)) y1=(PAD_T) y2=(PAD_T + h) {
+                                title { (m.title) }
+                            }
+                        }
+                    } @else {
+                        line class=(m.class) x1=(sx(m.x)) x2=(sx(m.x)) y1=(PAD_T) y2=(PAD_T + h) {
+                            title { (m.title) }
+                        }
+                    }
+                }
+                @for s in &self.series {
+                    path class=(s.class) d=(path(&s.points)) { title { (s.label) } }
+                }
+            }
+        }
+    }
+}
+
+fn format_tick(v: f64) -> String {
+    if v.abs() >= 100.0 || v == v.round() {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Tick labels as plain numbers.
+pub fn plain_ticks(v: f64) -> String {
+    format_tick(v)
+}
+
+/// Tick labels for x in µs since the epoch, as `HH:MM` UTC.
+pub fn clock_ticks(us: f64) -> String {
+    let s = crate::review::format_utc(us as i64);
+    s.get(11..16).unwrap_or(&s).to_string()
+}
+
+/// The 187-sample beat vector.
+pub fn beat_chart(values: &[f32], fs_label: &str) -> Markup {
+    Chart {
+        width: 480.0,
+        height: 240.0,
+        x_label: format!("sample ({fs_label})"),
+        y_label: "normalised amplitude".into(),
+        series: vec![Series {
+            points: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as f64, *v as f64))
+                .collect(),
+            class: "ecg",
+            label: "beat".into(),
+        }],
+        markers: Vec::new(),
+        x_ticks: plain_ticks,
+    }
+    .render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 10.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let t = ticks(-0.37, 1.2);
+        assert!(t.first().unwrap() >= &-0.37 && t.last().unwrap() <= &1.2 && t.len() >= 3);
+    }
+
+    #[test]
+    fn empty_and_flat_data_render() {
+        let c = |pts: Vec<(f64, f64)>| Chart {
+            width: 100.0,
+            height: 100.0,
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series {
+                points: pts,
+                class: "s1",
+                label: "a".into(),
+            }],
+            markers: vec![],
+            x_ticks: plain_ticks,
+        };
+        assert!(c(vec![]).render().into_string().contains("No data"));
+        let flat = c(vec![(0.0, 1.0), (1.0, 1.0), (2.0, f64::NAN)])
+            .render()
+            .into_string();
+        assert!(flat.contains("<path") && !flat.contains("NaN"), "{flat}");
+    }
+}
