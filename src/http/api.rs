@@ -30,7 +30,7 @@ pub fn routes<S: Store>() -> Router<HttpState<S>> {
         .route("/uploads/jobs/{job}", get(job::<S>))
         .route("/uploads/{id}", get(upload_result::<S>))
         .route("/uploads/{id}/beats/{row}", get(upload_beat::<S>))
-        .route("/openapi.json", get(openapi::<S>))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
 }
 
@@ -312,6 +312,6 @@ async fn upload_beat<S: Store>(
     })))
 }
 
-async fn openapi<S: Store>(Viewer(_): Viewer) -> Json<Value> {
+async fn openapi(Viewer(_): Viewer) -> Json<Value> {
     Json(super::openapi::document())
 }

@@ -169,9 +169,13 @@ impl IntoResponse for Refused {
 }
 
 fn authorize<S>(parts: &Parts, state: &HttpState<S>, role: Role) -> Result<Principal, Refused> {
-    let api = parts.uri.path().starts_with("/api/");
-    let next = parts
-        .uri
+    // Inside `nest`, `parts.uri` has lost its prefix; the original has it.
+    let uri = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(&parts.uri, |o| &o.0);
+    let api = uri.path().starts_with("/api/");
+    let next = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());

@@ -140,7 +140,7 @@ impl BeatsCsv {
     }
 
     /// Ends the file; returns the beats and, when the file had them, the labels.
-    pub fn finish(mut self) -> Result<(Vec<[f32; BEAT_LEN]>, Option<Vec<i64>>), UploadError> {
+    pub fn finish(mut self) -> Result<Parsed, UploadError> {
         let Self {
             lines,
             columns,
@@ -152,7 +152,10 @@ impl BeatsCsv {
             return err("the file holds no beats (it is empty or has only a header)");
         }
         let labelled = self.columns == Some(BEAT_LEN + 1);
-        Ok((self.beats, labelled.then_some(self.labels)))
+        Ok(Parsed::Beats {
+            beats: self.beats,
+            labels: labelled.then_some(self.labels),
+        })
     }
 
     fn row(
@@ -395,14 +398,16 @@ mod tests {
         for piece in [1, 7, 4096] {
             let mut p = BeatsCsv::default();
             feed(&mut p, &text, piece).unwrap();
-            let (beats, labels) = p.finish().unwrap();
+            let Parsed::Beats { beats, labels } = p.finish().unwrap() else {
+                panic!("beats expected")
+            };
             assert_eq!(beats.len(), 2);
             assert_eq!(beats[1][186], 0.25);
             assert_eq!(labels, Some(vec![0, 2]));
         }
         let mut p = BeatsCsv::default();
         feed(&mut p, &format!("\u{feff}{}", beats_row(1.0, None)), 100).unwrap();
-        assert_eq!(p.finish().unwrap().1, None);
+        assert!(matches!(p.finish(), Ok(Parsed::Beats { labels: None, .. })));
     }
 
     #[test]
@@ -417,7 +422,7 @@ mod tests {
         let mut row = beats_row(0.1, None);
         row = row.replacen("0.1", "abc", 1);
         assert!(bad(format!("{}\n{row}\n", beats_row(0.1, None))).starts_with("row 2, column 1"));
-        let nan = beats_row(0.1, None).replacen("0.1", "NaN", 2);
+        let nan = format!("0.1,NaN,{}", vec!["0.1"; BEAT_LEN - 2].join(","));
         assert!(bad(nan).contains("column 2"), "NaN is refused");
         assert!(bad("1,2,3\n".into()).contains("3 columns"));
         let mixed = format!("{}\n{}\n", beats_row(0.1, None), beats_row(0.1, Some("1")));
@@ -452,7 +457,7 @@ mod tests {
             (r.fs, r.lead.as_str(), r.samples.len()),
             (360.0, "MLII", 720)
         );
-        assert_eq!(r.samples[10], 0.01);
+        assert_eq!(r.samples[10], 10.0f32 * 0.001);
 
         let mut p = RecordingCsv::new(None, Some("V5".into()));
         p.push(text.as_bytes()).unwrap();
@@ -478,7 +483,7 @@ mod tests {
         assert!(run(None, None, "0,1\n0.01,x\n").contains("row 2, column 2"));
         assert!(run(None, None, "0,1\n0,1\n").contains("does not increase"));
         assert!(run(None, Some("V1"), "t,MLII\n0,1\n").contains("not a column"));
-        assert!(run(None, None, "0,1\n0.1,1,2\n").contains("2 columns"));
+        assert!(run(None, None, "0,1\n0.1,1,2\n").contains("3 columns"));
         assert!(run(Some(360.0), None, "").contains("no samples"));
         assert!(run(None, None, "0,inf\n").contains("finite"));
     }
@@ -609,8 +614,7 @@ pub async fn receive(
                     received += c.len() as u64;
                     p.push(&c).map_err(|e| Failure::bad_request(e.0))?;
                 }
-                let (beats, labels) = p.finish().map_err(|e| Failure::bad_request(e.0))?;
-                parsed = Some((filename, Parsed::Beats { beats, labels }));
+                parsed = Some((filename, p.finish().map_err(|e| Failure::bad_request(e.0))?));
             }
             "recording" => {
                 let fs = match &f.fs {
@@ -669,6 +673,9 @@ pub async fn receive(
                             Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
                         })?;
                 }
+                tokio::io::AsyncWriteExt::flush(&mut out)
+                    .await
+                    .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                 names.push(filename);
             }
             other => {
