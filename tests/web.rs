@@ -275,6 +275,21 @@ async fn every_route_needs_authentication_and_leaks_nothing() {
             !uri.starts_with("/static")
         );
     }
+    // A browser (asking for HTML) is sent to the login form instead, still without data.
+    let r = a
+        .send(
+            Request::get("/devices/rec-100?verdict=all")
+                .header(header::ACCEPT, "text/html,application/xhtml+xml")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        "/login?next=/devices/rec-100%3Fverdict%3Dall"
+    );
+    assert!(r.body.is_empty());
     // API refusals are JSON and say how to authenticate.
     let r = a.get("/api/v1/devices", None).await;
     assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));

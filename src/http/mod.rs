@@ -137,6 +137,8 @@ pub struct Uploader(pub Principal);
 pub struct Refused {
     status: StatusCode,
     api: bool,
+    /// The client is a browser (asks for HTML): send it to the login form.
+    browser: bool,
     next: String,
 }
 
@@ -160,6 +162,9 @@ impl IntoResponse for Refused {
                 );
             }
             r
+        } else if self.status == StatusCode::UNAUTHORIZED && self.browser {
+            let to = format!("/login?next={}", pages::url_encode(&self.next));
+            axum::response::Redirect::to(&to).into_response()
         } else if self.status == StatusCode::UNAUTHORIZED {
             (self.status, pages::login_page(&self.next, None)).into_response()
         } else {
@@ -175,6 +180,11 @@ fn authorize<S>(parts: &Parts, state: &HttpState<S>, role: Role) -> Result<Princ
         .get::<axum::extract::OriginalUri>()
         .map_or(&parts.uri, |o| &o.0);
     let api = uri.path().starts_with("/api/");
+    let browser = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
     let next = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -183,11 +193,13 @@ fn authorize<S>(parts: &Parts, state: &HttpState<S>, role: Role) -> Result<Princ
         None => Err(Refused {
             status: StatusCode::UNAUTHORIZED,
             api,
+            browser,
             next,
         }),
         Some(p) if p.role < role => Err(Refused {
             status: StatusCode::FORBIDDEN,
             api,
+            browser,
             next,
         }),
         Some(p) => Ok(p),

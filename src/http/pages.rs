@@ -6,7 +6,7 @@
 //! uploads with their results and evaluation; login and logout.
 
 use super::jobs::{self, JobState};
-use super::svg::{Chart, Marker, Series, beat_chart, clock_ticks, plain_ticks};
+use super::svg::{Chart, Marker, Series, beat_chart};
 use super::upload;
 use super::{Failure, HttpState, Uploader, Viewer, auth::Principal};
 use crate::model::metrics::BinaryMetrics;
@@ -66,6 +66,8 @@ pub fn routes<S: Store>() -> Router<HttpState<S>> {
         .route("/uploads/{id}/beats/{row}", get(upload_beat::<S>))
         .route("/static/style.css", get(style))
         .route("/static/upload.js", get(script))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
 }
 
 impl IntoResponse for Failure {
@@ -83,6 +85,7 @@ fn layout(title: &str, who: Option<&Principal>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · holterd" }
                 link rel="stylesheet" href="/static/style.css";
+                link rel="icon" href="/static/favicon.svg" type="image/svg+xml";
             }
             body {
                 header {
@@ -428,7 +431,7 @@ async fn device<S: Store>(
             label: "mean heart rate".into(),
         }],
         markers: Vec::new(),
-        x_ticks: clock_ticks,
+        x_clock: true,
     };
     let base = |extra: &str| {
         format!(
@@ -574,7 +577,7 @@ async fn beat_strip<S: Store>(store: &S, device: &str, t: i64) -> Result<Chart, 
                 href: Some(format!("/devices/{device}/beats/{}", m.r_time_us)),
             })
             .collect(),
-        x_ticks: plain_ticks,
+        x_clock: false,
     })
 }
 
@@ -725,7 +728,7 @@ fn curve(
             },
         ],
         markers: Vec::new(),
-        x_ticks: plain_ticks,
+        x_clock: false,
     }
     .render()
 }
@@ -973,6 +976,29 @@ async fn style() -> Response {
         include_str!("static/style.css"),
     )
         .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("static/favicon.svg"),
+    )
+        .into_response()
+}
+
+/// Percent-encodes `s` for a query-string value.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn script() -> Response {

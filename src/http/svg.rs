@@ -27,8 +27,8 @@ pub struct Chart {
     pub y_label: String,
     pub series: Vec<Series>,
     pub markers: Vec<Marker>,
-    /// Formats x tick values (e.g. seconds, clock time).
-    pub x_ticks: fn(f64) -> String,
+    /// x is µs since the epoch: ticks on whole clock steps, labelled `HH:MM` (UTC).
+    pub x_clock: bool,
 }
 
 const PAD_L: f64 = 52.0;
@@ -51,15 +51,28 @@ fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo, hi))
 }
 
-/// About five round tick values across `[lo, hi]`.
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+/// Clock steps (µs) for time axes: 1 s to 1 day.
+const TIME_STEPS: [f64; 18] = [
+    1e6, 2e6, 5e6, 10e6, 15e6, 30e6, 60e6, 120e6, 300e6, 600e6, 900e6, 1800e6, 3600e6, 7200e6,
+    10800e6, 21600e6, 43200e6, 86400e6,
+];
+
+/// About five round tick values across `[lo, hi]`; on a time axis, whole clock steps.
+fn ticks(lo: f64, hi: f64, time: bool) -> Vec<f64> {
     let raw = (hi - lo) / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = if time {
+        TIME_STEPS
+            .into_iter()
+            .find(|s| *s >= raw)
+            .unwrap_or(86400e6)
+    } else {
+        let mag = 10f64.powf(raw.log10().floor());
+        [1.0, 2.0, 5.0, 10.0]
+            .into_iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag)
+    };
     let mut t = (lo / step).ceil() * step;
     let mut out = Vec::new();
     while t <= hi + step * 1e-9 && out.len() < 20 {
@@ -102,13 +115,13 @@ impl Chart {
         html! {
             svg.chart viewBox=(format!("0 0 {} {}", self.width, self.height)) role="img"
                 aria-label=(format!("{} against {}", self.y_label, self.x_label)) {
-                @for t in ticks(y0, y1) {
+                @for t in ticks(y0, y1, false) {
                     line.grid x1=(PAD_L) x2=(PAD_L + w) y1=(sy(t)) y2=(sy(t)) {}
                     text.tick x=(PAD_L - 4.0) y=(sy(t) + 4.0) text-anchor="end" { (format_tick(t)) }
                 }
-                @for t in ticks(x0, x1) {
+                @for t in ticks(x0, x1, self.x_clock) {
                     line.grid x1=(sx(t)) x2=(sx(t)) y1=(PAD_T) y2=(PAD_T + h) {}
-                    text.tick x=(sx(t)) y=(PAD_T + h + 14.0) text-anchor="middle" { ((self.x_ticks)(t)) }
+                    text.tick x=(sx(t)) y=(PAD_T + h + 14.0) text-anchor="middle" { (if self.x_clock { clock_ticks(t) } else { format_tick(t) }) }
                 }
                 rect.frame x=(PAD_L) y=(PAD_T) width=(w) height=(h) {}
                 text.axis x=(PAD_L + w / 2.0) y=(self.height - 4.0) text-anchor="middle" { (self.x_label) }
@@ -136,6 +149,7 @@ impl Chart {
 }
 
 fn format_tick(v: f64) -> String {
+    let v = v + 0.0; // no "-0"
     if v.abs() >= 100.0 || v == v.round() {
         format!("{v:.0}")
     } else {
@@ -144,15 +158,11 @@ fn format_tick(v: f64) -> String {
     }
 }
 
-/// Tick labels as plain numbers.
-pub fn plain_ticks(v: f64) -> String {
-    format_tick(v)
-}
-
-/// Tick labels for x in µs since the epoch, as `HH:MM` UTC.
-pub fn clock_ticks(us: f64) -> String {
-    let s = crate::review::format_utc(us as i64);
-    s.get(11..16).unwrap_or(&s).to_string()
+/// Tick labels for x in µs since the epoch, as `HH:MM` UTC (`HH:MM:SS` off the minute).
+fn clock_ticks(us: f64) -> String {
+    let s = crate::review::format_utc(us.round() as i64);
+    let end = if s.ends_with(":00") { 16 } else { 19 };
+    s.get(11..end).unwrap_or(&s).to_string()
 }
 
 /// The 187-sample beat vector.
@@ -172,7 +182,7 @@ pub fn beat_chart(values: &[f32], fs_label: &str) -> Markup {
             label: "beat".into(),
         }],
         markers: Vec::new(),
-        x_ticks: plain_ticks,
+        x_clock: false,
     }
     .render()
 }
@@ -183,9 +193,14 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 10.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        let t = ticks(-0.37, 1.2);
+        assert_eq!(ticks(0.0, 10.0, false), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let t = ticks(-0.37, 1.2, false);
         assert!(t.first().unwrap() >= &-0.37 && t.last().unwrap() <= &1.2 && t.len() >= 3);
+        // Three minutes on a clock axis: whole minutes.
+        let t = ticks(100.5e6, 280.5e6, true);
+        assert_eq!(t, [120e6, 180e6, 240e6]);
+        assert_eq!(clock_ticks(120e6), "00:02");
+        assert_eq!(format_tick(-0.0), "0");
     }
 
     #[test]
@@ -201,7 +216,7 @@ mod tests {
                 label: "a".into(),
             }],
             markers: vec![],
-            x_ticks: plain_ticks,
+            x_clock: false,
         };
         assert!(c(vec![]).render().into_string().contains("No data"));
         let flat = c(vec![(0.0, 1.0), (1.0, 1.0), (2.0, f64::NAN)])
