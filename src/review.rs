@@ -206,20 +206,12 @@ pub async fn holter_summary<S: Store>(
         }
         None => None,
     };
-    let flagged = store
-        .beat_marks(&BeatQuery {
-            from_us,
-            to_us,
-            verdict: Some(Verdict::Abnormal),
-            ..BeatQuery::all(device, u32::MAX)
-        })
-        .await?;
-    let runs = count_runs(flagged.iter().map(|b| {
-        (
-            b.r_time_us,
-            b.rr_prev_ms.map(|rr| (rr as f64 * 1000.0) as i64),
-        )
-    }));
+    let flagged = store.flagged_links(device, from_us, to_us).await?;
+    let runs = count_runs(
+        flagged
+            .iter()
+            .map(|(t, rr)| (*t, rr.map(|rr| (rr as f64 * 1000.0) as i64))),
+    );
     let readable = counts.beats - counts.unreadable;
     let (first_beat_us, last_beat_us) = if counts.beats > 0 {
         let first = minutes.first().map(|m| m.minute * MINUTE_US);

@@ -1,6 +1,7 @@
 //! The `holterd` command line: argument parsing and one function per command.
 //! The daemon's commands (`serve`, `migrate`, `replay`, `demo`, `analyze`) are in [`daemon`].
 
+mod bench_pages;
 mod daemon;
 
 use crate::dsp::{BeatExtractor, ExtractorConfig};
@@ -278,6 +279,8 @@ enum BenchCommand {
     Dsp(BenchDspArgs),
     /// Classifier inference throughput at batch sizes 1, 32 and 256.
     Infer(BenchInferArgs),
+    /// Server time of the review pages for a device with a million stored beats.
+    Pages(bench_pages::BenchPagesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +343,7 @@ pub fn main() -> Result<()> {
         Command::Train(a) => train(a),
         Command::Bench(BenchCommand::Dsp(a)) => bench_dsp(a),
         Command::Bench(BenchCommand::Infer(a)) => bench_infer(a),
+        Command::Bench(BenchCommand::Pages(a)) => bench_pages::bench_pages(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
         Command::Dataset(DatasetCommand::Build(a)) => dataset_build(a),
         Command::Serve(a) => daemon::serve(a),

@@ -697,6 +697,7 @@ async fn models<S: Store>(State(s): State<HttpState<S>>, Viewer(p): Viewer) -> M
                             (curve(m, "loss", |e| (e.loss, e.val_loss)))
                             (curve(m, "accuracy", |e| (e.accuracy, e.val_accuracy)))
                         }
+                        p.legend { span.s1 { "── training" } " " span.s2 { "╌╌ validation" } }
                     }
                 }
             }

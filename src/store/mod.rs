@@ -327,6 +327,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         later: bool,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
+    /// (R time, previous RR in ms) of a device's flagged beats in `[from_us, to_us)`, by time.
+    fn flagged_links(
+        &self,
+        device: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, Option<f32>)>, StoreError>> + Send;
+
     /// Raw chunks of a device that may overlap `[from_us, to_us)`, by time.
     fn chunks_between(
         &self,
@@ -476,6 +484,14 @@ impl Store for AnyStore {
         later: bool,
     ) -> Result<Option<i64>, StoreError> {
         dispatch!(self, s => s.flagged_neighbour(d, t, later).await)
+    }
+    async fn flagged_links(
+        &self,
+        d: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Option<f32>)>, StoreError> {
+        dispatch!(self, s => s.flagged_links(d, from, to).await)
     }
     async fn chunks_between(
         &self,

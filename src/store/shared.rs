@@ -300,6 +300,24 @@ macro_rules! review_reads {
                 .await?)
         }
 
+        async fn flagged_links(
+            &self,
+            device: &str,
+            from_us: i64,
+            to_us: i64,
+        ) -> Result<Vec<(i64, Option<f32>)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT r_time_us, rr_prev_ms FROM beats
+                 WHERE device_id = $1 AND verdict = 'abnormal' AND r_time_us >= $2 AND r_time_us < $3
+                 ORDER BY r_time_us",
+            )
+            .bind(device)
+            .bind(from_us)
+            .bind(to_us)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
         async fn chunks_between(
             &self,
             device: &str,
