@@ -206,7 +206,12 @@ pub async fn holter_summary<S: Store>(
         }
         None => None,
     };
-    let runs = Runs::from_runs(&store.flagged_runs(device, from_us, to_us).await?);
+    let flagged = store.flagged_links(device, from_us, to_us).await?;
+    let runs = count_runs(
+        flagged
+            .iter()
+            .map(|(t, rr)| (*t, rr.map(|rr| (rr as f64 * 1000.0) as i64))),
+    );
     let readable = counts.beats - counts.unreadable;
     let (first_beat_us, last_beat_us) = if counts.beats > 0 {
         let first = minutes.first().map(|m| m.minute * MINUTE_US);
@@ -267,23 +272,39 @@ async fn beat_bounds<S: Store>(
     ))
 }
 
-impl Runs {
-    /// From the (start, length) of every run of two or more flagged beats.
-    pub fn from_runs(runs: &[(i64, i64)]) -> Runs {
-        let mut out = Runs::default();
-        for &(start, len) in runs {
-            match len {
-                2 => out.couplets += 1,
-                n if n >= 3 => out.runs += 1,
-                _ => continue,
-            }
-            if len as u64 > out.longest {
-                out.longest = len as u64;
-                out.longest_at_us = Some(start);
-            }
+/// Counts runs among flagged beats given as (R time µs, previous RR µs): two
+/// flagged beats are consecutive when the later one's previous R peak is the
+/// earlier one (within 5 ms).
+pub fn count_runs(flagged: impl Iterator<Item = (i64, Option<i64>)>) -> Runs {
+    let mut runs = Runs::default();
+    let close = |len: u64, start: i64, runs: &mut Runs| {
+        match len {
+            2 => runs.couplets += 1,
+            n if n >= 3 => runs.runs += 1,
+            _ => {}
         }
-        out
+        if len >= 2 && len > runs.longest {
+            runs.longest = len;
+            runs.longest_at_us = Some(start);
+        }
+    };
+    let mut current: Option<(i64, u64, i64)> = None; // (start, length, last R)
+    for (t, rr) in flagged {
+        current = match current {
+            Some((start, len, last)) if rr.is_some_and(|rr| (t - rr - last).abs() <= 5_000) => {
+                Some((start, len + 1, t))
+            }
+            Some((start, len, _)) => {
+                close(len, start, &mut runs);
+                Some((t, 1, t))
+            }
+            None => Some((t, 1, t)),
+        };
     }
+    if let Some((start, len, _)) = current {
+        close(len, start, &mut runs);
+    }
+    runs
 }
 
 /// The summary as CSV rows (`metric,value,at_utc`), the downloadable report.
@@ -396,18 +417,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runs_are_counted_by_length() {
-        let r = Runs::from_runs(&[(10, 2), (20, 4), (30, 3), (40, 4)]);
+    fn runs_follow_rr_links() {
+        // Beats every 800 ms; flagged: 1,2 (couplet), 5,6,7,8 (run of 4), 10 (single).
+        let t = |i: i64| i * 800_000;
+        let flagged = [1, 2, 5, 6, 7, 8, 10].map(|i| (t(i), Some(800_000)));
+        let r = count_runs(flagged.into_iter());
         assert_eq!(
             r,
             Runs {
                 couplets: 1,
-                runs: 3,
+                runs: 1,
                 longest: 4,
-                longest_at_us: Some(20)
+                longest_at_us: Some(t(5))
             }
         );
-        assert_eq!(Runs::from_runs(&[]), Runs::default());
+        // A gap (no previous RR) breaks a run.
+        let r = count_runs([(t(1), Some(800_000)), (t(2), None)].into_iter());
+        assert_eq!(r.couplets, 0);
     }
 
     #[test]

@@ -255,22 +255,6 @@ async fn review_suite(s: AnyStore) {
         s.flagged_neighbour(&dev, t(0, 2), false).await.unwrap(),
         None
     );
-    // Runs: beats every 800 ms from minute 5; flagged 1-2 (a couplet), 5-8 (a run of 4), 10
-    // (single), then 12-13 split by a gap (no previous RR) so they are not a couplet.
-    let mut run_beats = Vec::new();
-    for i in 0..16i64 {
-        let mut b = beat(&dev, 0, t(5, 0) + i * 800_000, Verdict::Normal, Some(0.1));
-        b.rr_prev_ms = (i != 13).then_some(800.0);
-        if [1, 2, 5, 6, 7, 8, 10, 12, 13].contains(&i) {
-            b.verdict = Verdict::Abnormal;
-        }
-        run_beats.push(b);
-    }
-    s.write_beats(&run_beats, &[]).await.unwrap();
-    assert_eq!(
-        s.flagged_runs(&dev, t(5, 0), t(6, 0)).await.unwrap(),
-        [(t(5, 0) + 800_000, 2), (t(5, 0) + 5 * 800_000, 4)]
-    );
     let strip = s.chunks_between(&dev, t(0, 0), t(0, 5)).await.unwrap();
     assert_eq!(strip, [chunk0]);
     assert!(

@@ -327,15 +327,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         later: bool,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
-    /// Runs of two or more consecutive flagged beats in `[from_us, to_us)`, as
-    /// (first R time, beats), by time. Computed in the database, so a long
-    /// recording's flagged beats never travel.
-    fn flagged_runs(
+    /// (R time, previous RR in ms) of a device's flagged beats in `[from_us, to_us)`, by time.
+    fn flagged_links(
         &self,
         device: &str,
         from_us: i64,
         to_us: i64,
-    ) -> impl Future<Output = Result<Vec<(i64, i64)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(i64, Option<f32>)>, StoreError>> + Send;
 
     /// Raw chunks of a device that may overlap `[from_us, to_us)`, by time.
     fn chunks_between(
@@ -487,13 +485,13 @@ impl Store for AnyStore {
     ) -> Result<Option<i64>, StoreError> {
         dispatch!(self, s => s.flagged_neighbour(d, t, later).await)
     }
-    async fn flagged_runs(
+    async fn flagged_links(
         &self,
         d: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
-        dispatch!(self, s => s.flagged_runs(d, from, to).await)
+    ) -> Result<Vec<(i64, Option<f32>)>, StoreError> {
+        dispatch!(self, s => s.flagged_links(d, from, to).await)
     }
     async fn chunks_between(
         &self,

@@ -300,31 +300,16 @@ macro_rules! review_reads {
                 .await?)
         }
 
-        async fn flagged_runs(
+        async fn flagged_links(
             &self,
             device: &str,
             from_us: i64,
             to_us: i64,
-        ) -> Result<Vec<(i64, i64)>, StoreError> {
-            // A flagged beat continues a run when its previous R peak (its time
-            // minus its RR interval) is the flagged beat before it, within 5 ms.
+        ) -> Result<Vec<(i64, Option<f32>)>, StoreError> {
             Ok(sqlx::query_as(
-                "WITH f AS (
-                     SELECT r_time_us, rr_prev_ms,
-                            LAG(r_time_us) OVER (ORDER BY r_time_us) AS prev_t
-                     FROM beats
-                     WHERE device_id = $1 AND verdict = 'abnormal'
-                       AND r_time_us >= $2 AND r_time_us < $3),
-                 g AS (
-                     SELECT r_time_us,
-                            SUM(CASE WHEN prev_t IS NOT NULL AND rr_prev_ms IS NOT NULL
-                                      AND abs(r_time_us - prev_t
-                                              - CAST(rr_prev_ms AS DOUBLE PRECISION) * 1000.0) <= 5000
-                                     THEN 0 ELSE 1 END)
-                                OVER (ORDER BY r_time_us ROWS UNBOUNDED PRECEDING) AS run
-                     FROM f)
-                 SELECT min(r_time_us) AS start, CAST(count(*) AS BIGINT) AS len
-                 FROM g GROUP BY run HAVING count(*) >= 2 ORDER BY start",
+                "SELECT r_time_us, rr_prev_ms FROM beats
+                 WHERE device_id = $1 AND verdict = 'abnormal' AND r_time_us >= $2 AND r_time_us < $3
+                 ORDER BY r_time_us",
             )
             .bind(device)
             .bind(from_us)
