@@ -255,6 +255,23 @@ async fn review_suite(s: AnyStore) {
         s.flagged_neighbour(&dev, t(0, 2), false).await.unwrap(),
         None
     );
+    // The links runs are counted from: every flagged beat with its previous RR, by time.
+    let mut linked = Vec::new();
+    for i in 0..4i64 {
+        let mut b = beat(&dev, 0, t(5, 0) + i * 800_000, Verdict::Abnormal, Some(0.8));
+        b.rr_prev_ms = (i != 2).then_some(800.0);
+        linked.push(b);
+    }
+    s.write_beats(&linked, &[]).await.unwrap();
+    assert_eq!(
+        s.flagged_links(&dev, t(5, 0), t(6, 0)).await.unwrap(),
+        [
+            (t(5, 0), Some(800.0)),
+            (t(5, 0) + 800_000, Some(800.0)),
+            (t(5, 0) + 1_600_000, None),
+            (t(5, 0) + 2_400_000, Some(800.0))
+        ]
+    );
     let strip = s.chunks_between(&dev, t(0, 0), t(0, 5)).await.unwrap();
     assert_eq!(strip, [chunk0]);
     assert!(
