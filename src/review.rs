@@ -103,6 +103,26 @@ pub fn heart_rate_trend(
         .collect()
 }
 
+/// Beats by verdict and the heart-rate trend (at most `buckets` points) of `device` over `[from_us, to_us)`.
+pub async fn counts_and_trend<S: Store>(
+    store: &S,
+    device: &str,
+    from_us: i64,
+    to_us: i64,
+    buckets: usize,
+) -> Result<(VerdictCounts, Vec<TrendPoint>), StoreError> {
+    let minutes = store
+        .minutes(
+            device,
+            from_us.div_euclid(MINUTE_US),
+            to_us.div_euclid(MINUTE_US) + 1,
+        )
+        .await?;
+    let mut counts = VerdictCounts::default();
+    minutes.iter().for_each(|m| counts.add(&m.counts));
+    Ok((counts, heart_rate_trend(&minutes, from_us, to_us, buckets)))
+}
+
 /// A value and when it happened.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AtTime {

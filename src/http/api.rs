@@ -6,7 +6,7 @@ use super::jobs;
 use super::pages::RangeQuery;
 use super::{Failure, HttpState, Uploader, Viewer, upload};
 use crate::review;
-use crate::store::{BeatRow, MINUTE_US, Store, UploadRow, VerdictCounts};
+use crate::store::{BeatRow, Store, UploadRow};
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -163,17 +163,8 @@ async fn trend<S: Store>(
 ) -> ApiResult {
     check_device(&device)?;
     let r = q.range(&s.store, &device).await?;
-    let minutes = s
-        .store
-        .minutes(
-            &device,
-            r.from_us.div_euclid(MINUTE_US),
-            r.to_us.div_euclid(MINUTE_US) + 1,
-        )
-        .await?;
-    let mut counts = VerdictCounts::default();
-    minutes.iter().for_each(|m| counts.add(&m.counts));
-    let points = review::heart_rate_trend(&minutes, r.from_us, r.to_us, 288);
+    let (counts, points) =
+        review::counts_and_trend(&s.store, &device, r.from_us, r.to_us, 288).await?;
     Ok(Json(json!({
         "device": device, "from_us": r.from_us, "to_us": r.to_us,
         "counts": counts, "heart_rate": points,

@@ -407,17 +407,8 @@ async fn device<S: Store>(
 ) -> Result<Markup, Failure> {
     check_device(&device)?;
     let r = q.range(&s.store, &device).await?;
-    let minutes = s
-        .store
-        .minutes(
-            &device,
-            r.from_us.div_euclid(MINUTE_US),
-            r.to_us.div_euclid(MINUTE_US) + 1,
-        )
-        .await?;
-    let mut counts = VerdictCounts::default();
-    minutes.iter().for_each(|m| counts.add(&m.counts));
-    let trend = review::heart_rate_trend(&minutes, r.from_us, r.to_us, 288);
+    let (counts, trend) =
+        review::counts_and_trend(&s.store, &device, r.from_us, r.to_us, 288).await?;
     let bq = q.beat_query(&device, &r, 500)?;
     let beats = s.store.beat_marks(&bq).await?;
     let chart = Chart {
@@ -968,26 +959,31 @@ async fn upload_beat<S: Store>(
     ))
 }
 
-async fn style() -> Response {
+/// A static asset compiled into the binary, cacheable (it holds no patient data).
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("static/style.css"),
+        body,
     )
         .into_response()
 }
 
-async fn favicon() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        include_str!("static/favicon.svg"),
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("static/style.css"))
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("static/upload.js"),
     )
-        .into_response()
+}
+
+async fn favicon() -> Response {
+    asset("image/svg+xml", include_str!("static/favicon.svg"))
 }
 
 /// Percent-encodes `s` for a query-string value.
@@ -1000,15 +996,4 @@ pub fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        include_str!("static/upload.js"),
-    )
-        .into_response()
 }
