@@ -222,13 +222,31 @@ async fn upload<S: Store>(
     Uploader(p): Uploader,
     form: Multipart,
 ) -> Result<Response, ApiFailure> {
+    let slot = upload_slot(&s).await?;
     let req = upload::receive(form, &p, &s.web).await?;
-    let id = jobs::start(&s, &p.name, req);
+    let id = jobs::start(&s, &p.name, req, slot);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "job": id, "status": format!("/api/v1/uploads/jobs/{id}") })),
     )
         .into_response())
+}
+
+/// Waits for an upload slot.
+pub(super) async fn upload_slot<S: Store>(
+    s: &HttpState<S>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+    s.web
+        .upload_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            )
+        })
 }
 
 async fn job<S: Store>(

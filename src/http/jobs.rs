@@ -105,11 +105,18 @@ impl Jobs {
     }
 }
 
-/// Starts processing `req` for `owner`; returns the job id.
-pub fn start<S: Store>(state: &HttpState<S>, owner: &str, req: UploadRequest) -> String {
+/// Starts processing `req` for `owner`, holding `slot` (one of
+/// [`super::UPLOAD_SLOTS`]) until done; returns the job id.
+pub fn start<S: Store>(
+    state: &HttpState<S>,
+    owner: &str,
+    req: UploadRequest,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> String {
     let id = state.web.jobs.create(owner, &req.filename);
     let (state, job, owner) = (state.clone(), id.clone(), owner.to_string());
     tokio::spawn(async move {
+        let _slot = slot;
         let UploadRequest {
             filename,
             model,

@@ -40,7 +40,13 @@ pub struct Web {
     pub threshold: f32,
     pub powerline_hz: Option<f64>,
     pub max_upload_bytes: u64,
+    /// Uploads read and processed at once; more wait their turn, so a burst of
+    /// large files cannot exhaust memory or starve the live pipeline.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Uploads processed at the same time.
+pub const UPLOAD_SLOTS: usize = 2;
 
 impl Web {
     /// From the configuration (accounts checked, models listed).
@@ -52,6 +58,7 @@ impl Web {
             threshold: config.pipeline.threshold,
             powerline_hz: config.powerline(),
             max_upload_bytes: config.http.max_upload_mib * 1024 * 1024,
+            upload_slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
         })
     }
 }

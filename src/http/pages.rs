@@ -800,9 +800,13 @@ async fn upload<S: Store>(
     Uploader(p): Uploader,
     form: Multipart,
 ) -> Response {
+    let slot = match super::api::upload_slot(&s).await {
+        Ok(slot) => slot,
+        Err(f) => return f.into_response(),
+    };
     match upload::receive(form, &p, &s.web).await {
         Ok(req) => {
-            let id = jobs::start(&s, &p.name, req);
+            let id = jobs::start(&s, &p.name, req, slot);
             Redirect::to(&format!("/uploads/jobs/{id}")).into_response()
         }
         Err(f) => {
