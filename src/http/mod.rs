@@ -209,7 +209,18 @@ fn authorize<S>(parts: &Parts, state: &HttpState<S>, role: Role) -> Result<Princ
             browser,
             next,
         }),
-        Some(p) => Ok(p),
+        Some(p) => {
+            // The access record a hospital's audit asks for: who read what (never the data).
+            tracing::info!(
+                target: "holterd::audit",
+                user = %p.name,
+                role = p.role.as_str(),
+                method = %parts.method,
+                path = uri.path(),
+                "access"
+            );
+            Ok(p)
+        }
     }
 }
 
