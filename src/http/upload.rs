@@ -10,7 +10,11 @@
 //!   WFDB record), run through the daemon's own analysis and stored as a
 //!   device's recording.
 
+use super::auth::Principal;
+use super::{Failure, Web};
 use crate::dsp::BEAT_LEN;
+use axum::extract::multipart::{Field, Multipart, MultipartError};
+use axum::http::StatusCode;
 use std::fmt;
 
 /// Longest accepted CSV line (a beats row is about 2 KB).
@@ -368,127 +372,6 @@ impl RecordingCsv {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn beats_row(v: f32, label: Option<&str>) -> String {
-        let mut s = vec![format!("{v}"); BEAT_LEN].join(",");
-        if let Some(l) = label {
-            s.push(',');
-            s.push_str(l);
-        }
-        s
-    }
-
-    fn feed(p: &mut BeatsCsv, text: &str, piece: usize) -> Result<(), UploadError> {
-        for c in text.as_bytes().chunks(piece) {
-            p.push(c)?;
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn beats_with_and_without_labels_in_any_pieces() {
-        let text = format!(
-            "{}\r\n{}\n",
-            beats_row(0.5, Some("0.0")),
-            beats_row(0.25, Some("2"))
-        );
-        for piece in [1, 7, 4096] {
-            let mut p = BeatsCsv::default();
-            feed(&mut p, &text, piece).unwrap();
-            let Parsed::Beats { beats, labels } = p.finish().unwrap() else {
-                panic!("beats expected")
-            };
-            assert_eq!(beats.len(), 2);
-            assert_eq!(beats[1][186], 0.25);
-            assert_eq!(labels, Some(vec![0, 2]));
-        }
-        let mut p = BeatsCsv::default();
-        feed(&mut p, &format!("\u{feff}{}", beats_row(1.0, None)), 100).unwrap();
-        assert!(matches!(p.finish(), Ok(Parsed::Beats { labels: None, .. })));
-    }
-
-    #[test]
-    fn bad_beats_files_name_row_and_column() {
-        let bad = |text: String| {
-            let mut p = BeatsCsv::default();
-            feed(&mut p, &text, 50)
-                .and_then(|_| p.finish().map(|_| ()))
-                .unwrap_err()
-                .0
-        };
-        let mut row = beats_row(0.1, None);
-        row = row.replacen("0.1", "abc", 1);
-        assert!(bad(format!("{}\n{row}\n", beats_row(0.1, None))).starts_with("row 2, column 1"));
-        let nan = format!("0.1,NaN,{}", vec!["0.1"; BEAT_LEN - 2].join(","));
-        assert!(bad(nan).contains("column 2"), "NaN is refused");
-        assert!(bad("1,2,3\n".into()).contains("3 columns"));
-        let mixed = format!("{}\n{}\n", beats_row(0.1, None), beats_row(0.1, Some("1")));
-        assert!(bad(mixed).contains("earlier rows had 187"));
-        assert!(bad(beats_row(0.1, Some("7"))).contains("label"));
-        assert!(bad(String::new()).contains("no beats"));
-        let mut p = BeatsCsv::default();
-        let e = p.push(&[0xff, 0xfe, b'\n']).unwrap_err().0;
-        assert!(e.contains("UTF-8"), "{e}");
-        let mut p = BeatsCsv::default();
-        let e = p.push(&vec![b'1'; MAX_LINE + 1]).unwrap_err().0;
-        assert!(e.contains("longer than"), "{e}");
-    }
-
-    #[test]
-    fn recordings_with_time_column_header_and_units() {
-        let mut text = String::from("'Elapsed time','MLII','V5'\n'hh:mm:ss.mmm','(mV)','(mV)'\n");
-        for i in 0..720 {
-            text.push_str(&format!(
-                "{:.6},{},{}\n",
-                i as f64 / 360.0,
-                i as f32 * 0.001,
-                -1.0
-            ));
-        }
-        let mut p = RecordingCsv::new(None, None);
-        for c in text.as_bytes().chunks(33) {
-            p.push(c).unwrap();
-        }
-        let r = p.finish().unwrap();
-        assert_eq!(
-            (r.fs, r.lead.as_str(), r.samples.len()),
-            (360.0, "MLII", 720)
-        );
-        assert_eq!(r.samples[10], 10.0f32 * 0.001);
-
-        let mut p = RecordingCsv::new(None, Some("V5".into()));
-        p.push(text.as_bytes()).unwrap();
-        assert_eq!(p.finish().unwrap().samples[0], -1.0);
-
-        let mut p = RecordingCsv::new(Some(250.0), None);
-        p.push(b"0.1\n0.2\n0.3").unwrap();
-        let r = p.finish().unwrap();
-        assert_eq!((r.fs, r.samples.len()), (250.0, 3));
-    }
-
-    #[test]
-    fn bad_recordings_are_named() {
-        let run = |fs: Option<f64>, lead: Option<&str>, text: &str| {
-            let mut p = RecordingCsv::new(fs, lead.map(str::to_string));
-            p.push(text.as_bytes())
-                .and_then(|_| p.finish())
-                .unwrap_err()
-                .0
-        };
-        assert!(run(None, None, "0.1\n0.2\n").contains("sampling rate"));
-        assert!(run(Some(5.0), None, "0.1\n0.2\n").contains("outside"));
-        assert!(run(None, None, "0,1\n0.01,x\n").contains("row 2, column 2"));
-        assert!(run(None, None, "0,1\n0,1\n").contains("does not increase"));
-        assert!(run(None, Some("V1"), "t,MLII\n0,1\n").contains("not a column"));
-        assert!(run(None, None, "0,1\n0.1,1,2\n").contains("3 columns"));
-        assert!(run(Some(360.0), None, "").contains("no samples"));
-        assert!(run(None, None, "0,inf\n").contains("finite"));
-    }
-}
-
 /// What an upload holds once read and checked.
 pub enum Parsed {
     Beats {
@@ -533,11 +416,6 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-
-use super::auth::Principal;
-use super::{Failure, Web};
-use axum::extract::multipart::{Field, Multipart, MultipartError};
-use axum::http::StatusCode;
 
 fn multipart_failure(e: MultipartError, limit: u64) -> Failure {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -781,4 +659,125 @@ async fn read_wfdb_upload(
     })
     .await
     .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beats_row(v: f32, label: Option<&str>) -> String {
+        let mut s = vec![format!("{v}"); BEAT_LEN].join(",");
+        if let Some(l) = label {
+            s.push(',');
+            s.push_str(l);
+        }
+        s
+    }
+
+    fn feed(p: &mut BeatsCsv, text: &str, piece: usize) -> Result<(), UploadError> {
+        for c in text.as_bytes().chunks(piece) {
+            p.push(c)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn beats_with_and_without_labels_in_any_pieces() {
+        let text = format!(
+            "{}\r\n{}\n",
+            beats_row(0.5, Some("0.0")),
+            beats_row(0.25, Some("2"))
+        );
+        for piece in [1, 7, 4096] {
+            let mut p = BeatsCsv::default();
+            feed(&mut p, &text, piece).unwrap();
+            let Parsed::Beats { beats, labels } = p.finish().unwrap() else {
+                panic!("beats expected")
+            };
+            assert_eq!(beats.len(), 2);
+            assert_eq!(beats[1][186], 0.25);
+            assert_eq!(labels, Some(vec![0, 2]));
+        }
+        let mut p = BeatsCsv::default();
+        feed(&mut p, &format!("\u{feff}{}", beats_row(1.0, None)), 100).unwrap();
+        assert!(matches!(p.finish(), Ok(Parsed::Beats { labels: None, .. })));
+    }
+
+    #[test]
+    fn bad_beats_files_name_row_and_column() {
+        let bad = |text: String| {
+            let mut p = BeatsCsv::default();
+            feed(&mut p, &text, 50)
+                .and_then(|_| p.finish().map(|_| ()))
+                .unwrap_err()
+                .0
+        };
+        let mut row = beats_row(0.1, None);
+        row = row.replacen("0.1", "abc", 1);
+        assert!(bad(format!("{}\n{row}\n", beats_row(0.1, None))).starts_with("row 2, column 1"));
+        let nan = format!("0.1,NaN,{}", vec!["0.1"; BEAT_LEN - 2].join(","));
+        assert!(bad(nan).contains("column 2"), "NaN is refused");
+        assert!(bad("1,2,3\n".into()).contains("3 columns"));
+        let mixed = format!("{}\n{}\n", beats_row(0.1, None), beats_row(0.1, Some("1")));
+        assert!(bad(mixed).contains("earlier rows had 187"));
+        assert!(bad(beats_row(0.1, Some("7"))).contains("label"));
+        assert!(bad(String::new()).contains("no beats"));
+        let mut p = BeatsCsv::default();
+        let e = p.push(&[0xff, 0xfe, b'\n']).unwrap_err().0;
+        assert!(e.contains("UTF-8"), "{e}");
+        let mut p = BeatsCsv::default();
+        let e = p.push(&vec![b'1'; MAX_LINE + 1]).unwrap_err().0;
+        assert!(e.contains("longer than"), "{e}");
+    }
+
+    #[test]
+    fn recordings_with_time_column_header_and_units() {
+        let mut text = String::from("'Elapsed time','MLII','V5'\n'hh:mm:ss.mmm','(mV)','(mV)'\n");
+        for i in 0..720 {
+            text.push_str(&format!(
+                "{:.6},{},{}\n",
+                i as f64 / 360.0,
+                i as f32 * 0.001,
+                -1.0
+            ));
+        }
+        let mut p = RecordingCsv::new(None, None);
+        for c in text.as_bytes().chunks(33) {
+            p.push(c).unwrap();
+        }
+        let r = p.finish().unwrap();
+        assert_eq!(
+            (r.fs, r.lead.as_str(), r.samples.len()),
+            (360.0, "MLII", 720)
+        );
+        assert_eq!(r.samples[10], 10.0f32 * 0.001);
+
+        let mut p = RecordingCsv::new(None, Some("V5".into()));
+        p.push(text.as_bytes()).unwrap();
+        assert_eq!(p.finish().unwrap().samples[0], -1.0);
+
+        let mut p = RecordingCsv::new(Some(250.0), None);
+        p.push(b"0.1\n0.2\n0.3").unwrap();
+        let r = p.finish().unwrap();
+        assert_eq!((r.fs, r.samples.len()), (250.0, 3));
+    }
+
+    #[test]
+    fn bad_recordings_are_named() {
+        let run = |fs: Option<f64>, lead: Option<&str>, text: &str| {
+            let mut p = RecordingCsv::new(fs, lead.map(str::to_string));
+            p.push(text.as_bytes())
+                .and_then(|_| p.finish())
+                .unwrap_err()
+                .0
+        };
+        assert!(run(None, None, "0.1\n0.2\n").contains("sampling rate"));
+        assert!(run(Some(5.0), None, "0.1\n0.2\n").contains("outside"));
+        assert!(run(None, None, "0,1\n0.01,x\n").contains("row 2, column 2"));
+        assert!(run(None, None, "0,1\n0,1\n").contains("does not increase"));
+        assert!(run(None, Some("V1"), "t,MLII\n0,1\n").contains("not a column"));
+        assert!(run(None, None, "0,1\n0.1,1,2\n").contains("3 columns"));
+        assert!(run(Some(360.0), None, "").contains("no samples"));
+        assert!(run(None, None, "0,inf\n").contains("finite"));
+    }
 }
