@@ -216,6 +216,8 @@ async fn review_suite(s: AnyStore) {
     assert!((minutes[0].rr_sum_ms - 2312.5).abs() < 1e-3);
     assert_eq!(minutes[0].rr_max_ms, Some(1500.0));
     assert_eq!(minutes[1].minute, m0 + 2);
+    assert_eq!(s.last_minute(&dev).await.unwrap(), Some(m0 + 2));
+    assert_eq!(s.last_minute("nobody").await.unwrap(), None);
     assert!(
         s.open_segments()
             .await

@@ -308,12 +308,7 @@ impl RangeQuery {
         let to_us = match to {
             Some(t) => t,
             None => {
-                let last = store
-                    .devices(i64::MAX)
-                    .await?
-                    .into_iter()
-                    .find(|d| d.device == device)
-                    .and_then(|d| d.last_minute);
+                let last = store.last_minute(device).await?;
                 last.map_or_else(crate::pipeline::now_us, |m| (m + 1) * MINUTE_US)
             }
         };

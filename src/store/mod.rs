@@ -298,6 +298,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         since_minute: i64,
     ) -> impl Future<Output = Result<Vec<DeviceRow>, StoreError>> + Send;
 
+    /// The latest minute in which a device has beats.
+    fn last_minute(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
     /// A device's rollup minutes in `[from_minute, to_minute)`.
     fn minutes(
         &self,
@@ -467,6 +473,9 @@ impl Store for AnyStore {
     }
     async fn devices(&self, since_minute: i64) -> Result<Vec<DeviceRow>, StoreError> {
         dispatch!(self, s => s.devices(since_minute).await)
+    }
+    async fn last_minute(&self, d: &str) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.last_minute(d).await)
     }
     async fn minutes(&self, d: &str, from: i64, to: i64) -> Result<Vec<MinuteRow>, StoreError> {
         dispatch!(self, s => s.minutes(d, from, to).await)

@@ -225,6 +225,15 @@ macro_rules! review_reads {
             rows.iter().map(device_from).collect()
         }
 
+        async fn last_minute(&self, device: &str) -> Result<Option<i64>, StoreError> {
+            Ok(
+                sqlx::query_scalar("SELECT max(minute) FROM beat_minutes WHERE device_id = $1")
+                    .bind(device)
+                    .fetch_one(&self.pool)
+                    .await?,
+            )
+        }
+
         async fn minutes(
             &self,
             device: &str,
