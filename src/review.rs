@@ -56,6 +56,13 @@ pub async fn overview<S: Store>(store: &S, now_us: i64) -> Result<Vec<DeviceOver
         .collect())
 }
 
+/// The first minute wholly at or after `to_us`: the exclusive end of the
+/// minutes a range `[from, to_us)` touches. Counts are kept per whole minute,
+/// so a range is widened to the minutes it touches.
+fn minute_after(to_us: i64) -> i64 {
+    to_us.div_euclid(MINUTE_US) + i64::from(to_us.rem_euclid(MINUTE_US) != 0)
+}
+
 fn share(part: i64, whole: i64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -112,11 +119,7 @@ pub async fn counts_and_trend<S: Store>(
     buckets: usize,
 ) -> Result<(VerdictCounts, Vec<TrendPoint>), StoreError> {
     let minutes = store
-        .minutes(
-            device,
-            from_us.div_euclid(MINUTE_US),
-            to_us.div_euclid(MINUTE_US) + 1,
-        )
+        .minutes(device, from_us.div_euclid(MINUTE_US), minute_after(to_us))
         .await?;
     let mut counts = VerdictCounts::default();
     minutes.iter().for_each(|m| counts.add(&m.counts));
@@ -174,11 +177,7 @@ pub async fn holter_summary<S: Store>(
     to_us: i64,
 ) -> Result<HolterSummary, StoreError> {
     let minutes = store
-        .minutes(
-            device,
-            from_us.div_euclid(MINUTE_US),
-            to_us.div_euclid(MINUTE_US) + 1,
-        )
+        .minutes(device, from_us.div_euclid(MINUTE_US), minute_after(to_us))
         .await?;
     let mut counts = VerdictCounts::default();
     let (mut rr_n, mut rr_sum) = (0i64, 0.0f64);
@@ -489,6 +488,12 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn ranges_widen_to_the_minutes_they_touch() {
+        assert_eq!(minute_after(3 * MINUTE_US), 3);
+        assert_eq!(minute_after(3 * MINUTE_US + 1), 4);
     }
 
     #[test]
