@@ -64,8 +64,7 @@ async fn not_found() -> ApiFailure {
 }
 
 fn check_device(device: &str) -> Result<(), ApiFailure> {
-    crate::wire::check_device_id(device)
-        .map_err(|_| ApiFailure(Failure::not_found("no such device")))
+    Ok(super::pages::check_device(device)?)
 }
 
 async fn devices<S: Store>(State(s): State<HttpState<S>>, Viewer(_): Viewer) -> ApiResult {

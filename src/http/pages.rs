@@ -369,7 +369,8 @@ impl RangeQuery {
     }
 }
 
-fn check_device(device: &str) -> Result<(), Failure> {
+/// Refuses a malformed device id as "no such device" (it can name none).
+pub(super) fn check_device(device: &str) -> Result<(), Failure> {
     crate::wire::check_device_id(device).map_err(|_| Failure::not_found("no such device"))
 }
 

@@ -42,43 +42,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn write_chunks(
-        &self,
-        segments: &[SegmentRow],
-        chunks: &[ChunkRow],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_chunks(&mut tx, segments, chunks).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn write_beats(
-        &self,
-        beats: &[BeatRow],
-        closed: &[SegmentKey],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = insert_beats(&mut tx, beats).await?;
-        close_segments(&mut tx, closed).await?;
-        tx.commit().await?;
-        Ok(inserted)
-    }
-
-    async fn import_recording(
-        &self,
-        segments: &[SegmentRow],
-        chunks: &[ChunkRow],
-        beats: &[BeatRow],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_chunks(&mut tx, segments, chunks).await?;
-        let inserted = insert_beats(&mut tx, beats).await?;
-        let keys: Vec<SegmentKey> = segments.iter().map(|s| s.key.clone()).collect();
-        close_segments(&mut tx, &keys).await?;
-        tx.commit().await?;
-        Ok(inserted)
-    }
+    transactional_writes!();
 
     review_reads!();
 

@@ -174,6 +174,51 @@ pub(crate) fn touched_minutes(beats: &[super::BeatRow]) -> Vec<(String, i64, i64
         .collect()
 }
 
+/// The trait's write methods, as transactions over the store module's own
+/// `insert_chunks`, `insert_beats` and `close_segments` (which hold the
+/// dialect-specific bulk SQL). Expands inside `impl Store`.
+macro_rules! transactional_writes {
+    () => {
+        async fn write_chunks(
+            &self,
+            segments: &[SegmentRow],
+            chunks: &[ChunkRow],
+        ) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            insert_chunks(&mut tx, segments, chunks).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn write_beats(
+            &self,
+            beats: &[BeatRow],
+            closed: &[SegmentKey],
+        ) -> Result<u64, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let inserted = insert_beats(&mut tx, beats).await?;
+            close_segments(&mut tx, closed).await?;
+            tx.commit().await?;
+            Ok(inserted)
+        }
+
+        async fn import_recording(
+            &self,
+            segments: &[SegmentRow],
+            chunks: &[ChunkRow],
+            beats: &[BeatRow],
+        ) -> Result<u64, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            insert_chunks(&mut tx, segments, chunks).await?;
+            let inserted = insert_beats(&mut tx, beats).await?;
+            let keys: Vec<SegmentKey> = segments.iter().map(|s| s.key.clone()).collect();
+            close_segments(&mut tx, &keys).await?;
+            tx.commit().await?;
+            Ok(inserted)
+        }
+    };
+}
+
 /// Expands to `insert_upload(conn, upload)`, the same SQL on both stores.
 macro_rules! upload_insert {
     ($conn:ty) => {
