@@ -1,5 +1,5 @@
 //! Classifier models as files: every model shipped in `models/` loads and
-//! classifies the fixture beats, and bad weight files (missing, truncated, of
+//! classifies the fixture beats (the CPU path agreeing with candle's), and bad weight files (missing, truncated, of
 //! another architecture) give an error that names the problem.
 
 mod common;
@@ -9,7 +9,7 @@ use holterd::dataset::label_record;
 use holterd::dsp::ExtractorConfig;
 use holterd::eval::LeadChoice;
 use holterd::model::card::load_model;
-use holterd::model::train::predict;
+use holterd::model::classifier::Classifier;
 use holterd::model::{Network, Params, SplitMix64};
 use std::path::{Path, PathBuf};
 
@@ -37,7 +37,7 @@ fn shipped_models() -> Vec<PathBuf> {
 fn shipped_models_classify_the_fixture_beats() {
     let models = shipped_models();
     for dir in &models {
-        let m = load_model(dir, &candle_core::Device::Cpu).unwrap();
+        let c = Classifier::load(&[dir], &candle_core::Device::Cpu).unwrap();
         let (mut correct, mut total) = (0usize, 0usize);
         for name in FIXTURES {
             let labelled =
@@ -48,7 +48,15 @@ fn shipped_models_classify_the_fixture_beats() {
                 .collect();
             let values: Vec<_> = beats.iter().map(|l| l.beat.values).collect();
             let idx: Vec<usize> = (0..values.len()).collect();
-            let p = predict(&m.network, &m.params, &values, &idx, 256).unwrap();
+            let p = c.p_abnormal_of(&values, &idx, 256).unwrap();
+            let reference = c.p_abnormal_candle(&values, &idx, 256).unwrap();
+            for (fast, slow) in p.iter().zip(&reference) {
+                assert!(
+                    (fast - slow).abs() < 1e-5,
+                    "{}: CPU path {fast} vs candle {slow}",
+                    dir.display()
+                );
+            }
             for (prob, l) in p.iter().zip(&beats) {
                 let abnormal = l.class.map(|c| c.binary() == 1).unwrap_or(false);
                 correct += usize::from((*prob >= 0.5) == abnormal);
@@ -126,4 +134,50 @@ fn bad_weight_files_are_named_errors() {
     assert!(e.contains("card.json"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&no_card).ok();
+}
+
+/// Inputs no electrode on a heart produces: every shipped model abstains on
+/// them (verdict "unreadable") rather than calling them normal.
+#[test]
+fn shipped_models_abstain_on_flat_lines_noise_and_square_waves() {
+    use holterd::dsp::BEAT_LEN;
+    let mut rng = SplitMix64::new(99);
+    let mut inputs: Vec<(String, [f32; BEAT_LEN])> = vec![
+        ("flat at 0".into(), [0.0; BEAT_LEN]),
+        ("flat at 0.5".into(), [0.5; BEAT_LEN]),
+        ("flat at 1".into(), [1.0; BEAT_LEN]),
+    ];
+    for i in 0..20 {
+        let mut noise = [0.0f32; BEAT_LEN];
+        noise.iter_mut().for_each(|v| *v = rng.next_f32());
+        inputs.push((format!("uniform noise {i}"), noise));
+    }
+    for period in [4usize, 10, 24, 50, 90] {
+        let mut square = [0.0f32; BEAT_LEN];
+        for (k, v) in square.iter_mut().enumerate() {
+            *v = if (k / (period / 2)) % 2 == 0 {
+                1.0
+            } else {
+                0.0
+            };
+        }
+        inputs.push((format!("square wave, period {period}"), square));
+    }
+    let models = shipped_models();
+    assert!(!models.is_empty());
+    for dir in &models {
+        let c = Classifier::load(&[dir], &candle_core::Device::Cpu).unwrap();
+        assert!(
+            c.members()[0].card.input_profile.is_some(),
+            "{}: card has no input profile (run `holterd profile`)",
+            dir.display()
+        );
+        for (name, x) in &inputs {
+            assert!(
+                c.out_of_distribution(x).is_some(),
+                "{}: would classify {name}",
+                dir.display()
+            );
+        }
+    }
 }

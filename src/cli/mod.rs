@@ -39,6 +39,8 @@ enum Command {
     Dataset(DatasetCommand),
     /// Train a beat classifier with the seed paper's recipe.
     Train(TrainArgs),
+    /// Fit shipped models' input profiles (abstention on beats unlike their training beats).
+    Profile(ProfileArgs),
     /// Run the daemon: MQTT in, verdicts stored, HTTP health and metrics.
     Serve(daemon::ServeArgs),
     /// Apply the database migrations and exit.
@@ -94,6 +96,16 @@ fn auth_command(c: AuthCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Debug, Args)]
+struct ProfileArgs {
+    /// Directory written by `holterd dataset build`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Model directories whose cards get the profile of their protocol's training beats.
+    #[arg(required = true)]
+    models: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +358,7 @@ pub fn main() -> Result<()> {
         Command::Bench(BenchCommand::Pages(a)) => bench_pages::bench_pages(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => cut(a),
         Command::Dataset(DatasetCommand::Build(a)) => dataset_build(a),
+        Command::Profile(a) => profile(a),
         Command::Serve(a) => daemon::serve(a),
         Command::Migrate(a) => daemon::migrate(a),
         Command::Replay(a) => daemon::replay_command(a),
@@ -567,6 +580,7 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
 fn train(a: TrainArgs) -> Result<()> {
     use crate::dataset::{self, protocol_split};
     use crate::model::card::{Evaluation, ModelCard};
+    use crate::model::profile::InputProfile;
     use crate::model::train::{TrainConfig, paper_split, predict, train};
     use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
@@ -613,7 +627,9 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let p = predict(&network, &params, &set.values, &test_idx, 1024)?;
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
-    let evaluation = Evaluation::compute(a.protocol, &p, &classes);
+    let input_profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
+    let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
+    evaluation.abstained = Some(count_outliers(&input_profile, &set, &test_idx));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     params.save(&out.join("weights.safetensors"))?;
     let card = ModelCard {
@@ -630,11 +646,52 @@ fn train(a: TrainArgs) -> Result<()> {
         recipe_test: outcome.test,
         evaluation,
         holterd_version: env!("CARGO_PKG_VERSION").to_string(),
+        input_profile: Some(input_profile),
     };
     std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
         .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;
     print_evaluation(&card.evaluation, false)?;
     eprintln!("saved {}", out.display());
+    Ok(())
+}
+
+/// How many of the beats `idx` of `set` lie outside `profile`.
+fn count_outliers(
+    profile: &crate::model::profile::InputProfile,
+    set: &crate::dataset::BeatSet,
+    idx: &[usize],
+) -> usize {
+    idx.iter()
+        .filter(|&&i| profile.outlier(&set.values[i]).is_some())
+        .count()
+}
+
+fn profile(a: ProfileArgs) -> Result<()> {
+    use crate::dataset::{self, protocol_split};
+    use crate::model::card::ModelCard;
+    use crate::model::profile::InputProfile;
+    let set = dataset::load(&a.data)?;
+    for dir in &a.models {
+        let path = dir.join("card.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut card: ModelCard = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a model card", path.display()))?;
+        let (train_idx, test_idx) = protocol_split(&set, card.protocol, card.train_config.seed);
+        let profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
+        let abstained = count_outliers(&profile, &set, &test_idx);
+        eprintln!(
+            "{}: profile of {} training beats; abstains on {abstained} of {} test beats ({:.3} %)",
+            card.name,
+            profile.fitted_on,
+            test_idx.len(),
+            100.0 * abstained as f64 / test_idx.len().max(1) as f64
+        );
+        card.evaluation.abstained = Some(abstained);
+        card.input_profile = Some(profile);
+        std::fs::write(&path, serde_json::to_string_pretty(&card)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -663,6 +720,13 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
         };
         writeln!(out, "  {c:?}: {:>6} beats, {what} {:.4}", o.beats, o.rate)?;
     }
+    if let Some(n) = e.abstained {
+        writeln!(
+            out,
+            "abstains (verdict unreadable) on {n} of these beats ({:.3} %): unlike its training beats",
+            100.0 * n as f64 / e.beats.max(1) as f64
+        )?;
+    }
     Ok(())
 }
 
@@ -680,7 +744,14 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
     let p = classifier.p_abnormal_of(&set.values, &test_idx, 1024)?;
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
-    print_evaluation(&Evaluation::compute(protocol, &p, &classes), a.json)
+    let mut evaluation = Evaluation::compute(protocol, &p, &classes);
+    evaluation.abstained = Some(
+        test_idx
+            .iter()
+            .filter(|&&i| classifier.out_of_distribution(&set.values[i]).is_some())
+            .count(),
+    );
+    print_evaluation(&evaluation, a.json)
 }
 
 fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
@@ -704,37 +775,83 @@ fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
 }
 
 fn bench_infer(a: BenchInferArgs) -> Result<()> {
+    use crate::model::cpu::CpuNetwork;
     use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
     let mut params = Params::new(&device);
     let mut rng = SplitMix64::new(1);
     let network = Network::build(&a.model, &mut params, &mut rng)?;
+    let cpu = device
+        .is_cpu()
+        .then(|| CpuNetwork::from_network(&network, &params))
+        .transpose()?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} ({} parameters) on {}, RAYON_NUM_THREADS={}",
+        "{} ({} parameters) on {}, RAYON_NUM_THREADS={}; beats/s over {} s per cell",
         a.model,
         params.count(),
         a.device,
-        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        a.seconds
+    )?;
+    let naive = match &network {
+        Network::Transformer(t) => Some(t),
+        Network::CnnLstm(_) => None,
+    };
+    writeln!(
+        out,
+        "batch | holterd CPU path | candle{}",
+        if naive.is_some() {
+            " | candle, naive attention"
+        } else {
+            ""
+        }
     )?;
     for batch in [1usize, 32, 256] {
         let beats: Vec<f32> = (0..batch * crate::dsp::BEAT_LEN)
             .map(|_| rng.next_f32())
             .collect();
-        let x = candle_core::Tensor::from_vec(beats, (batch, crate::dsp::BEAT_LEN), &device)?;
-        network.forward(&params, &x, None)?.to_vec2::<f32>()?;
-        let start = Instant::now();
-        let mut n = 0usize;
-        while start.elapsed().as_secs_f64() < a.seconds {
-            // Reading the result back makes the work complete on any device.
-            network.forward(&params, &x, None)?.to_vec2::<f32>()?;
-            n += batch;
+        let x =
+            candle_core::Tensor::from_vec(beats.clone(), (batch, crate::dsp::BEAT_LEN), &device)?;
+        // Reading results back makes the work complete on any device.
+        let cpu_rate = match &cpu {
+            Some(c) => format!(
+                "{:.0}",
+                rate(batch, a.seconds, || Ok(c.probabilities(&beats)?.len()))?
+            ),
+            None => "–".into(),
+        };
+        let candle_rate = rate(batch, a.seconds, || {
+            Ok(network.forward(&params, &x, None)?.to_vec2::<f32>()?.len())
+        })?;
+        write!(out, "{batch:>5} | {cpu_rate:>16} | {candle_rate:>6.0}")?;
+        if let Some(t) = naive {
+            // The naive form costs about 0.6 GFLOP per beat: timed up to batch 32 only.
+            if batch <= 32 {
+                let r = rate(batch, a.seconds, || {
+                    Ok(t.forward_naive(&params, &x)?.to_vec2::<f32>()?.len())
+                })?;
+                write!(out, " | {r:.1}")?;
+            } else {
+                write!(out, " | –")?;
+            }
         }
-        let rate = n as f64 / start.elapsed().as_secs_f64();
-        writeln!(out, "batch {batch:>4}: {rate:>9.0} beats/s")?;
+        writeln!(out)?;
     }
     Ok(())
+}
+
+/// Beats per second of `run` (one batch of `batch` beats per call) over about `seconds`, after one warm-up call.
+fn rate(batch: usize, seconds: f64, mut run: impl FnMut() -> Result<usize>) -> Result<f64> {
+    run()?;
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed().as_secs_f64() < seconds {
+        run()?;
+        n += batch;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 fn cut(a: CutArgs) -> Result<()> {

@@ -165,25 +165,36 @@ async fn run_beats<S: Store>(
             .models
             .classifier(&model_name)
             .map_err(|e| e.to_string())?;
-        let mut p = Vec::with_capacity(beats.len());
+        // Beats unlike the training beats get no probability (verdict "unreadable").
+        let mut p: Vec<Option<f32>> = Vec::with_capacity(beats.len());
         for start in (0..beats.len()).step_by(STEP) {
             web.jobs
                 .set(&job_id, running("classifying", start, beats.len()));
             let end = (start + STEP).min(beats.len());
-            let idx: Vec<usize> = (start..end).collect();
-            p.extend(
-                c.p_abnormal_of(&beats, &idx, 256)
-                    .map_err(|e| e.to_string())?,
-            );
+            let idx: Vec<usize> = (start..end)
+                .filter(|&i| c.out_of_distribution(&beats[i]).is_none())
+                .collect();
+            let q = c
+                .p_abnormal_of(&beats, &idx, 256)
+                .map_err(|e| e.to_string())?;
+            let mut judged = idx.iter().zip(q).peekable();
+            for i in start..end {
+                p.push(judged.next_if(|&(&j, _)| j == i).map(|(_, q)| q));
+            }
         }
         Ok::<_, String>((p, beats, c.name().to_string(), c.version().to_string()))
     })
     .await
     .map_err(|e| format!("classification stopped: {e}"))??;
     let threshold = state.web.threshold;
+    // Scored on the rows that got a verdict.
     let evaluation = labels.as_ref().map(|l| {
-        let binary: Vec<u8> = l.iter().map(|c| u8::from(*c != 0)).collect();
-        let m = BinaryMetrics::compute(&p, &binary);
+        let (q, binary): (Vec<f32>, Vec<u8>) = p
+            .iter()
+            .zip(l)
+            .filter_map(|(p, c)| p.map(|p| (p, u8::from(*c != 0))))
+            .unzip();
+        let m = BinaryMetrics::compute(&q, &binary);
         serde_json::to_string(&m).unwrap_or_default()
     });
     let id = auth::random_hex(12);
@@ -205,12 +216,12 @@ async fn run_beats<S: Store>(
         .map(|(i, (b, p))| UploadBeatRow {
             row_index: i as i64,
             label: labels.as_ref().map(|l| l[i]),
-            verdict: if *p >= threshold {
-                Verdict::Abnormal
-            } else {
-                Verdict::Normal
+            verdict: match p {
+                None => Verdict::Unreadable,
+                Some(p) if *p >= threshold => Verdict::Abnormal,
+                Some(_) => Verdict::Normal,
             },
-            p_abnormal: Some(*p),
+            p_abnormal: *p,
             values: b.to_vec(),
         })
         .collect();
@@ -227,10 +238,17 @@ async fn run_beats<S: Store>(
         .iter()
         .filter(|r| r.verdict == Verdict::Abnormal)
         .count();
-    Ok((
-        format!("/uploads/{id}"),
-        format!("{} beats classified, {flagged} abnormal", rows.len()),
-    ))
+    let refused = rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Unreadable)
+        .count();
+    let mut message = format!("{} beats classified, {flagged} abnormal", rows.len());
+    if refused > 0 {
+        message.push_str(&format!(
+            ", {refused} unreadable (unlike any beat the model was trained on)"
+        ));
+    }
+    Ok((format!("/uploads/{id}"), message))
 }
 
 fn store_failed(e: &crate::store::StoreError) -> String {

@@ -5,6 +5,7 @@
 use super::Network;
 use super::metrics::BinaryMetrics;
 use super::params::{ModelError, Params, SplitMix64};
+use super::profile::InputProfile;
 use super::train::{EpochStats, TrainConfig};
 use crate::dataset::{AamiClass, Protocol};
 use candle_core::Device;
@@ -32,6 +33,10 @@ pub struct Evaluation {
     pub metrics: BinaryMetrics,
     /// Per AAMI class, in the order N, S, V, F, Q.
     pub per_class: Vec<(AamiClass, ClassOutcome)>,
+    /// Of the beats scored, those the model abstains on as unlike its training
+    /// beats (the metrics above still count its probabilities for them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abstained: Option<usize>,
 }
 
 impl Evaluation {
@@ -73,6 +78,7 @@ impl Evaluation {
             beats: classes.len(),
             metrics: BinaryMetrics::compute(p_abnormal, &labels),
             per_class,
+            abstained: None,
         }
     }
 }
@@ -100,6 +106,9 @@ pub struct ModelCard {
     pub evaluation: Evaluation,
     /// holterd version that trained it.
     pub holterd_version: String,
+    /// The range of the training beats' shapes; beats outside get no verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_profile: Option<InputProfile>,
 }
 
 /// A model loaded from its directory.

@@ -5,19 +5,23 @@
 //! - [`params`]: named parameters with Keras initialisation, saved as safetensors;
 //! - [`cnn_lstm`]: the paper's CNN-LSTM and CNN-LSTM-with-dropout;
 //! - [`transformer`]: the paper's transformer, and why it is an MLP;
+//! - [`profile`]: the training beats' shape range, for abstaining on anything else;
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
 //! - [`train`]: the paper's training recipe;
 //! - [`card`]: a shipped model's weights and model card.
 //! - [`catalog`]: the shipped models offered by name to uploads and the models page.
 //! - [`classifier`]: one model or an ensemble, ready to classify beats.
+//! - [`cpu`]: the fast CPU inference path, computing the same networks without candle.
 
 pub mod card;
 pub mod catalog;
 pub mod classifier;
 pub mod cnn_lstm;
+pub mod cpu;
 pub mod layers;
 pub mod metrics;
 pub mod params;
+pub mod profile;
 pub mod train;
 pub mod transformer;
 

@@ -118,6 +118,16 @@ impl PaperTransformer {
         Ok((attn, ff))
     }
 
+    /// The constant all blocks add to every sample of the beat, at inference.
+    pub fn shift(&self, params: &Params) -> Result<f32, ModelError> {
+        let mut total = 0.0;
+        for b in 0..BLOCKS {
+            let (attn, ff) = Self::block_constants(params, b)?;
+            total += attn.to_vec1::<f32>()?[0] + ff.to_vec1::<f32>()?[0];
+        }
+        Ok(total)
+    }
+
     /// Class logits (batch, classes) for beats (batch, 187), in closed form.
     pub fn forward(
         &self,

@@ -1,7 +1,8 @@
 //! Inference workers: dedicated OS threads (never the async runtime's) that
 //! classify each batch's readable beats with the configured [`Classifier`].
-//! Beats the quality gate refused get the verdict "unreadable" without
-//! inference: the seed paper's model called a flat line normal.
+//! Beats the quality gate refused, and beats unlike any the model was trained
+//! on ([`Classifier::out_of_distribution`]), get the verdict "unreadable"
+//! without inference: the seed paper's model called a flat line normal.
 
 use super::{Batch, Classified, Item};
 use crate::dsp::BEAT_LEN;
@@ -67,11 +68,14 @@ pub fn classify(
     metrics: &Metrics,
     threshold: f32,
 ) -> Result<Classified, (u64, crate::model::ModelError)> {
+    let judged = |b: &crate::dsp::Beat| {
+        b.quality.is_readable() && classifier.out_of_distribution(&b.values).is_none()
+    };
     let readable: Vec<[f32; BEAT_LEN]> = batch
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Beat(b) if b.beat.quality.is_readable() => Some(b.beat.values),
+            Item::Beat(b) if judged(&b.beat) => Some(b.beat.values),
             _ => None,
         })
         .collect();
@@ -92,7 +96,7 @@ pub fn classify(
     for item in batch.items {
         match item {
             Item::Beat(b) => {
-                let (verdict, p_abnormal) = if b.beat.quality.is_readable() {
+                let (verdict, p_abnormal) = if judged(&b.beat) {
                     let q = p.next().unwrap_or(f32::NAN);
                     let v = if q >= threshold {
                         Verdict::Abnormal
