@@ -48,8 +48,18 @@ fn shipped_models_classify_the_fixture_beats() {
                 .collect();
             let values: Vec<_> = beats.iter().map(|l| l.beat.values).collect();
             let idx: Vec<usize> = (0..values.len()).collect();
-            let p = c.p_abnormal_of(&values, &idx, 256).unwrap();
-            let reference = c.p_abnormal_candle(&values, &idx, 256).unwrap();
+            let rr: Vec<_> = beats
+                .iter()
+                .map(|l| {
+                    holterd::model::rr::features(
+                        l.beat.rr_prev_ms,
+                        l.beat.rr_next_ms,
+                        l.beat.rr_local_ms,
+                    )
+                })
+                .collect();
+            let p = c.p_abnormal_of(&values, Some(&rr), &idx, 256).unwrap();
+            let reference = c.p_abnormal_candle(&values, Some(&rr), &idx, 256).unwrap();
             for (fast, slow) in p.iter().zip(&reference) {
                 assert!(
                     (fast - slow).abs() < 1e-5,

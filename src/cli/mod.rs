@@ -607,10 +607,12 @@ fn train(a: TrainArgs) -> Result<()> {
         test_idx.len()
     );
     let start = Instant::now();
+    let rr = set.rr_features();
     let outcome = train(
         &network,
         &params,
         &set.values,
+        Some(&rr),
         &labels,
         &split,
         &train_config,
@@ -625,7 +627,7 @@ fn train(a: TrainArgs) -> Result<()> {
             e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.seconds
         );
     }
-    let p = predict(&network, &params, &set.values, &test_idx, 1024)?;
+    let p = predict(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?;
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
     let input_profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
     let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
@@ -742,7 +744,8 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     let records = selected_records(&db, &[])?;
     let (set, _) = from_db(&db, &records, &LeadChoice::Default)?;
     let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
-    let p = classifier.p_abnormal_of(&set.values, &test_idx, 1024)?;
+    let rr = set.rr_features();
+    let p = classifier.p_abnormal_of(&set.values, Some(&rr), &test_idx, 1024)?;
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
     let mut evaluation = Evaluation::compute(protocol, &p, &classes);
     evaluation.abstained = Some(
@@ -814,16 +817,25 @@ fn bench_infer(a: BenchInferArgs) -> Result<()> {
             .collect();
         let x =
             candle_core::Tensor::from_vec(beats.clone(), (batch, crate::dsp::BEAT_LEN), &device)?;
+        let k = network.rr_features();
+        let rr: Vec<f32> = (0..batch * k).map(|_| 0.5 + rng.next_f32()).collect();
+        let rr_tensor = (k > 0)
+            .then(|| candle_core::Tensor::from_vec(rr.clone(), (batch, k), &device))
+            .transpose()?;
+        let rr = (k > 0).then_some(&rr[..]);
         // Reading results back makes the work complete on any device.
         let cpu_rate = match &cpu {
             Some(c) => format!(
                 "{:.0}",
-                rate(batch, a.seconds, || Ok(c.probabilities(&beats)?.len()))?
+                rate(batch, a.seconds, || Ok(c.probabilities(&beats, rr)?.len()))?
             ),
             None => "–".into(),
         };
         let candle_rate = rate(batch, a.seconds, || {
-            Ok(network.forward(&params, &x, None)?.to_vec2::<f32>()?.len())
+            Ok(network
+                .forward(&params, &x, rr_tensor.as_ref(), None)?
+                .to_vec2::<f32>()?
+                .len())
         })?;
         write!(out, "{batch:>5} | {cpu_rate:>16} | {candle_rate:>6.0}")?;
         if let Some(t) = naive {

@@ -8,8 +8,8 @@
 //! - `beats.csv`: 187 values then the AAMI class index (0 N, 1 S, 2 V, 3 F, 4 Q,
 //!   Kaggle's order), one labelled beat per row, no header;
 //! - `meta.csv`: one row per line of `beats.csv`: record, R-peak sample, reference
-//!   symbol, AAMI class, binary label (0 normal = N, 1 abnormal), RR intervals,
-//!   quality, number of real values;
+//!   symbol, AAMI class, binary label (0 normal = N, 1 abnormal), previous and
+//!   next RR intervals, quality, number of real values, local (median) RR;
 //! - `unmatched.csv`: detected beats with no reference beat (false detections,
 //!   or beats whose symbol has no AAMI class), kept apart, never labelled.
 
@@ -146,6 +146,7 @@ pub struct BeatSet {
     pub readable: Vec<bool>,
     pub rr_prev_ms: Vec<Option<f64>>,
     pub rr_next_ms: Vec<Option<f64>>,
+    pub rr_local_ms: Vec<Option<f64>>,
 }
 
 impl BeatSet {
@@ -172,6 +173,20 @@ impl BeatSet {
         self.readable.push(l.beat.quality.is_readable());
         self.rr_prev_ms.push(l.beat.rr_prev_ms);
         self.rr_next_ms.push(l.beat.rr_next_ms);
+        self.rr_local_ms.push(l.beat.rr_local_ms);
+    }
+
+    /// Every beat's RR features (see [`crate::model::rr`]).
+    pub fn rr_features(&self) -> Vec<[f32; crate::model::rr::RR_FEATURES]> {
+        (0..self.len())
+            .map(|i| {
+                crate::model::rr::features(
+                    self.rr_prev_ms[i],
+                    self.rr_next_ms[i],
+                    self.rr_local_ms[i],
+                )
+            })
+            .collect()
     }
 }
 
@@ -297,8 +312,11 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
             .with_context(|| format!("meta.csv has fewer rows than beats.csv ({row})"))?
             .split(',')
             .collect();
-        if m.len() < 9 {
-            bail!("meta.csv row {row}: expected 9 columns, found {}", m.len());
+        if m.len() < 10 {
+            bail!(
+                "meta.csv row {row}: expected 10 columns, found {} (a dataset from an older holterd: run `holterd dataset build` again)",
+                m.len()
+            );
         }
         let opt = |f: &str| f.parse::<f64>().ok();
         set.values.push(values);
@@ -311,6 +329,7 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
         set.readable.push(m[7] == "good");
         set.rr_prev_ms.push(opt(m[5]));
         set.rr_next_ms.push(opt(m[6]));
+        set.rr_local_ms.push(opt(m[9]));
     }
     Ok(set)
 }
@@ -351,7 +370,7 @@ pub fn build(
     );
     writeln!(
         meta_csv,
-        "record,sample,symbol,aami,binary,rr_prev_ms,rr_next_ms,quality,len"
+        "record,sample,symbol,aami,binary,rr_prev_ms,rr_next_ms,quality,len,rr_local_ms"
     )?;
     write!(
         unmatched_csv,
@@ -361,7 +380,8 @@ pub fn build(
         write!(unmatched_csv, ",v{i}")?;
     }
     writeln!(unmatched_csv)?;
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+    // Three decimals: the RR features computed from these equal the daemon's to float precision.
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
     let mut summary = BuildSummary::default();
     for name in records {
         let labelled = label_record(&db.join(name), lead, &config)?;
@@ -379,7 +399,7 @@ pub fn build(
                     writeln!(beats_csv, "{values},{}", class.index())?;
                     writeln!(
                         meta_csv,
-                        "{},{},{},{:?},{},{},{},{},{}",
+                        "{},{},{},{:?},{},{},{},{},{},{}",
                         l.record,
                         b.sample,
                         l.symbol.unwrap_or(""),
@@ -388,7 +408,8 @@ pub fn build(
                         opt(b.rr_prev_ms),
                         opt(b.rr_next_ms),
                         b.quality.as_str(),
-                        b.len
+                        b.len,
+                        opt(b.rr_local_ms)
                     )?;
                     summary.per_class[class.index()] += 1;
                     summary.unreadable += usize::from(!b.quality.is_readable());

@@ -83,6 +83,9 @@ pub struct Beat {
     pub values: [f32; BEAT_LEN],
     /// Number of values before the zero padding (1.2 median RR at 125 Hz, at most 187).
     pub len: usize,
+    /// The local RR interval: the median of the last 10 s of RR intervals, ms
+    /// (`None` before the first interval). Premature beats show against it.
+    pub rr_local_ms: Option<f64>,
 }
 
 /// One block of [`BeatExtractor::push`]'s work: input samples from index `base`,
@@ -140,6 +143,8 @@ pub struct BeatExtractor {
     rr_context: u64,
     /// Beat length in output samples, from the current RR context.
     window_out: usize,
+    /// Median RR of the recent context, input samples (`None` until one is known).
+    rr_median: Option<f64>,
     /// Value of `next` at which the oldest pending beat can be emitted.
     ready_at: u64,
     /// Delay of the beat signal behind the input, input samples.
@@ -177,6 +182,7 @@ impl BeatExtractor {
             max_wait: (MAX_WAIT_S * fs).round() as u64,
             rr_context: (RR_CONTEXT_S * fs).round() as u64,
             window_out: (WINDOW_RR * BEAT_RATE_HZ).round() as usize,
+            rr_median: None,
             ready_at: u64::MAX,
             delay: filters.beat_delay_s() * fs,
             config,
@@ -416,11 +422,12 @@ impl BeatExtractor {
         self.rr_sorted.sort_unstable();
         let rrs = &self.rr_sorted;
         let m = rrs.len() / 2;
-        let median = match rrs.len() {
-            0 => self.config.fs,
-            n if n % 2 == 1 => rrs[m] as f64,
-            _ => (rrs[m - 1] + rrs[m]) as f64 / 2.0,
+        self.rr_median = match rrs.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(rrs[m] as f64),
+            _ => Some((rrs[m - 1] + rrs[m]) as f64 / 2.0),
         };
+        let median = self.rr_median.unwrap_or(self.config.fs);
         let out = (WINDOW_RR * median * BEAT_RATE_HZ / self.config.fs).round() as usize;
         out.clamp(1, BEAT_LEN)
     }
@@ -482,6 +489,7 @@ impl BeatExtractor {
             emitted_at: self.next,
             values,
             len: n_out,
+            rr_local_ms: self.rr_median.map(|rr| rr * 1000.0 / fs),
         }
     }
 }

@@ -165,6 +165,11 @@ async fn run_beats<S: Store>(
             .models
             .classifier(&model_name)
             .map_err(|e| e.to_string())?;
+        if c.needs_rr() {
+            return Err(format!(
+                "model {model_name} needs each beat's RR intervals, which a beats CSV does not carry: upload the recording instead, or choose another model"
+            ));
+        }
         // Beats unlike the training beats get no probability (verdict "unreadable").
         let mut p: Vec<Option<f32>> = Vec::with_capacity(beats.len());
         for start in (0..beats.len()).step_by(STEP) {
@@ -175,7 +180,7 @@ async fn run_beats<S: Store>(
                 .filter(|&i| c.out_of_distribution(&beats[i]).is_none())
                 .collect();
             let q = c
-                .p_abnormal_of(&beats, &idx, 256)
+                .p_abnormal_of(&beats, None, &idx, 256)
                 .map_err(|e| e.to_string())?;
             let mut judged = idx.iter().zip(q).peekable();
             for i in start..end {

@@ -8,6 +8,7 @@
 use super::card::{LoadedModel, load_model};
 use super::cpu::CpuNetwork;
 use super::params::ModelError;
+use super::rr::RR_FEATURES;
 use super::train::predict;
 use crate::dsp::BEAT_LEN;
 use candle_core::Device;
@@ -88,10 +89,17 @@ impl Classifier {
         &self.members
     }
 
-    /// Probability of "abnormal" for each beat `idx` of `beats`, in batches of `batch`.
+    /// True when some member needs the beats' RR intervals (see [`super::rr`]).
+    pub fn needs_rr(&self) -> bool {
+        self.members.iter().any(|m| m.network.rr_features() > 0)
+    }
+
+    /// Probability of "abnormal" for each beat `idx` of `beats` (with their
+    /// RR features, needed when [`needs_rr`](Self::needs_rr)), in batches of `batch`.
     pub fn p_abnormal_of(
         &self,
         beats: &[[f32; BEAT_LEN]],
+        rr: Option<&[[f32; RR_FEATURES]]>,
         idx: &[usize],
         batch: usize,
     ) -> Result<Vec<f32>, ModelError> {
@@ -104,8 +112,9 @@ impl Classifier {
                 for &i in ids {
                     x.extend_from_slice(&beats[i]);
                 }
+                let r: Option<Vec<f32>> = rr.map(|rr| ids.iter().flat_map(|&i| rr[i]).collect());
                 for net in nets {
-                    let probs = net.probabilities(&x)?;
+                    let probs = net.probabilities(&x, r.as_deref())?;
                     for (a, q) in acc.iter_mut().zip(probs.chunks_exact(net.classes())) {
                         // Abnormal is everything but class 0 (normal).
                         *a += (1.0 - q[0]) / n;
@@ -114,20 +123,21 @@ impl Classifier {
             }
             return Ok(p);
         }
-        self.p_abnormal_candle(beats, idx, batch)
+        self.p_abnormal_candle(beats, rr, idx, batch)
     }
 
     /// [`p_abnormal_of`](Self::p_abnormal_of) computed by candle on the model's device.
     pub fn p_abnormal_candle(
         &self,
         beats: &[[f32; BEAT_LEN]],
+        rr: Option<&[[f32; RR_FEATURES]]>,
         idx: &[usize],
         batch: usize,
     ) -> Result<Vec<f32>, ModelError> {
         let mut p = vec![0.0f32; idx.len()];
         let n = self.members.len() as f32;
         for m in &self.members {
-            let q = predict(&m.network, &m.params, beats, idx, batch)?;
+            let q = predict(&m.network, &m.params, beats, rr, idx, batch)?;
             for (acc, q) in p.iter_mut().zip(q) {
                 *acc += q / n;
             }
@@ -136,9 +146,13 @@ impl Classifier {
     }
 
     /// Probability of "abnormal" for every beat, in one batch.
-    pub fn p_abnormal(&self, beats: &[[f32; BEAT_LEN]]) -> Result<Vec<f32>, ModelError> {
+    pub fn p_abnormal(
+        &self,
+        beats: &[[f32; BEAT_LEN]],
+        rr: Option<&[[f32; RR_FEATURES]]>,
+    ) -> Result<Vec<f32>, ModelError> {
         let idx: Vec<usize> = (0..beats.len()).collect();
-        self.p_abnormal_of(beats, &idx, beats.len().max(1))
+        self.p_abnormal_of(beats, rr, &idx, beats.len().max(1))
     }
 }
 

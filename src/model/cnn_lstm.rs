@@ -3,6 +3,8 @@
 //! → Conv1D(32, 3, ReLU) → MaxPool(3, 2) → LSTM(16) → Dense(2, softmax):
 //! 8,690 parameters. The dropout variant doubles the filters (32, 32, 64, 64)
 //! and adds Dropout(0.3) after the first and third convolutions: 27,010.
+//! The RR-aware variant (beyond the paper) feeds the beat's RR features
+//! ([`super::rr`]) into the output layer beside the LSTM's state: 8,698.
 
 use super::layers::{KerasLstm, max_pool_3_2};
 use super::params::{ModelError, Params, SplitMix64};
@@ -20,6 +22,9 @@ pub struct CnnLstmConfig {
     pub lstm_units: usize,
     /// Output classes.
     pub classes: usize,
+    /// RR features joined to the LSTM's output (0: the beat's shape only).
+    #[serde(default)]
+    pub rr_features: usize,
 }
 
 impl CnnLstmConfig {
@@ -30,6 +35,15 @@ impl CnnLstmConfig {
             dropout: None,
             lstm_units: 16,
             classes: 2,
+            rr_features: 0,
+        }
+    }
+
+    /// The paper's CNN-LSTM, with the beat's RR features beside the LSTM's state.
+    pub fn rr_aware() -> Self {
+        CnnLstmConfig {
+            rr_features: super::rr::RR_FEATURES,
+            ..Self::paper()
         }
     }
 
@@ -40,6 +54,7 @@ impl CnnLstmConfig {
             dropout: Some(0.3),
             lstm_units: 16,
             classes: 2,
+            rr_features: 0,
         }
     }
 }
@@ -73,11 +88,12 @@ impl CnnLstm {
             input = f;
         }
         let lstm = KerasLstm::new(params, rng, "lstm", input, config.lstm_units)?;
+        let dense_in = config.lstm_units + config.rr_features;
         params.glorot(
             rng,
             "dense.kernel",
-            &[config.lstm_units, config.classes],
-            config.lstm_units,
+            &[dense_in, config.classes],
+            dense_in,
             config.classes,
         )?;
         params.constant("dense.bias", &[config.classes], 0.0)?;
@@ -89,12 +105,14 @@ impl CnnLstm {
         &self.config
     }
 
-    /// Class logits (batch, classes) for beats `x` (batch, 187). With `dropout`
+    /// Class logits (batch, classes) for beats `x` (batch, 187) and, for the
+    /// RR-aware variant, their RR features `rr` (batch, 4). With `dropout`
     /// (training), dropout masks are drawn from it.
     pub fn forward(
         &self,
         params: &Params,
         x: &Tensor,
+        rr: Option<&Tensor>,
         mut dropout: Option<&mut SplitMix64>,
     ) -> Result<Tensor, ModelError> {
         check_len(x)?;
@@ -116,6 +134,15 @@ impl CnnLstm {
         let last = self
             .lstm
             .forward(params, &h.transpose(1, 2)?.contiguous()?)?;
+        let last = match (self.config.rr_features, rr) {
+            (0, _) => last,
+            (n, Some(rr)) if rr.dims() == [x.dims()[0], n] => Tensor::cat(&[&last, rr], 1)?,
+            (n, _) => {
+                return Err(ModelError::Device(format!(
+                    "this model needs {n} RR features per beat beside the samples"
+                )));
+            }
+        };
         let dense = params.get("dense.kernel")?;
         let bias = params.get("dense.bias")?;
         Ok(last.matmul(&dense)?.broadcast_add(&bias)?)
@@ -133,6 +160,7 @@ mod tests {
         for (config, want) in [
             (CnnLstmConfig::paper(), 8_690),
             (CnnLstmConfig::paper_dropout(), 27_010),
+            (CnnLstmConfig::rr_aware(), 8_690 + 4 * 2),
         ] {
             let mut p = Params::new(&Device::Cpu);
             CnnLstm::new(config, &mut p, &mut SplitMix64::new(0)).unwrap();
@@ -146,9 +174,24 @@ mod tests {
         let mut rng = SplitMix64::new(3);
         let m = CnnLstm::new(CnnLstmConfig::paper_dropout(), &mut p, &mut rng).unwrap();
         let x = Tensor::ones((4, BEAT_LEN), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(m.forward(&p, &x, None).unwrap().dims(), &[4, 2]);
-        assert_eq!(m.forward(&p, &x, Some(&mut rng)).unwrap().dims(), &[4, 2]);
+        assert_eq!(m.forward(&p, &x, None, None).unwrap().dims(), &[4, 2]);
+        assert_eq!(
+            m.forward(&p, &x, None, Some(&mut rng)).unwrap().dims(),
+            &[4, 2]
+        );
         let bad = Tensor::ones((4, 100), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(m.forward(&p, &bad, None).is_err());
+        assert!(m.forward(&p, &bad, None, None).is_err());
+        let mut p = Params::new(&Device::Cpu);
+        let rr_model = CnnLstm::new(CnnLstmConfig::rr_aware(), &mut p, &mut rng).unwrap();
+        let rr = Tensor::ones((4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            rr_model.forward(&p, &x, Some(&rr), None).unwrap().dims(),
+            &[4, 2]
+        );
+        let e = rr_model
+            .forward(&p, &x, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RR features"), "{e}");
     }
 }

@@ -50,16 +50,29 @@ impl CpuNetwork {
         }
     }
 
-    /// Class probabilities (softmax), `classes` per beat, for `beats` laid end to end.
-    pub fn probabilities(&self, beats: &[f32]) -> Result<Vec<f32>, ModelError> {
+    /// Class probabilities (softmax), `classes` per beat, for `beats` laid end
+    /// to end, with their RR features `rr` (4 per beat) for a network that needs them.
+    pub fn probabilities(&self, beats: &[f32], rr: Option<&[f32]>) -> Result<Vec<f32>, ModelError> {
         if !beats.len().is_multiple_of(BEAT_LEN) {
             return Err(ModelError::Device(format!(
                 "beats must have {BEAT_LEN} values each, got {} values in all",
                 beats.len()
             )));
         }
+        let n = beats.len() / BEAT_LEN;
         let mut logits = match self {
-            CpuNetwork::CnnLstm(m) => m.logits(beats),
+            CpuNetwork::CnnLstm(m) => {
+                let rr = match (m.rr_features, rr) {
+                    (0, _) => None,
+                    (k, Some(rr)) if rr.len() == n * k => Some(rr),
+                    (k, _) => {
+                        return Err(ModelError::Device(format!(
+                            "this model needs {k} RR features per beat beside the samples"
+                        )));
+                    }
+                };
+                m.logits(beats, rr)
+            }
             CpuNetwork::Mlp(m) => m.logits(beats),
         };
         let classes = self.classes();
@@ -150,7 +163,9 @@ pub struct CpuCnnLstm {
     /// `(units, 4·units)`.
     lstm_recurrent: Vec<f32>,
     lstm_bias: Vec<f32>,
-    /// `(units, classes)`.
+    /// RR features joined to the LSTM's output.
+    rr_features: usize,
+    /// `(units + rr_features, classes)`.
     dense: Vec<f32>,
     dense_bias: Vec<f32>,
     classes: usize,
@@ -170,6 +185,7 @@ impl CpuCnnLstm {
         let CnnLstmConfig {
             lstm_units: units,
             classes,
+            rr_features,
             ..
         } = *model.config();
         let convs = [
@@ -186,6 +202,7 @@ impl CpuCnnLstm {
             lstm_kernel: vec("lstm.kernel")?,
             lstm_recurrent: vec("lstm.recurrent_kernel")?,
             lstm_bias: vec("lstm.bias")?,
+            rr_features,
             dense: vec("dense.kernel")?,
             dense_bias: vec("dense.bias")?,
             classes,
@@ -193,22 +210,26 @@ impl CpuCnnLstm {
         })
     }
 
-    fn logits(&self, beats: &[f32]) -> Vec<f32> {
+    fn logits(&self, beats: &[f32], rr: Option<&[f32]>) -> Vec<f32> {
         let n = beats.len() / BEAT_LEN;
+        let k = self.rr_features;
         let mut out = vec![0.0; n * self.classes];
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            for (tile, logits) in beats
+            for (t, (tile, logits)) in beats
                 .chunks(TILE * BEAT_LEN)
                 .zip(out.chunks_mut(TILE * self.classes))
+                .enumerate()
             {
+                let beats_here = tile.len() / BEAT_LEN;
+                let rr = rr.map(|rr| &rr[t * TILE * k..(t * TILE + beats_here) * k]);
                 #[cfg(target_arch = "x86_64")]
                 if *AVX512 {
                     // SAFETY: the CPU was checked to have these features.
-                    unsafe { self.tile_logits_avx512(tile, logits, &mut scratch) };
+                    unsafe { self.tile_logits_avx512(tile, rr, logits, &mut scratch) };
                     continue;
                 }
-                self.tile_logits(tile, logits, &mut scratch);
+                self.tile_logits(tile, rr, logits, &mut scratch);
             }
         });
         out
@@ -218,12 +239,18 @@ impl CpuCnnLstm {
     /// element-wise loops (gates, bias, ReLU, pooling) use 16-wide vectors.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    fn tile_logits_avx512(&self, x: &[f32], logits: &mut [f32], s: &mut Scratch) {
-        self.tile_logits(x, logits, s)
+    fn tile_logits_avx512(
+        &self,
+        x: &[f32],
+        rr: Option<&[f32]>,
+        logits: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        self.tile_logits(x, rr, logits, s)
     }
 
     #[inline(always)]
-    fn tile_logits(&self, x: &[f32], logits: &mut [f32], s: &mut Scratch) {
+    fn tile_logits(&self, x: &[f32], rr: Option<&[f32]>, logits: &mut [f32], s: &mut Scratch) {
         let n = x.len() / BEAT_LEN;
         let [c1, c2, c3, c4] = &self.convs;
         s.a.resize(n * L0 * c1.filters.max(c2.filters), 0.0);
@@ -243,12 +270,19 @@ impl CpuCnnLstm {
         let pool = std::mem::take(&mut s.pool);
         self.lstm(&pool[..n * L2 * c4.filters], n, c4.filters, s);
         s.pool = pool;
-        for (h, out) in
+        for (b, (h, out)) in
             s.h.chunks_exact(self.units)
                 .zip(logits.chunks_mut(self.classes))
+                .enumerate()
         {
+            let k = self.rr_features;
+            let rr = rr.map_or(&[][..], |rr| &rr[b * k..(b + 1) * k]);
             out.copy_from_slice(&self.dense_bias);
-            for (hu, w) in h.iter().zip(self.dense.chunks_exact(self.classes)) {
+            for (hu, w) in h
+                .iter()
+                .chain(rr)
+                .zip(self.dense.chunks_exact(self.classes))
+            {
                 for (o, w) in out.iter_mut().zip(w) {
                     *o += hu * w;
                 }
@@ -542,6 +576,7 @@ fn exp(x: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::model::SplitMix64;
+    use crate::model::rr::RR_FEATURES;
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -575,10 +610,11 @@ mod tests {
         v
     }
 
-    fn candle_probabilities(network: &Network, params: &Params, x: &[f32]) -> Vec<f32> {
+    fn candle_probabilities(network: &Network, params: &Params, x: &[f32], rr: &[f32]) -> Vec<f32> {
         let n = x.len() / BEAT_LEN;
         let t = Tensor::from_vec(x.to_vec(), (n, BEAT_LEN), &Device::Cpu).unwrap();
-        let logits = network.forward(params, &t, None).unwrap();
+        let rr = Tensor::from_vec(rr.to_vec(), (n, RR_FEATURES), &Device::Cpu).unwrap();
+        let logits = network.forward(params, &t, Some(&rr), None).unwrap();
         candle_nn::ops::softmax_last_dim(&logits)
             .unwrap()
             .flatten_all()
@@ -596,9 +632,10 @@ mod tests {
             // Sizes that fill, split and undershoot a tile.
             for n in [1, 7, TILE, TILE + 5, 3 * TILE] {
                 let x = beats(n, &mut rng);
-                let want = candle_probabilities(&network, &params, &x);
+                let rr: Vec<f32> = (0..n * RR_FEATURES).map(|_| 0.5 + rng.next_f32()).collect();
+                let want = candle_probabilities(&network, &params, &x, &rr);
                 let cpu = CpuNetwork::from_network(&network, &params).unwrap();
-                let got = cpu.probabilities(&x).unwrap();
+                let got = cpu.probabilities(&x, Some(&rr)).unwrap();
                 assert_eq!(got.len(), want.len());
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!(
@@ -615,7 +652,19 @@ mod tests {
         let mut params = Params::new(&Device::Cpu);
         let network = Network::build("cnn-lstm", &mut params, &mut SplitMix64::new(1)).unwrap();
         let cpu = CpuNetwork::from_network(&network, &params).unwrap();
-        assert!(cpu.probabilities(&[0.0; BEAT_LEN + 1]).is_err());
-        assert!(cpu.probabilities(&[]).unwrap().is_empty());
+        assert!(cpu.probabilities(&[0.0; BEAT_LEN + 1], None).is_err());
+        assert!(cpu.probabilities(&[], None).unwrap().is_empty());
+        let mut params = Params::new(&Device::Cpu);
+        let network = Network::build("cnn-lstm-rr", &mut params, &mut SplitMix64::new(1)).unwrap();
+        let cpu = CpuNetwork::from_network(&network, &params).unwrap();
+        let e = cpu
+            .probabilities(&[0.0; BEAT_LEN], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RR features"), "{e}");
+        assert!(
+            cpu.probabilities(&[0.0; BEAT_LEN], Some(&[1.0; 3]))
+                .is_err()
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! - [`cnn_lstm`]: the paper's CNN-LSTM and CNN-LSTM-with-dropout;
 //! - [`transformer`]: the paper's transformer, and why it is an MLP;
 //! - [`profile`]: the training beats' shape range, for abstaining on anything else;
+//! - [`rr`]: a beat's timing against its neighbours, for the RR-aware model;
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
 //! - [`train`]: the paper's training recipe;
 //! - [`card`]: a shipped model's weights and model card.
@@ -22,6 +23,7 @@ pub mod layers;
 pub mod metrics;
 pub mod params;
 pub mod profile;
+pub mod rr;
 pub mod train;
 pub mod transformer;
 
@@ -32,7 +34,7 @@ pub use transformer::PaperTransformer;
 use candle_core::Tensor;
 
 /// Architectures by name.
-pub const ARCHITECTURES: [&str; 3] = ["cnn-lstm", "cnn-lstm-dropout", "transformer"];
+pub const ARCHITECTURES: [&str; 4] = ["cnn-lstm", "cnn-lstm-dropout", "cnn-lstm-rr", "transformer"];
 
 /// A beat classifier network of any architecture.
 #[derive(Debug, Clone)]
@@ -59,6 +61,11 @@ impl Network {
                 params,
                 rng,
             )?)),
+            "cnn-lstm-rr" => Ok(Network::CnnLstm(CnnLstm::new(
+                CnnLstmConfig::rr_aware(),
+                params,
+                rng,
+            )?)),
             "transformer" => Ok(Network::Transformer(PaperTransformer::new(params, rng, 2)?)),
             other => Err(ModelError::Device(format!(
                 "unknown model {other:?}: use one of {}",
@@ -67,15 +74,26 @@ impl Network {
         }
     }
 
-    /// Class logits (batch, classes) for beats (batch, 187); dropout masks from `dropout` when training.
+    /// RR features the network needs per beat beside the samples (0 for most).
+    pub fn rr_features(&self) -> usize {
+        match self {
+            Network::CnnLstm(m) => m.config().rr_features,
+            Network::Transformer(_) => 0,
+        }
+    }
+
+    /// Class logits (batch, classes) for beats (batch, 187) and, where the
+    /// network needs them, their RR features (batch, 4); dropout masks from
+    /// `dropout` when training.
     pub fn forward(
         &self,
         params: &Params,
         x: &Tensor,
+        rr: Option<&Tensor>,
         dropout: Option<&mut SplitMix64>,
     ) -> Result<Tensor, ModelError> {
         match self {
-            Network::CnnLstm(m) => m.forward(params, x, dropout),
+            Network::CnnLstm(m) => m.forward(params, x, rr, dropout),
             Network::Transformer(m) => m.forward(params, x, dropout),
         }
     }

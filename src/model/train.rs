@@ -7,6 +7,7 @@
 use super::Network;
 use super::metrics::BinaryMetrics;
 use super::params::{ModelError, Params, SplitMix64};
+use super::rr::RR_FEATURES;
 use crate::dsp::BEAT_LEN;
 use candle_core::{D, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
@@ -107,22 +108,47 @@ fn batch_tensor(
     )?)
 }
 
+/// RR features of beats `idx` as a (batch, 4) tensor, when the model needs them.
+fn rr_tensor(
+    model: &Network,
+    params: &Params,
+    rr: Option<&[[f32; RR_FEATURES]]>,
+    idx: &[usize],
+) -> Result<Option<Tensor>, ModelError> {
+    if model.rr_features() == 0 {
+        return Ok(None);
+    }
+    let rr = rr.ok_or_else(|| {
+        ModelError::Device("this model needs the beats' RR intervals, which were not given".into())
+    })?;
+    let v: Vec<f32> = idx.iter().flat_map(|&i| rr[i]).collect();
+    Ok(Some(Tensor::from_vec(
+        v,
+        (idx.len(), RR_FEATURES),
+        params.device(),
+    )?))
+}
+
 fn label_tensor(params: &Params, labels: &[u8], idx: &[usize]) -> Result<Tensor, ModelError> {
     let v: Vec<u32> = idx.iter().map(|&i| labels[i] as u32).collect();
     Ok(Tensor::from_vec(v, idx.len(), params.device())?)
 }
 
-/// Probability of "abnormal" for beats `idx`, in batches of `batch`.
+/// Probability of "abnormal" for beats `idx` (with their RR features, for
+/// models that need them), in batches of `batch`.
 pub fn predict(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
+    rr: Option<&[[f32; RR_FEATURES]]>,
     idx: &[usize],
     batch: usize,
 ) -> Result<Vec<f32>, ModelError> {
     let mut out = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(batch.max(1)) {
-        let logits = model.forward(params, &batch_tensor(params, beats, chunk)?, None)?;
+        let x = batch_tensor(params, beats, chunk)?;
+        let r = rr_tensor(model, params, rr, chunk)?;
+        let logits = model.forward(params, &x, r.as_ref(), None)?;
         let p = candle_nn::ops::softmax_last_dim(&logits)?;
         out.extend(p.narrow(D::Minus1, 1, 1)?.flatten_all()?.to_vec1::<f32>()?);
     }
@@ -144,13 +170,16 @@ fn evaluate(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
+    rr: Option<&[[f32; RR_FEATURES]]>,
     labels: &[u8],
     idx: &[usize],
     batch: usize,
 ) -> Result<(f64, f64), ModelError> {
     let (mut loss, mut correct) = (0.0, 0usize);
     for chunk in idx.chunks(batch.max(1)) {
-        let logits = model.forward(params, &batch_tensor(params, beats, chunk)?, None)?;
+        let x = batch_tensor(params, beats, chunk)?;
+        let r = rr_tensor(model, params, rr, chunk)?;
+        let logits = model.forward(params, &x, r.as_ref(), None)?;
         let y = label_tensor(params, labels, chunk)?;
         loss += candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64
             * chunk.len() as f64;
@@ -160,11 +189,14 @@ fn evaluate(
     Ok((loss / n, correct as f64 / n))
 }
 
-/// Trains `model` on `split`, reporting each batch to `progress(epoch, batch, batches, loss)`.
+/// Trains `model` on `split` (RR features `rr` for models that need them),
+/// reporting each batch to `progress(epoch, batch, batches, loss)`.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
+    rr: Option<&[[f32; RR_FEATURES]]>,
     labels: &[u8],
     split: &Split,
     config: &TrainConfig,
@@ -193,7 +225,8 @@ pub fn train(
         for (b, chunk) in order.chunks(config.batch.max(1)).enumerate() {
             let x = batch_tensor(params, beats, chunk)?;
             let y = label_tensor(params, labels, chunk)?;
-            let logits = model.forward(params, &x, Some(&mut rng))?;
+            let r = rr_tensor(model, params, rr, chunk)?;
+            let logits = model.forward(params, &x, r.as_ref(), Some(&mut rng))?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             opt.backward_step(&loss)?;
             let l = loss.to_scalar::<f32>()? as f64;
@@ -202,7 +235,7 @@ pub fn train(
             progress(epoch, b + 1, batches, l);
         }
         let (val_loss, val_accuracy) =
-            evaluate(model, params, beats, labels, &split.validation, 1024)?;
+            evaluate(model, params, beats, rr, labels, &split.validation, 1024)?;
         let n = order.len().max(1) as f64;
         history.push(EpochStats {
             epoch,
@@ -228,7 +261,7 @@ pub fn train(
         }
     }
     params.restore(&best_weights)?;
-    let p = predict(model, params, beats, &split.test, 1024)?;
+    let p = predict(model, params, beats, rr, &split.test, 1024)?;
     let y: Vec<u8> = split.test.iter().map(|&i| labels[i]).collect();
     Ok(TrainOutcome {
         history,
@@ -301,6 +334,7 @@ mod tests {
             &model,
             &params,
             &beats,
+            None,
             &labels,
             &split,
             &config,

@@ -71,21 +71,28 @@ pub fn classify(
     let judged = |b: &crate::dsp::Beat| {
         b.quality.is_readable() && classifier.out_of_distribution(&b.values).is_none()
     };
-    let readable: Vec<[f32; BEAT_LEN]> = batch
+    let readable: Vec<&crate::dsp::Beat> = batch
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Beat(b) if judged(&b.beat) => Some(b.beat.values),
+            Item::Beat(b) if judged(&b.beat) => Some(&b.beat),
             _ => None,
         })
         .collect();
+    let values: Vec<[f32; BEAT_LEN]> = readable.iter().map(|b| b.values).collect();
+    let rr: Option<Vec<_>> = classifier.needs_rr().then(|| {
+        readable
+            .iter()
+            .map(|b| crate::model::rr::features(b.rr_prev_ms, b.rr_next_ms, b.rr_local_ms))
+            .collect()
+    });
     let p = if readable.is_empty() {
         Vec::new()
     } else {
         metrics.batch_size.observe(readable.len() as f64);
         let timer = metrics.inference_seconds.start_timer();
         let p = classifier
-            .p_abnormal(&readable)
+            .p_abnormal(&values, rr.as_deref())
             .map_err(|e| (batch.id, e))?;
         timer.observe_duration();
         p
