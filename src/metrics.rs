@@ -18,6 +18,7 @@ pub struct Metrics {
     pub missing_messages: IntCounter,
     pub segments_started: IntCounter,
     pub beats_extracted: IntCounter,
+    pub beats_out_of_distribution: IntCounter,
     pub beats_stored: IntCounterVec,
     pub active_streams: IntGauge,
     pub queue_depth: IntGaugeVec,
@@ -113,6 +114,11 @@ impl Metrics {
                 "Stream segments started (first message, gap, expiry, rate change)",
             ),
             beats_extracted: counter(&r, "holterd_beats_extracted_total", "Beats detected"),
+            beats_out_of_distribution: counter(
+                &r,
+                "holterd_beats_out_of_distribution_total",
+                "Readable beats the model abstained on as unlike its training beats (stored unreadable)",
+            ),
             beats_stored: counter_vec(
                 &r,
                 "holterd_beats_stored_total",

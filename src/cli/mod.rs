@@ -128,6 +128,11 @@ struct TrainArgs {
     /// Upper limit on epochs (early stopping usually ends sooner).
     #[arg(long, default_value_t = 200)]
     max_epochs: usize,
+    /// Also train on the training records' beats of these datasets (built with
+    /// `dataset build --noise`); `inter` only, where the split is by patient,
+    /// so no noisy copy of a scored beat can be trained on.
+    #[arg(long)]
+    augment: Vec<PathBuf>,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -152,6 +157,17 @@ struct DatasetBuildArgs {
     records: Vec<String>,
     #[command(flatten)]
     lead: LeadArgs,
+    /// Add recorded electrode noise (bw: baseline wander, ma: muscle artefact)
+    /// as the noise stress test does, and keep only the beats in noisy segments:
+    /// an augmentation set for `train --augment`.
+    #[arg(long)]
+    noise: Option<NoiseKind>,
+    /// Signal-to-noise ratio of the added noise, dB.
+    #[arg(long, default_value_t = 6.0, requires = "noise")]
+    snr: f64,
+    /// Directory of the noise records (default: $HOLTER_DATA_DIR/nstdb).
+    #[arg(long, requires = "noise")]
+    noise_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -233,8 +249,12 @@ struct EvalClassifyArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     model: Vec<PathBuf>,
     /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "data")]
     db: Option<PathBuf>,
+    /// Score the protocol's test beats of this dataset (from `holterd dataset
+    /// build`, e.g. a noisy one) instead of extracting them from the database.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Protocol (default: the one the model was trained under).
     #[arg(long, value_enum)]
     protocol: Option<crate::dataset::Protocol>,
@@ -584,8 +604,26 @@ fn train(a: TrainArgs) -> Result<()> {
     use crate::model::train::{TrainConfig, paper_split, predict, train};
     use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
-    let set = dataset::load(&a.data)?;
-    let (train_idx, test_idx) = protocol_split(&set, a.protocol, a.seed);
+    let mut set = dataset::load(&a.data)?;
+    let (mut train_idx, test_idx) = protocol_split(&set, a.protocol, a.seed);
+    let mut augmentation = Vec::new();
+    if !a.augment.is_empty() && a.protocol != dataset::Protocol::Inter {
+        bail!(
+            "--augment needs --protocol inter: under intra, a noisy copy of a scored beat could be trained on"
+        );
+    }
+    for dir in &a.augment {
+        let extra = dataset::load(dir)?;
+        let (extra_train, _) = protocol_split(&extra, a.protocol, a.seed);
+        let offset = set.len();
+        augmentation.push(format!(
+            "{} readable beats of the training records from {}",
+            extra_train.len(),
+            dir.display()
+        ));
+        train_idx.extend(extra_train.iter().map(|&i| i + offset));
+        set.append(extra);
+    }
     let labels = set.binary();
     let split = paper_split(&labels, &train_idx, a.seed);
     let mut params = Params::new(&device);
@@ -649,6 +687,7 @@ fn train(a: TrainArgs) -> Result<()> {
         evaluation,
         holterd_version: env!("CARGO_PKG_VERSION").to_string(),
         input_profile: Some(input_profile),
+        augmentation,
     };
     std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
         .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;
@@ -740,9 +779,14 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     let classifier = Classifier::load(&a.model, &device)?;
     let first = &classifier.members()[0].card;
     let protocol = a.protocol.unwrap_or(first.protocol);
-    let db = default_db(a.db);
-    let records = selected_records(&db, &[])?;
-    let (set, _) = from_db(&db, &records, &LeadChoice::Default)?;
+    let set = match &a.data {
+        Some(dir) => crate::dataset::load(dir)?,
+        None => {
+            let db = default_db(a.db);
+            let records = selected_records(&db, &[])?;
+            from_db(&db, &records, &LeadChoice::Default)?.0
+        }
+    };
     let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
     let rr = set.rr_features();
     let p = classifier.p_abnormal_of(&set.values, Some(&rr), &test_idx, 1024)?;
@@ -764,7 +808,29 @@ fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
         powerline_hz: a.lead.powerline.0,
         ..ExtractorConfig::new(fs)
     };
-    let s = crate::dataset::build(&db, &records, &a.lead.choice(), config, &a.out)?;
+    let noise = match a.noise {
+        None => None,
+        Some(kind) => {
+            let path = a
+                .noise_dir
+                .unwrap_or_else(|| crate::data_dir().join("nstdb"))
+                .join(kind.record());
+            let rec = wfdb::read_record(&path)?;
+            Some(crate::dataset::NoiseMix {
+                signal: rec.physical(0),
+                fs: rec.header.fs,
+                snr_db: a.snr,
+            })
+        }
+    };
+    let s = crate::dataset::build(
+        &db,
+        &records,
+        &a.lead.choice(),
+        config,
+        noise.as_ref(),
+        &a.out,
+    )?;
     let [n, sv, v, f, q] = s.per_class;
     eprintln!(
         "{} records: {} labelled beats (N {n}, S {sv}, V {v}, F {f}, Q {q}; {} unreadable), {} unmatched detections kept apart, in {}",

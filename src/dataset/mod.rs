@@ -86,9 +86,54 @@ pub fn label_record(
     lead: &LeadChoice,
     config: impl Fn(f64) -> ExtractorConfig,
 ) -> Result<Vec<LabelledBeat>, EvalError> {
-    let rec = read_annotated(path, lead)?;
-    let beats = BeatExtractor::extract_all(config(rec.fs), &rec.signal, 256)
+    label_noisy_record(path, lead, config, None)
+}
+
+/// Recorded electrode noise to add to records before extraction: training-time
+/// augmentation through the same extractor the daemon runs.
+#[derive(Debug, Clone)]
+pub struct NoiseMix {
+    /// The noise, mV.
+    pub signal: Vec<f32>,
+    /// Its sampling rate, Hz.
+    pub fs: f64,
+    /// Signal-to-noise ratio, dB (as in the noise stress test).
+    pub snr_db: f64,
+}
+
+/// [`label_record`] with `noise` added as the noise stress test adds it
+/// (alternating 2-minute segments after the first 5 minutes); with noise,
+/// only the beats inside noisy segments are returned, so that no clean beat
+/// is repeated.
+pub fn label_noisy_record(
+    path: &Path,
+    lead: &LeadChoice,
+    config: impl Fn(f64) -> ExtractorConfig,
+    noise: Option<&NoiseMix>,
+) -> Result<Vec<LabelledBeat>, EvalError> {
+    let mut rec = read_annotated(path, lead)?;
+    if let Some(n) = noise {
+        if n.fs != rec.fs {
+            return Err(EvalError::Noise(format!(
+                "the noise is sampled at {} Hz, {} at {} Hz",
+                n.fs,
+                path.display(),
+                rec.fs
+            )));
+        }
+        let reference: Vec<u64> = rec
+            .annotations
+            .iter()
+            .filter(|a| a.code.is_beat())
+            .map(|a| a.sample)
+            .collect();
+        crate::eval::add_noise(&mut rec.signal, &n.signal, &reference, rec.fs, n.snr_db);
+    }
+    let mut beats = BeatExtractor::extract_all(config(rec.fs), &rec.signal, 256)
         .map_err(|e| EvalError::Dsp(path.display().to_string(), e))?;
+    if noise.is_some() {
+        beats.retain(|b| crate::eval::in_noisy_segment(b.sample, rec.fs));
+    }
     let reference: Vec<_> = rec
         .annotations
         .iter()
@@ -158,6 +203,18 @@ impl BeatSet {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// Appends the beats of `other`.
+    pub fn append(&mut self, other: BeatSet) {
+        self.values.extend(other.values);
+        self.class.extend(other.class);
+        self.record.extend(other.record);
+        self.sample.extend(other.sample);
+        self.readable.extend(other.readable);
+        self.rr_prev_ms.extend(other.rr_prev_ms);
+        self.rr_next_ms.extend(other.rr_next_ms);
+        self.rr_local_ms.extend(other.rr_local_ms);
     }
 
     /// The seed paper's binary labels (1 = abnormal).
@@ -353,6 +410,7 @@ pub fn build(
     records: &[String],
     lead: &LeadChoice,
     config: impl Fn(f64) -> ExtractorConfig,
+    noise: Option<&NoiseMix>,
     out: &Path,
 ) -> anyhow::Result<BuildSummary> {
     use anyhow::Context;
@@ -384,7 +442,7 @@ pub fn build(
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
     let mut summary = BuildSummary::default();
     for name in records {
-        let labelled = label_record(&db.join(name), lead, &config)?;
+        let labelled = label_noisy_record(&db.join(name), lead, &config, noise)?;
         summary.records += 1;
         for l in &labelled {
             let b = &l.beat;

@@ -9,7 +9,7 @@ mod runner;
 pub use detection::{
     Comparison, DetectionScore, MATCH_WINDOW_S, compare_detections, match_beats, score_detections,
 };
-pub use noise::{NoiseKind, add_noise};
+pub use noise::{NoiseKind, add_noise, in_noisy_segment};
 pub use runner::{
     AnnotatedSignal, DetectEvalOptions, EvalError, LeadChoice, RecordResult, eval_record,
     list_records, read_annotated,

@@ -63,6 +63,17 @@ fn noise_rms(noise: &[f32], fs: f64) -> f64 {
     kept.iter().sum::<f64>() / kept.len() as f64
 }
 
+/// Seconds of clean signal before the first noisy segment.
+const CLEAN_START_S: f64 = 300.0;
+/// Seconds per segment; noisy and clean segments alternate.
+const SEGMENT_S: f64 = 120.0;
+
+/// True when `sample` lies in a segment [`add_noise`] adds noise to.
+pub fn in_noisy_segment(sample: u64, fs: f64) -> bool {
+    let t = sample as f64 / fs;
+    t >= CLEAN_START_S && (((t - CLEAN_START_S) / SEGMENT_S) as u64).is_multiple_of(2)
+}
+
 /// Adds `noise` (mV, same rate) to `signal` (mV) at `snr_db`, using the reference
 /// beats to measure QRS amplitude. Returns the gain applied to the noise.
 pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_db: f64) -> f64 {
@@ -88,8 +99,8 @@ pub fn add_noise(signal: &mut [f32], noise: &[f32], beats: &[u64], fs: f64, snr_
     let a = pp[pp.len() / 2] as f64;
     let signal_power = a * a / 8.0;
     let gain = (signal_power / (rms * rms * 10f64.powf(snr_db / 10.0))).sqrt();
-    let start = (300.0 * fs) as usize;
-    let segment = (120.0 * fs) as usize;
+    let start = (CLEAN_START_S * fs) as usize;
+    let segment = (SEGMENT_S * fs) as usize;
     let fade = fs.round() as usize;
     let mut i = start;
     while i < signal.len() {
@@ -136,6 +147,9 @@ mod tests {
         // No step where the noise switches on or off.
         assert_eq!(signal[30_000], clean[30_000]);
         assert!((signal[30_000 + 11_999] - clean[30_000 + 11_999]).abs() < 0.01);
+        assert!(!in_noisy_segment(29_999, fs) && in_noisy_segment(30_001, fs));
+        assert!(!in_noisy_segment(30_000 + 12_000 + 1, fs));
+        assert!(in_noisy_segment(30_000 + 24_000 + 1, fs));
         assert_eq!("ma".parse::<NoiseKind>(), Ok(NoiseKind::MuscleArtifact));
         assert!("xx".parse::<NoiseKind>().is_err());
     }

@@ -109,6 +109,9 @@ pub struct ModelCard {
     /// The range of the training beats' shapes; beats outside get no verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_profile: Option<InputProfile>,
+    /// Extra training beats beyond the protocol's clean ones (noise augmentation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub augmentation: Vec<String>,
 }
 
 /// A model loaded from its directory.

@@ -68,14 +68,27 @@ pub fn classify(
     metrics: &Metrics,
     threshold: f32,
 ) -> Result<Classified, (u64, crate::model::ModelError)> {
-    let judged = |b: &crate::dsp::Beat| {
-        b.quality.is_readable() && classifier.out_of_distribution(&b.values).is_none()
-    };
+    // Per item: whether it is a beat that gets a verdict from the model.
+    let mut abstained = 0u64;
+    let judged: Vec<bool> = batch
+        .items
+        .iter()
+        .map(|i| match i {
+            Item::Beat(b) if b.beat.quality.is_readable() => {
+                let familiar = classifier.out_of_distribution(&b.beat.values).is_none();
+                abstained += u64::from(!familiar);
+                familiar
+            }
+            _ => false,
+        })
+        .collect();
+    metrics.beats_out_of_distribution.inc_by(abstained);
     let readable: Vec<&crate::dsp::Beat> = batch
         .items
         .iter()
-        .filter_map(|i| match i {
-            Item::Beat(b) if judged(&b.beat) => Some(&b.beat),
+        .zip(&judged)
+        .filter_map(|(i, &j)| match i {
+            Item::Beat(b) if j => Some(&b.beat),
             _ => None,
         })
         .collect();
@@ -100,10 +113,10 @@ pub fn classify(
     let mut p = p.into_iter();
     let mut rows = Vec::with_capacity(batch.items.len());
     let mut closes = Vec::new();
-    for item in batch.items {
+    for (item, judged) in batch.items.into_iter().zip(judged) {
         match item {
             Item::Beat(b) => {
-                let (verdict, p_abnormal) = if judged(&b.beat) {
+                let (verdict, p_abnormal) = if judged {
                     let q = p.next().unwrap_or(f32::NAN);
                     let v = if q >= threshold {
                         Verdict::Abnormal
@@ -141,4 +154,70 @@ pub fn classify(
         rows,
         closes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::label_record;
+    use crate::dsp::ExtractorConfig;
+    use crate::eval::LeadChoice;
+    use crate::pipeline::ExtractedBeat;
+    use crate::store::SegmentKey;
+    use std::path::Path;
+    use std::time::Instant;
+
+    #[test]
+    fn beats_unlike_the_training_beats_are_stored_unreadable_not_normal() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let classifier = Classifier::load(
+            &[root.join("models/cnn-lstm-inter")],
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let labelled = label_record(
+            &root.join("tests/fixtures/100_0"),
+            &LeadChoice::Default,
+            ExtractorConfig::new,
+        )
+        .unwrap();
+        let real = labelled
+            .iter()
+            .find(|l| l.beat.quality.is_readable())
+            .unwrap()
+            .beat
+            .clone();
+        // Good-quality beats as far as the gate knows, with impossible shapes.
+        let mut square = real.clone();
+        for (k, v) in square.values.iter_mut().enumerate() {
+            *v = if (k / 10) % 2 == 0 { 1.0 } else { 0.0 };
+        }
+        let mut flat = real.clone();
+        flat.values = [0.0; BEAT_LEN];
+        let segment = SegmentKey {
+            device: "d".into(),
+            stream: 0,
+            first_seq: 0,
+        };
+        let items = [real, square, flat]
+            .into_iter()
+            .enumerate()
+            .map(|(i, beat)| {
+                Item::Beat(Box::new(ExtractedBeat {
+                    segment: segment.clone(),
+                    r_time_us: i as i64,
+                    beat,
+                    completed_at: Instant::now(),
+                }))
+            })
+            .collect();
+        let metrics = Metrics::new();
+        let out = classify(&classifier, Batch { id: 1, items }, &metrics, 0.5).unwrap();
+        let verdicts: Vec<_> = out.rows.iter().map(|(r, _)| r.verdict).collect();
+        assert_ne!(verdicts[0], Verdict::Unreadable);
+        assert!(out.rows[0].0.p_abnormal.is_some());
+        assert_eq!(verdicts[1..], [Verdict::Unreadable, Verdict::Unreadable]);
+        assert!(out.rows[1].0.p_abnormal.is_none());
+        assert_eq!(metrics.beats_out_of_distribution.get(), 2);
+    }
 }
