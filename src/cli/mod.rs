@@ -598,10 +598,14 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    use crate::dataset::AamiClass;
     use crate::dataset::{self, protocol_split};
     use crate::model::card::{Evaluation, ModelCard};
+    use crate::model::metrics::AamiConfusion;
     use crate::model::profile::InputProfile;
-    use crate::model::train::{TrainConfig, paper_split, predict, train};
+    use crate::model::train::{
+        TrainConfig, class_balanced_split, paper_split, predict, predict_classes, train,
+    };
     use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
     let mut set = dataset::load(&a.data)?;
@@ -624,17 +628,34 @@ fn train(a: TrainArgs) -> Result<()> {
         train_idx.extend(extra_train.iter().map(|&i| i + offset));
         set.append(extra);
     }
-    let labels = set.binary();
-    let split = paper_split(&labels, &train_idx, a.seed);
     let mut params = Params::new(&device);
     let network = Network::build(&a.model, &mut params, &mut SplitMix64::new(a.seed))?;
+    // Binary models learn normal/abnormal with the paper's balancing; five-class
+    // models learn the AAMI classes with N down-sampled only.
+    let five_class = network.classes() == AamiClass::ALL.len();
+    let (labels, split) = if five_class {
+        let labels: Vec<u8> = set.class.iter().map(|c| c.index() as u8).collect();
+        let split = class_balanced_split(&labels, &train_idx, a.seed);
+        (labels, split)
+    } else {
+        let labels = set.binary();
+        let split = paper_split(&labels, &train_idx, a.seed);
+        (labels, split)
+    };
     let train_config = TrainConfig {
         seed: a.seed,
         max_epochs: a.max_epochs,
         ..TrainConfig::default()
     };
-    let name = format!("{}-{}", a.model, format!("{:?}", a.protocol).to_lowercase());
-    let out = a.out.unwrap_or_else(|| PathBuf::from("models").join(&name));
+    // The card's name is its directory's, which the catalogue offers it by.
+    let default_name = format!("{}-{}", a.model, format!("{:?}", a.protocol).to_lowercase());
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("models").join(&default_name));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(default_name);
     eprintln!(
         "{name}: {} parameters; {} beats for training ({} train / {} validation / {} test after balancing), {} held out for evaluation",
         params.count(),
@@ -670,6 +691,12 @@ fn train(a: TrainArgs) -> Result<()> {
     let input_profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
     let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
     evaluation.abstained = Some(count_outliers(&input_profile, &set, &test_idx));
+    if five_class {
+        let predicted =
+            predict_classes(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?;
+        let reference: Vec<usize> = classes.iter().map(|c| c.index()).collect();
+        evaluation.aami = Some(AamiConfusion::compute(&predicted, &reference));
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     params.save(&out.join("weights.safetensors"))?;
     let card = ModelCard {
@@ -761,6 +788,25 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
         };
         writeln!(out, "  {c:?}: {:>6} beats, {what} {:.4}", o.beats, o.rate)?;
     }
+    if let Some(aami) = &e.aami {
+        writeln!(out, "AAMI classes (rows reference, columns predicted):")?;
+        writeln!(
+            out,
+            "       N       S       V       F       Q     Se      +P"
+        )?;
+        for (c, row) in crate::dataset::AamiClass::ALL.iter().zip(&aami.confusion) {
+            let i = c.index();
+            write!(out, "{c:?}")?;
+            for v in row {
+                write!(out, " {v:>7}")?;
+            }
+            writeln!(
+                out,
+                "  {:.4}  {:.4}",
+                aami.sensitivity[i], aami.positive_predictivity[i]
+            )?;
+        }
+    }
     if let Some(n) = e.abstained {
         writeln!(
             out,
@@ -790,8 +836,26 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
     let rr = set.rr_features();
     let p = classifier.p_abnormal_of(&set.values, Some(&rr), &test_idx, 1024)?;
+    let aami = match classifier.members() {
+        [m] if m.network.classes() == crate::dataset::AamiClass::ALL.len() => {
+            let predicted = crate::model::train::predict_classes(
+                &m.network,
+                &m.params,
+                &set.values,
+                Some(&rr),
+                &test_idx,
+                1024,
+            )?;
+            let reference: Vec<usize> = test_idx.iter().map(|&i| set.class[i].index()).collect();
+            Some(crate::model::metrics::AamiConfusion::compute(
+                &predicted, &reference,
+            ))
+        }
+        _ => None,
+    };
     let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
     let mut evaluation = Evaluation::compute(protocol, &p, &classes);
+    evaluation.aami = aami;
     evaluation.abstained = Some(
         test_idx
             .iter()
@@ -850,10 +914,11 @@ fn bench_infer(a: BenchInferArgs) -> Result<()> {
     let mut params = Params::new(&device);
     let mut rng = SplitMix64::new(1);
     let network = Network::build(&a.model, &mut params, &mut rng)?;
-    let cpu = device
-        .is_cpu()
-        .then(|| CpuNetwork::from_network(&network, &params))
-        .transpose()?;
+    let cpu = if device.is_cpu() {
+        CpuNetwork::from_network(&network, &params)?
+    } else {
+        None
+    };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -866,7 +931,7 @@ fn bench_infer(a: BenchInferArgs) -> Result<()> {
     )?;
     let naive = match &network {
         Network::Transformer(t) => Some(t),
-        Network::CnnLstm(_) => None,
+        Network::CnnLstm(_) | Network::PatchTransformer(_) => None,
     };
     writeln!(
         out,

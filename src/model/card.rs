@@ -37,6 +37,9 @@ pub struct Evaluation {
     /// beats (the metrics above still count its probabilities for them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abstained: Option<usize>,
+    /// For a five-class model: its AAMI classes against the reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aami: Option<super::metrics::AamiConfusion>,
 }
 
 impl Evaluation {
@@ -79,6 +82,7 @@ impl Evaluation {
             metrics: BinaryMetrics::compute(p_abnormal, &labels),
             per_class,
             abstained: None,
+            aami: None,
         }
     }
 }

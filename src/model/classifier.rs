@@ -45,8 +45,9 @@ impl Classifier {
             let nets = members
                 .iter()
                 .map(|m| CpuNetwork::from_network(&m.network, &m.params))
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(nets)
+                .collect::<Result<Option<Vec<_>>, _>>()?;
+            // A member without a CPU form puts the whole ensemble on candle.
+            nets
         } else {
             None
         };

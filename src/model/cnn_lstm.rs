@@ -47,6 +47,14 @@ impl CnnLstmConfig {
         }
     }
 
+    /// The RR-aware CNN-LSTM with the five AAMI classes (N, S, V, F, Q) as outputs.
+    pub fn rr_aware_aami() -> Self {
+        CnnLstmConfig {
+            classes: 5,
+            ..Self::rr_aware()
+        }
+    }
+
     /// The paper's CNN-LSTM with dropout.
     pub fn paper_dropout() -> Self {
         CnnLstmConfig {
@@ -161,6 +169,10 @@ mod tests {
             (CnnLstmConfig::paper(), 8_690),
             (CnnLstmConfig::paper_dropout(), 27_010),
             (CnnLstmConfig::rr_aware(), 8_690 + 4 * 2),
+            (
+                CnnLstmConfig::rr_aware_aami(),
+                8_690 + 4 * 2 + 3 * (16 + 4 + 1),
+            ),
         ] {
             let mut p = Params::new(&Device::Cpu);
             CnnLstm::new(config, &mut p, &mut SplitMix64::new(0)).unwrap();

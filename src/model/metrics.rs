@@ -1,5 +1,5 @@
 //! Binary classification metrics with abnormal as the positive class, as the
-//! seed paper reports them.
+//! seed paper reports them, and the AAMI five-class confusion matrix.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,43 @@ pub struct BinaryMetrics {
     #[serde(rename = "fn")]
     pub fn_: u64,
     pub tn: u64,
+}
+
+/// A five-class model's AAMI classes (N, S, V, F, Q) against the reference:
+/// the confusion matrix and each class's sensitivity and positive predictivity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AamiConfusion {
+    /// `confusion[reference][predicted]`, classes in the order N, S, V, F, Q.
+    pub confusion: [[u64; 5]; 5],
+    /// Per class: share of its beats predicted as it (Se).
+    pub sensitivity: [f64; 5],
+    /// Per class: share of the beats predicted as it that are it (+P).
+    pub positive_predictivity: [f64; 5],
+}
+
+impl AamiConfusion {
+    /// Scores predicted class indices against reference ones (both 0..5; others ignored).
+    pub fn compute(predicted: &[usize], reference: &[usize]) -> Self {
+        let mut confusion = [[0u64; 5]; 5];
+        for (&p, &r) in predicted.iter().zip(reference) {
+            if p < 5 && r < 5 {
+                confusion[r][p] += 1;
+            }
+        }
+        let mut sensitivity = [0.0; 5];
+        let mut positive_predictivity = [0.0; 5];
+        for c in 0..5 {
+            let row: u64 = confusion[c].iter().sum();
+            let col: u64 = confusion.iter().map(|r| r[c]).sum();
+            sensitivity[c] = ratio(confusion[c][c] as f64, row as f64);
+            positive_predictivity[c] = ratio(confusion[c][c] as f64, col as f64);
+        }
+        AamiConfusion {
+            confusion,
+            sensitivity,
+            positive_predictivity,
+        }
+    }
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -82,6 +119,17 @@ pub fn roc_auc(scores: &[f32], labels: &[u8]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aami_confusion_counts_rows_as_reference() {
+        // Reference N N S V V; predicted N S S V N.
+        let m = AamiConfusion::compute(&[0, 1, 1, 2, 0], &[0, 0, 1, 2, 2]);
+        assert_eq!(m.confusion[0], [1, 1, 0, 0, 0]);
+        assert_eq!(m.confusion[2], [1, 0, 1, 0, 0]);
+        assert_eq!(m.sensitivity[..3], [0.5, 1.0, 0.5]);
+        assert_eq!(m.positive_predictivity[..3], [0.5, 0.5, 1.0]);
+        assert_eq!(m.sensitivity[3], 0.0);
+    }
 
     #[test]
     fn confusion_and_metrics() {

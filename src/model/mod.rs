@@ -5,6 +5,7 @@
 //! - [`params`]: named parameters with Keras initialisation, saved as safetensors;
 //! - [`cnn_lstm`]: the paper's CNN-LSTM and CNN-LSTM-with-dropout;
 //! - [`transformer`]: the paper's transformer, and why it is an MLP;
+//! - [`patch_transformer`]: a transformer that attends over patches of the beat;
 //! - [`profile`]: the training beats' shape range, for abstaining on anything else;
 //! - [`rr`]: a beat's timing against its neighbours, for the RR-aware model;
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
@@ -22,6 +23,7 @@ pub mod cpu;
 pub mod layers;
 pub mod metrics;
 pub mod params;
+pub mod patch_transformer;
 pub mod profile;
 pub mod rr;
 pub mod train;
@@ -34,13 +36,21 @@ pub use transformer::PaperTransformer;
 use candle_core::Tensor;
 
 /// Architectures by name.
-pub const ARCHITECTURES: [&str; 4] = ["cnn-lstm", "cnn-lstm-dropout", "cnn-lstm-rr", "transformer"];
+pub const ARCHITECTURES: [&str; 6] = [
+    "cnn-lstm",
+    "cnn-lstm-dropout",
+    "cnn-lstm-rr",
+    "cnn-lstm-rr-aami",
+    "transformer",
+    "patch-transformer",
+];
 
 /// A beat classifier network of any architecture.
 #[derive(Debug, Clone)]
 pub enum Network {
     CnnLstm(CnnLstm),
     Transformer(PaperTransformer),
+    PatchTransformer(patch_transformer::PatchTransformer),
 }
 
 impl Network {
@@ -66,7 +76,15 @@ impl Network {
                 params,
                 rng,
             )?)),
+            "cnn-lstm-rr-aami" => Ok(Network::CnnLstm(CnnLstm::new(
+                CnnLstmConfig::rr_aware_aami(),
+                params,
+                rng,
+            )?)),
             "transformer" => Ok(Network::Transformer(PaperTransformer::new(params, rng, 2)?)),
+            "patch-transformer" => Ok(Network::PatchTransformer(
+                patch_transformer::PatchTransformer::new(params, rng, 2)?,
+            )),
             other => Err(ModelError::Device(format!(
                 "unknown model {other:?}: use one of {}",
                 ARCHITECTURES.join(", ")
@@ -74,11 +92,20 @@ impl Network {
         }
     }
 
+    /// Output classes: 2 (normal, abnormal) or 5 (AAMI N, S, V, F, Q).
+    pub fn classes(&self) -> usize {
+        match self {
+            Network::CnnLstm(m) => m.config().classes,
+            Network::Transformer(m) => m.classes(),
+            Network::PatchTransformer(m) => m.classes(),
+        }
+    }
+
     /// RR features the network needs per beat beside the samples (0 for most).
     pub fn rr_features(&self) -> usize {
         match self {
             Network::CnnLstm(m) => m.config().rr_features,
-            Network::Transformer(_) => 0,
+            Network::Transformer(_) | Network::PatchTransformer(_) => 0,
         }
     }
 
@@ -95,6 +122,7 @@ impl Network {
         match self {
             Network::CnnLstm(m) => m.forward(params, x, rr, dropout),
             Network::Transformer(m) => m.forward(params, x, dropout),
+            Network::PatchTransformer(m) => m.forward(params, x, dropout),
         }
     }
 }

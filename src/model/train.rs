@@ -71,6 +71,32 @@ pub fn paper_split(labels: &[u8], candidates: &[usize], seed: u64) -> Split {
     }
 }
 
+/// The split for a five-class model (`labels` are AAMI class indices, 0 = N):
+/// the paper's down-sampling would cut every class to the rarest one's size,
+/// so only N is down-sampled, to the size of the largest other class; then
+/// 10 % test and 70/30 train/validation as in the paper.
+pub fn class_balanced_split(labels: &[u8], candidates: &[usize], seed: u64) -> Split {
+    let mut rng = SplitMix64::new(seed ^ 0x5eed_5011);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); 256];
+    for &i in candidates {
+        by_class[labels[i] as usize].push(i);
+    }
+    let cap = by_class[1..].iter().map(Vec::len).max().unwrap_or(0);
+    rng.shuffle(&mut by_class[0]);
+    by_class[0].truncate(cap);
+    let mut all: Vec<usize> = by_class.into_iter().flatten().collect();
+    rng.shuffle(&mut all);
+    let test_len = all.len() / 10;
+    let test = all[..test_len].to_vec();
+    let rest = &all[test_len..];
+    let train_len = rest.len() * 7 / 10;
+    Split {
+        train: rest[..train_len].to_vec(),
+        validation: rest[train_len..].to_vec(),
+        test,
+    }
+}
+
 /// One epoch's numbers, kept next to the weights for the loss and accuracy curves.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EpochStats {
@@ -134,8 +160,8 @@ fn label_tensor(params: &Params, labels: &[u8], idx: &[usize]) -> Result<Tensor,
     Ok(Tensor::from_vec(v, idx.len(), params.device())?)
 }
 
-/// Probability of "abnormal" for beats `idx` (with their RR features, for
-/// models that need them), in batches of `batch`.
+/// Probability of "abnormal" (every class but 0, normal) for beats `idx`
+/// (with their RR features, for models that need them), in batches of `batch`.
 pub fn predict(
     model: &Network,
     params: &Params,
@@ -150,7 +176,28 @@ pub fn predict(
         let r = rr_tensor(model, params, rr, chunk)?;
         let logits = model.forward(params, &x, r.as_ref(), None)?;
         let p = candle_nn::ops::softmax_last_dim(&logits)?;
-        out.extend(p.narrow(D::Minus1, 1, 1)?.flatten_all()?.to_vec1::<f32>()?);
+        let normal = p.narrow(D::Minus1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        out.extend(normal.iter().map(|p| 1.0 - p));
+    }
+    Ok(out)
+}
+
+/// The most probable class of each beat `idx`, in batches of `batch`.
+pub fn predict_classes(
+    model: &Network,
+    params: &Params,
+    beats: &[[f32; BEAT_LEN]],
+    rr: Option<&[[f32; RR_FEATURES]]>,
+    idx: &[usize],
+    batch: usize,
+) -> Result<Vec<usize>, ModelError> {
+    let mut out = Vec::with_capacity(idx.len());
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_tensor(params, beats, chunk)?;
+        let r = rr_tensor(model, params, rr, chunk)?;
+        let logits = model.forward(params, &x, r.as_ref(), None)?;
+        let classes: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+        out.extend(classes.into_iter().map(|c| c as usize));
     }
     Ok(out)
 }
@@ -262,7 +309,11 @@ pub fn train(
     }
     params.restore(&best_weights)?;
     let p = predict(model, params, beats, rr, &split.test, 1024)?;
-    let y: Vec<u8> = split.test.iter().map(|&i| labels[i]).collect();
+    let y: Vec<u8> = split
+        .test
+        .iter()
+        .map(|&i| u8::from(labels[i] != 0))
+        .collect();
     Ok(TrainOutcome {
         history,
         best_epoch,
