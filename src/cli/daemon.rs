@@ -132,7 +132,11 @@ pub struct AnalyzeArgs {
     /// WFDB record path (without extension).
     record: PathBuf,
     /// Model directories (several: an ensemble).
-    #[arg(long, value_delimiter = ',', default_value = "models/cnn-lstm-inter")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "models/cnn-lstm-rr-noise-inter"
+    )]
     model: Vec<PathBuf>,
     /// Time of the first sample, µs since the Unix epoch.
     #[arg(long, default_value_t = 0)]

@@ -621,9 +621,9 @@ fn train(a: TrainArgs) -> Result<()> {
         let (extra_train, _) = protocol_split(&extra, a.protocol, a.seed);
         let offset = set.len();
         augmentation.push(format!(
-            "{} readable beats of the training records from {}",
+            "{} readable beats of the training records: {}",
             extra_train.len(),
-            dir.display()
+            dataset::source(dir)
         ));
         train_idx.extend(extra_train.iter().map(|&i| i + offset));
         set.append(extra);
@@ -881,6 +881,7 @@ fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
                 .join(kind.record());
             let rec = wfdb::read_record(&path)?;
             Some(crate::dataset::NoiseMix {
+                name: kind.record().to_string(),
                 signal: rec.physical(0),
                 fs: rec.header.fs,
                 snr_db: a.snr,

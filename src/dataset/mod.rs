@@ -11,7 +11,8 @@
 //!   symbol, AAMI class, binary label (0 normal = N, 1 abnormal), previous and
 //!   next RR intervals, quality, number of real values, local (median) RR;
 //! - `unmatched.csv`: detected beats with no reference beat (false detections,
-//!   or beats whose symbol has no AAMI class), kept apart, never labelled.
+//!   or beats whose symbol has no AAMI class), kept apart, never labelled;
+//! - `source.txt`: one line saying what the beats are (clean, or with which noise).
 
 use crate::dsp::{BEAT_LEN, Beat, BeatExtractor, ExtractorConfig};
 use crate::eval::{EvalError, LeadChoice, MATCH_WINDOW_S, match_beats, read_annotated};
@@ -93,6 +94,8 @@ pub fn label_record(
 /// augmentation through the same extractor the daemon runs.
 #[derive(Debug, Clone)]
 pub struct NoiseMix {
+    /// The noise record's name, e.g. `ma`.
+    pub name: String,
     /// The noise, mV.
     pub signal: Vec<f32>,
     /// Its sampling rate, Hz.
@@ -492,5 +495,24 @@ pub fn build(
     for w in [&mut beats_csv, &mut meta_csv, &mut unmatched_csv] {
         w.flush()?;
     }
+    let source = match noise {
+        Some(n) => format!(
+            "beats in the noisy segments of {} records with nstdb `{}` noise added at {} dB",
+            summary.records, n.name, n.snr_db
+        ),
+        None => format!("beats of {} records", summary.records),
+    };
+    std::fs::write(out.join(SOURCE_FILE), source + "\n")
+        .with_context(|| format!("cannot write {}", out.join(SOURCE_FILE).display()))?;
     Ok(summary)
+}
+
+/// File of a built dataset saying what it holds, in one line (read into model cards).
+pub const SOURCE_FILE: &str = "source.txt";
+
+/// What the dataset in `dir` holds, as [`build`] described it.
+pub fn source(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(SOURCE_FILE))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("the dataset in {}", dir.display()))
 }

@@ -641,6 +641,22 @@ fn metric_cells(m: Option<&BinaryMetrics>) -> [Option<f64>; 6] {
     }
 }
 
+fn aami_table(a: &crate::model::metrics::AamiConfusion) -> Markup {
+    html! {
+        div.scroll { table.confusion {
+            tr { th { "reference \\ predicted" } @for c in crate::dataset::AamiClass::ALL { th { (format!("{c:?}")) } } th { "Se" } th { "+P" } }
+            @for (i, c) in crate::dataset::AamiClass::ALL.iter().enumerate() {
+                tr {
+                    th { (format!("{c:?}")) }
+                    @for v in a.confusion[i] { td { (v) } }
+                    td { (format!("{:.3}", a.sensitivity[i])) }
+                    td { (format!("{:.3}", a.positive_predictivity[i])) }
+                }
+            }
+        } }
+    }
+}
+
 fn confusion(m: &BinaryMetrics) -> Markup {
     html! {
         table.confusion {
@@ -653,6 +669,14 @@ fn confusion(m: &BinaryMetrics) -> Markup {
 
 async fn models<S: Store>(State(s): State<HttpState<S>>, Viewer(p): Viewer) -> Markup {
     let models = s.web.models.models();
+    // The paper's architectures first (with its numbers), then those beyond it.
+    let mut sections: Vec<(String, [Option<f64>; 6])> =
+        PAPER.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+    for m in &models {
+        if !sections.iter().any(|(a, _)| *a == m.card.architecture) {
+            sections.push((m.card.architecture.clone(), [None; 6]));
+        }
+    }
     let names = ["accuracy", "precision", "recall", "F1", "kappa", "ROC AUC"];
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "–".into());
     layout(
@@ -662,8 +686,8 @@ async fn models<S: Store>(State(s): State<HttpState<S>>, Viewer(p): Viewer) -> M
             p { "Each architecture was trained twice: for the paper's protocol (" b { "intra" }
                 ": all records' beats split at random) and for the clinical one (" b { "inter" }
                 ": trained on DS1's patients, scored on DS2's). Abnormal is the positive class." }
-            @for (arch, paper) in PAPER {
-                @let of_arch: Vec<_> = models.iter().filter(|m| m.card.architecture == arch).collect();
+            @for (arch, paper) in &sections {
+                @let of_arch: Vec<_> = models.iter().filter(|m| &m.card.architecture == arch).collect();
                 h2 { (arch) }
                 @if of_arch.is_empty() { p { "Not shipped yet." } } @else {
                     @let intra = of_arch.iter().find(|m| m.card.protocol == crate::dataset::Protocol::Intra);
@@ -680,6 +704,11 @@ async fn models<S: Store>(State(s): State<HttpState<S>>, Viewer(p): Viewer) -> M
                         h3 { (m.card.name) " (" (crate::model::catalog::protocol_name(m.card.protocol)) ", "
                              (m.card.parameters) " parameters, " (m.card.evaluation.beats) " test beats)" }
                         (confusion(&m.card.evaluation.metrics))
+                        @if let Some(aami) = &m.card.evaluation.aami { (aami_table(aami)) }
+                        @if let Some(n) = m.card.evaluation.abstained {
+                            p { "Abstains (verdict unreadable) on " (n) " of the test beats as unlike its training beats." }
+                        }
+                        @for a in &m.card.augmentation { p { "Also trained on " (a) "." } }
                         div.curves {
                             (curve(m, "loss", |e| (e.loss, e.val_loss)))
                             (curve(m, "accuracy", |e| (e.accuracy, e.val_accuracy)))

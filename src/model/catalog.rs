@@ -1,5 +1,6 @@
 //! The shipped models offered to people: every directory of `models/` with a
-//! `card.json`, plus one ensemble per evaluation protocol. Uploads choose from
+//! `card.json`, plus one ensemble per evaluation protocol of the seed paper's
+//! architectures (as the paper's ensemble; they need nothing but the beat). Uploads choose from
 //! it by name (never by path), and the models page reads the cards.
 
 use super::ModelError;
@@ -56,12 +57,12 @@ impl ModelCatalog {
     }
 
     /// Names people can choose: each model, and `ensemble-<protocol>` where a
-    /// protocol has two or more models (their probabilities averaged).
+    /// protocol has two or more of the paper's models (their probabilities averaged).
     pub fn choices(&self) -> Vec<String> {
         let models = self.models();
         let mut out: Vec<String> = models.iter().map(|m| m.card.name.clone()).collect();
         for p in [Protocol::Inter, Protocol::Intra] {
-            if models.iter().filter(|m| m.card.protocol == p).count() >= 2 {
+            if models.iter().filter(|m| in_ensemble(m, p)).count() >= 2 {
                 out.push(format!("ensemble-{}", protocol_name(p)));
             }
         }
@@ -77,7 +78,11 @@ impl ModelCatalog {
         let dirs: Vec<&PathBuf> = match name.strip_prefix("ensemble-") {
             Some(p) => models
                 .iter()
-                .filter(|m| protocol_name(m.card.protocol) == p)
+                .filter(|m| {
+                    [Protocol::Inter, Protocol::Intra]
+                        .into_iter()
+                        .any(|q| protocol_name(q) == p && in_ensemble(m, q))
+                })
                 .map(|m| &m.dir)
                 .collect(),
             None => models
@@ -100,6 +105,12 @@ impl ModelCatalog {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Classifier>>> {
         self.loaded.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// True when `m` belongs in the ensemble of protocol `p`: one of the seed paper's architectures.
+fn in_ensemble(m: &ShippedModel, p: Protocol) -> bool {
+    m.card.protocol == p
+        && ["cnn-lstm", "cnn-lstm-dropout", "transformer"].contains(&m.card.architecture.as_str())
 }
 
 /// `intra` or `inter`.
