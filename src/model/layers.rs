@@ -56,15 +56,8 @@ impl KerasLstm {
             input,
             4 * units,
         )?;
-        // Keras initialises the recurrent kernel orthogonally; Glorot-uniform is used here
-        // (an initialisation choice only: shapes and function are Keras').
-        params.glorot(
-            rng,
-            &format!("{prefix}.recurrent_kernel"),
-            &[units, 4 * units],
-            units,
-            4 * units,
-        )?;
+        // Orthogonal, as Keras initialises the recurrent kernel.
+        params.orthogonal(rng, &format!("{prefix}.recurrent_kernel"), units, 4 * units)?;
         params.constant(&format!("{prefix}.bias"), &[4 * units], 0.0)?;
         let mut bias = vec![0.0f32; 4 * units];
         bias[units..2 * units].fill(1.0);

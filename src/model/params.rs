@@ -44,6 +44,13 @@ impl SplitMix64 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
+    /// Standard normal (Box–Muller).
+    pub fn next_normal(&mut self) -> f32 {
+        let u1 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
     /// Uniform integer in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
@@ -102,6 +109,39 @@ impl Params {
             .map(|_| (2.0 * rng.next_f32() - 1.0) * limit)
             .collect();
         self.add(name, values, shape)
+    }
+
+    /// A `rows × cols` parameter (rows ≤ cols) with orthonormal rows, as Keras'
+    /// `Orthogonal` initialiser draws an LSTM's recurrent kernel: Gaussian rows
+    /// orthonormalised by modified Gram–Schmidt (the Q of a QR decomposition).
+    pub fn orthogonal(
+        &mut self,
+        rng: &mut SplitMix64,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Tensor, ModelError> {
+        if rows > cols {
+            return Err(ModelError::Device(format!(
+                "{name}: orthogonal rows need rows <= cols, got {rows} x {cols}"
+            )));
+        }
+        let mut m: Vec<Vec<f64>> = (0..rows)
+            .map(|_| (0..cols).map(|_| rng.next_normal() as f64).collect())
+            .collect();
+        for i in 0..rows {
+            for j in 0..i {
+                let dot: f64 = m[i].iter().zip(&m[j]).map(|(a, b)| a * b).sum();
+                let (done, rest) = m.split_at_mut(i);
+                for (a, b) in rest[0].iter_mut().zip(&done[j]) {
+                    *a -= dot * b;
+                }
+            }
+            let norm = m[i].iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
+            m[i].iter_mut().for_each(|a| *a /= norm);
+        }
+        let values = m.into_iter().flatten().map(|v| v as f32).collect();
+        self.add(name, values, &[rows, cols])
     }
 
     /// A parameter filled with `value`.
@@ -202,5 +242,29 @@ impl Params {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orthogonal_rows_are_orthonormal() {
+        let mut p = Params::new(&Device::Cpu);
+        let mut rng = SplitMix64::new(8);
+        let w: Vec<Vec<f32>> = p
+            .orthogonal(&mut rng, "r", 16, 64)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        for i in 0..16 {
+            for j in 0..16 {
+                let dot: f32 = w[i].iter().zip(&w[j]).map(|(a, b)| a * b).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-5, "rows {i},{j}: {dot}");
+            }
+        }
+        assert!(p.orthogonal(&mut rng, "tall", 5, 3).is_err());
     }
 }
