@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 /// Lowest accuracy a shipped model must reach on the fixtures' beats (binary,
 /// normal vs abnormal). The fixtures come from records the intra-patient
 /// models were partly trained on: this checks that the files work, it is not
-/// an evaluation (that is `holterd eval classify`).
-const MIN_FIXTURE_ACCURACY: f64 = 0.90;
+/// an evaluation (that is `holterd eval classify`). The weakest shipped model,
+/// `cnn-lstm-dropout-intra` (0.89 on its own test beats), sets the floor; a
+/// model that called every fixture beat normal would score 0.67.
+const MIN_FIXTURE_ACCURACY: f64 = 0.85;
 
 fn shipped_models() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -38,7 +40,7 @@ fn shipped_models_classify_the_fixture_beats() {
     let models = shipped_models();
     for dir in &models {
         let c = Classifier::load(&[dir], &candle_core::Device::Cpu).unwrap();
-        let (mut correct, mut total) = (0usize, 0usize);
+        let (mut correct, mut total, mut normal) = (0usize, 0usize, 0usize);
         for name in FIXTURES {
             let labelled =
                 label_record(&fixture(name), &LeadChoice::Default, ExtractorConfig::new).unwrap();
@@ -70,15 +72,23 @@ fn shipped_models_classify_the_fixture_beats() {
             for (prob, l) in p.iter().zip(&beats) {
                 let abnormal = l.class.map(|c| c.binary() == 1).unwrap_or(false);
                 correct += usize::from((*prob >= 0.5) == abnormal);
+                normal += usize::from(!abnormal);
                 total += 1;
             }
         }
         let accuracy = correct as f64 / total as f64;
         eprintln!(
-            "{}: {correct}/{total} fixture beats right ({accuracy:.4})",
-            dir.display()
+            "{}: {correct}/{total} fixture beats right ({accuracy:.4}; all normal would score {:.4})",
+            dir.display(),
+            normal as f64 / total as f64
         );
         assert!(total > 500);
+        // The floor must be above what calling every beat normal would score.
+        let all_normal = normal as f64 / total as f64;
+        assert!(
+            all_normal < MIN_FIXTURE_ACCURACY - 0.04,
+            "all-normal scores {all_normal:.4}"
+        );
         assert!(
             accuracy >= MIN_FIXTURE_ACCURACY,
             "{}: accuracy {accuracy:.4}",

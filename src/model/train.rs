@@ -160,6 +160,27 @@ fn label_tensor(params: &Params, labels: &[u8], idx: &[usize]) -> Result<Tensor,
     Ok(Tensor::from_vec(v, idx.len(), params.device())?)
 }
 
+/// Runs `model` over beats `idx` (with their RR features, for models that
+/// need them) in batches of `batch`, without dropout, handing each batch's
+/// indices and logits to `each`.
+#[allow(clippy::too_many_arguments)]
+fn for_each_batch(
+    model: &Network,
+    params: &Params,
+    beats: &[[f32; BEAT_LEN]],
+    rr: Option<&[[f32; RR_FEATURES]]>,
+    idx: &[usize],
+    batch: usize,
+    mut each: impl FnMut(&[usize], &Tensor) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_tensor(params, beats, chunk)?;
+        let r = rr_tensor(model, params, rr, chunk)?;
+        each(chunk, &model.forward(params, &x, r.as_ref(), None)?)?;
+    }
+    Ok(())
+}
+
 /// Probability of "abnormal" (every class but 0, normal) for beats `idx`
 /// (with their RR features, for models that need them), in batches of `batch`.
 pub fn predict(
@@ -171,14 +192,12 @@ pub fn predict(
     batch: usize,
 ) -> Result<Vec<f32>, ModelError> {
     let mut out = Vec::with_capacity(idx.len());
-    for chunk in idx.chunks(batch.max(1)) {
-        let x = batch_tensor(params, beats, chunk)?;
-        let r = rr_tensor(model, params, rr, chunk)?;
-        let logits = model.forward(params, &x, r.as_ref(), None)?;
-        let p = candle_nn::ops::softmax_last_dim(&logits)?;
+    for_each_batch(model, params, beats, rr, idx, batch, |_, logits| {
+        let p = candle_nn::ops::softmax_last_dim(logits)?;
         let normal = p.narrow(D::Minus1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
         out.extend(normal.iter().map(|p| 1.0 - p));
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -192,13 +211,11 @@ pub fn predict_classes(
     batch: usize,
 ) -> Result<Vec<usize>, ModelError> {
     let mut out = Vec::with_capacity(idx.len());
-    for chunk in idx.chunks(batch.max(1)) {
-        let x = batch_tensor(params, beats, chunk)?;
-        let r = rr_tensor(model, params, rr, chunk)?;
-        let logits = model.forward(params, &x, r.as_ref(), None)?;
+    for_each_batch(model, params, beats, rr, idx, batch, |_, logits| {
         let classes: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
         out.extend(classes.into_iter().map(|c| c as usize));
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -223,15 +240,13 @@ fn evaluate(
     batch: usize,
 ) -> Result<(f64, f64), ModelError> {
     let (mut loss, mut correct) = (0.0, 0usize);
-    for chunk in idx.chunks(batch.max(1)) {
-        let x = batch_tensor(params, beats, chunk)?;
-        let r = rr_tensor(model, params, rr, chunk)?;
-        let logits = model.forward(params, &x, r.as_ref(), None)?;
+    for_each_batch(model, params, beats, rr, idx, batch, |chunk, logits| {
         let y = label_tensor(params, labels, chunk)?;
-        loss += candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64
+        loss += candle_nn::loss::cross_entropy(logits, &y)?.to_scalar::<f32>()? as f64
             * chunk.len() as f64;
-        correct += count_correct(&logits, labels, chunk)?;
-    }
+        correct += count_correct(logits, labels, chunk)?;
+        Ok(())
+    })?;
     let n = idx.len().max(1) as f64;
     Ok((loss / n, correct as f64 / n))
 }
