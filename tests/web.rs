@@ -663,6 +663,61 @@ async fn labelled_beats_upload_classifies_evaluates_and_stores_nothing_when_bad(
         1,
         "only the good upload was stored"
     );
+
+    // An RR-aware model cannot classify bare beats: the job fails and says why.
+    let r = a
+        .upload(
+            "/api/v1/uploads",
+            (k, &v),
+            &[("kind", "beats"), ("model", "cnn-lstm-rr-inter")],
+            &[("b.csv", beats_csv(&beats[..2], false))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let job = a
+        .wait_job(r.json()["status"].as_str().unwrap(), &a.uploader)
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["message"].as_str().unwrap().contains("RR intervals"),
+        "{job}"
+    );
+
+    // A row no heart produced (a square wave) gets no verdict but "unreadable".
+    let mut csv = beats_csv(&beats[..2], false);
+    let square: Vec<String> = (0..187)
+        .map(|k| if (k / 10) % 2 == 0 { "1" } else { "0" }.to_string())
+        .collect();
+    csv.extend_from_slice((square.join(",") + "\n").as_bytes());
+    let r = a
+        .upload(
+            "/api/v1/uploads",
+            (k, &v),
+            &[("kind", "beats"), ("model", "cnn-lstm-inter")],
+            &[("square.csv", csv)],
+        )
+        .await;
+    let job = a
+        .wait_job(r.json()["status"].as_str().unwrap(), &a.uploader)
+        .await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert!(
+        job["message"].as_str().unwrap().contains("1 unreadable"),
+        "{job}"
+    );
+    let id = job["result"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/uploads/");
+    let u = a
+        .get(&format!("/api/v1/uploads/{id}"), Some(&a.viewer))
+        .await
+        .json();
+    let rows = u["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_ne!(rows[0]["verdict"], "unreadable");
+    assert_eq!(rows[2]["verdict"], "unreadable");
+    assert!(rows[2]["p_abnormal"].is_null());
 }
 
 #[tokio::test]
