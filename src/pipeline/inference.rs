@@ -167,6 +167,59 @@ mod tests {
     use std::path::Path;
     use std::time::Instant;
 
+    fn item(segment: &SegmentKey, i: usize, beat: crate::dsp::Beat) -> Item {
+        Item::Beat(Box::new(ExtractedBeat {
+            segment: segment.clone(),
+            r_time_us: i as i64,
+            beat,
+            completed_at: Instant::now(),
+        }))
+    }
+
+    #[test]
+    fn rr_aware_models_get_each_beats_timing() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let classifier = Classifier::load(
+            &[root.join("models/cnn-lstm-rr-noise-inter")],
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        assert!(classifier.needs_rr());
+        let beats: Vec<_> = label_record(
+            &root.join("tests/fixtures/119_180"),
+            &LeadChoice::Default,
+            ExtractorConfig::new,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|l| l.beat)
+        .filter(|b| b.quality.is_readable())
+        .collect();
+        let values: Vec<_> = beats.iter().map(|b| b.values).collect();
+        let rr: Vec<_> = beats
+            .iter()
+            .map(|b| crate::model::rr::features(b.rr_prev_ms, b.rr_next_ms, b.rr_local_ms))
+            .collect();
+        let want = classifier.p_abnormal(&values, Some(&rr)).unwrap();
+        let segment = SegmentKey {
+            device: "d".into(),
+            stream: 0,
+            first_seq: 0,
+        };
+        let items = beats
+            .iter()
+            .enumerate()
+            .map(|(i, b)| item(&segment, i, b.clone()))
+            .collect();
+        let out = classify(&classifier, Batch { id: 1, items }, &Metrics::new(), 0.5).unwrap();
+        assert_eq!(out.rows.len(), beats.len());
+        for ((row, _), p) in out.rows.iter().zip(&want) {
+            assert_eq!(row.p_abnormal, Some(*p));
+        }
+        // Record 119 is a bigeminy: the model flags its ventricular beats.
+        assert!(out.rows.iter().any(|(r, _)| r.verdict == Verdict::Abnormal));
+    }
+
     #[test]
     fn beats_unlike_the_training_beats_are_stored_unreadable_not_normal() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -202,14 +255,7 @@ mod tests {
         let items = [real, square, flat]
             .into_iter()
             .enumerate()
-            .map(|(i, beat)| {
-                Item::Beat(Box::new(ExtractedBeat {
-                    segment: segment.clone(),
-                    r_time_us: i as i64,
-                    beat,
-                    completed_at: Instant::now(),
-                }))
-            })
+            .map(|(i, beat)| item(&segment, i, beat))
             .collect();
         let metrics = Metrics::new();
         let out = classify(&classifier, Batch { id: 1, items }, &metrics, 0.5).unwrap();
