@@ -3,11 +3,37 @@
 //! candle 0.11 has no `max_pool1d`, and its `max_pool2d` refuses a stride other
 //! than the kernel size and scales gradients by 1/k in backward; so
 //! [`max_pool_3_2`] is built from `maximum` of shifted views, which
-//! differentiates exactly. [`KerasLstm`] has one bias vector, like Keras,
-//! where candle's LSTM has two (the parameter counts must match the paper).
+//! differentiates exactly. candle 0.11's `conv1d` computes the forward pass
+//! right but its gradients wrong here (a finite-difference test of the whole
+//! CNN-LSTM caught it: kernels got gradient where the loss did not depend on
+//! them), so [`conv1d_valid`] builds the convolution from shifted views and
+//! one matrix product. [`KerasLstm`] has one bias vector, like Keras, where
+//! candle's LSTM has two (the parameter counts must match the paper).
 
 use super::params::{ModelError, Params, SplitMix64};
 use candle_core::{D, Tensor};
+
+/// A 1-D convolution with stride 1 and no padding (Keras `Conv1D`, "valid"):
+/// `x` (batch, channels, length), `kernel` (filters, channels, k) → (batch,
+/// filters, length − k + 1). Built from `narrow`, `cat` and `matmul`, whose
+/// gradients candle computes correctly.
+pub fn conv1d_valid(x: &Tensor, kernel: &Tensor) -> candle_core::Result<Tensor> {
+    let (batch, channels, len) = x.dims3()?;
+    let (filters, kc, k) = kernel.dims3()?;
+    if kc != channels || len < k {
+        candle_core::bail!(
+            "conv1d_valid: input (…, {channels}, {len}) does not fit kernel ({filters}, {kc}, {k})"
+        );
+    }
+    let out = len - k + 1;
+    // Columns (batch, channels·k, out): row c·k + j holds x[c, j .. j + out].
+    let shifted: Vec<Tensor> = (0..k)
+        .map(|j| x.narrow(2, j, out))
+        .collect::<candle_core::Result<_>>()?;
+    let columns = Tensor::stack(&shifted, 2)?.reshape((batch, channels * k, out))?;
+    let w = kernel.reshape((filters, channels * k))?;
+    w.broadcast_left(batch)?.matmul(&columns)
+}
 
 /// Max-pooling over the last axis with window 3 and stride 2, no padding
 /// (Keras `MaxPooling1D(3, 2)`): output length ⌊(L − 3) / 2⌋ + 1.
