@@ -172,7 +172,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            models: vec!["models/cnn-lstm-rr-noise-inter".into()],
+            models: vec!["models/cnn-lstm-rr-inter".into()],
             device: "cpu".into(),
             inference_workers: 1,
             max_batch: 64,

@@ -135,7 +135,7 @@ pub struct AnalyzeArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "models/cnn-lstm-rr-noise-inter"
+        default_value = "models/cnn-lstm-rr-inter"
     )]
     model: Vec<PathBuf>,
     /// Time of the first sample, µs since the Unix epoch.
