@@ -821,6 +821,9 @@ fn command_line_verdicts(record: &std::path::Path, t0: i64) -> Vec<(i64, String,
             record.to_str().unwrap(),
             "--t0-us",
             &t0.to_string(),
+            // The upload's default model, named: `analyze` defaults to the daemon's.
+            "--model",
+            "models/cnn-lstm-inter",
             "--out",
             out.to_str().unwrap(),
         ])
