@@ -13,6 +13,17 @@
 use super::params::{ModelError, Params, SplitMix64};
 use candle_core::{D, Tensor};
 
+/// Layer normalisation over the last axis, as Keras' `LayerNormalization(epsilon=1e-6)`.
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> candle_core::Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + 1e-6)?.sqrt()?)?
+        .broadcast_mul(gamma)?
+        .broadcast_add(beta)
+}
+
 /// A 1-D convolution with stride 1 and no padding (Keras `Conv1D`, "valid"):
 /// `x` (batch, channels, length), `kernel` (filters, channels, k) → (batch,
 /// filters, length − k + 1). Built from `narrow`, `cat` and `matmul`, whose

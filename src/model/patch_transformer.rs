@@ -9,6 +9,7 @@
 //! output: 69,058 parameters. Attention now compares parts of the beat (the
 //! QRS with the P and T waves) with each other.
 
+use super::layers::layer_norm;
 use super::params::{ModelError, Params, SplitMix64};
 use super::transformer::{check_len, dropout_mask};
 use crate::dsp::BEAT_LEN;
@@ -21,7 +22,6 @@ const HEADS: usize = 4;
 const HEAD_DIM: usize = DIM / HEADS;
 const FF: usize = 128;
 const LAYERS: usize = 2;
-const LN_EPS: f64 = 1e-6;
 /// Dropout on attention and feed-forward outputs while training.
 const DROPOUT: f32 = 0.1;
 
@@ -151,17 +151,6 @@ fn dense(x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Result<Tensor, ModelErro
 fn dense_3d(x: &Tensor, kernel: &Tensor, bias: &Tensor) -> Result<Tensor, ModelError> {
     let (b, t, f) = x.dims3()?;
     Ok(dense(&x.reshape((b * t, f))?, kernel, bias)?.reshape((b, t, kernel.dims()[1]))?)
-}
-
-/// Layer normalisation over the last axis.
-fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor, ModelError> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(centred
-        .broadcast_div(&(var + LN_EPS)?.sqrt()?)?
-        .broadcast_mul(gamma)?
-        .broadcast_add(beta)?)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! computes every attention product (about 0.6 GFLOP per beat) and a test
 //! shows the two agree.
 
+use super::layers::layer_norm;
 use super::params::{ModelError, Params, SplitMix64};
 use crate::dsp::BEAT_LEN;
 use candle_core::{D, Tensor};
@@ -24,7 +25,6 @@ const HEADS: usize = 4;
 const KEY: usize = 256;
 const FF: usize = 4;
 const HIDDEN: usize = 128;
-const LN_EPS: f64 = 1e-6;
 /// Dropout after attention and feed-forward.
 const BLOCK_DROPOUT: f32 = 0.25;
 /// Dropout before the output layer.
@@ -77,17 +77,6 @@ impl PaperTransformer {
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.classes
-    }
-
-    /// Layer normalisation over a last axis of size 1, written out as Keras computes it.
-    fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        centred
-            .broadcast_div(&(var + LN_EPS)?.sqrt()?)?
-            .broadcast_mul(gamma)?
-            .broadcast_add(beta)
     }
 
     /// What one block adds to the beat, in closed form: (attention constant, feed-forward constant).
@@ -159,7 +148,7 @@ impl PaperTransformer {
         let mut h = x.unsqueeze(D::Minus1)?; // (batch, T, 1)
         for b in 0..BLOCKS {
             let p = |n: &str| params.get(&format!("block{b}.{n}"));
-            let n1 = Self::layer_norm(&h, &p("ln1.gamma")?, &p("ln1.beta")?)?;
+            let n1 = layer_norm(&h, &p("ln1.gamma")?, &p("ln1.beta")?)?;
             let project = |name: &str| -> Result<Tensor, ModelError> {
                 let w = p(&format!("{name}.kernel"))?.reshape((1, HEADS * KEY))?;
                 let bias = p(&format!("{name}.bias"))?.reshape((HEADS * KEY,))?;
@@ -181,7 +170,7 @@ impl PaperTransformer {
                 .broadcast_add(&p("output.bias")?)?
                 .reshape((batch, t, 1))?;
             h = (h + out)?;
-            let n2 = Self::layer_norm(&h, &p("ln2.gamma")?, &p("ln2.beta")?)?;
+            let n2 = layer_norm(&h, &p("ln2.gamma")?, &p("ln2.beta")?)?;
             let f = n2
                 .reshape((batch * t, 1))?
                 .matmul(&p("ff1.kernel")?)?
