@@ -4,14 +4,11 @@
 
 mod common;
 
-use common::{FIXTURES, fixture};
-use holterd::dataset::label_record;
-use holterd::dsp::ExtractorConfig;
-use holterd::eval::LeadChoice;
+use common::{FIXTURES, labelled_beats, shipped_models};
 use holterd::model::card::load_model;
 use holterd::model::classifier::Classifier;
 use holterd::model::{Network, Params, SplitMix64};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Lowest accuracy a shipped model must reach on the fixtures' beats (binary,
 /// normal vs abnormal). The fixtures come from records the intra-patient
@@ -21,20 +18,6 @@ use std::path::{Path, PathBuf};
 /// model that called every fixture beat normal would score 0.67.
 const MIN_FIXTURE_ACCURACY: f64 = 0.85;
 
-fn shipped_models() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("card.json").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
-}
-
 #[test]
 fn shipped_models_classify_the_fixture_beats() {
     let models = shipped_models();
@@ -42,26 +25,14 @@ fn shipped_models_classify_the_fixture_beats() {
         let c = Classifier::load(&[dir], &candle_core::Device::Cpu).unwrap();
         let (mut correct, mut total, mut normal) = (0usize, 0usize, 0usize);
         for name in FIXTURES {
-            let labelled =
-                label_record(&fixture(name), &LeadChoice::Default, ExtractorConfig::new).unwrap();
-            let beats: Vec<_> = labelled
-                .iter()
-                .filter(|l| l.class.is_some() && l.beat.quality.is_readable())
-                .collect();
-            let values: Vec<_> = beats.iter().map(|l| l.beat.values).collect();
-            let idx: Vec<usize> = (0..values.len()).collect();
-            let rr: Vec<_> = beats
-                .iter()
-                .map(|l| {
-                    holterd::model::rr::features(
-                        l.beat.rr_prev_ms,
-                        l.beat.rr_next_ms,
-                        l.beat.rr_local_ms,
-                    )
-                })
-                .collect();
-            let p = c.p_abnormal_of(&values, Some(&rr), &idx, 256).unwrap();
-            let reference = c.p_abnormal_candle(&values, Some(&rr), &idx, 256).unwrap();
+            let beats = labelled_beats(name);
+            let idx: Vec<usize> = (0..beats.values.len()).collect();
+            let p = c
+                .p_abnormal_of(&beats.values, Some(&beats.rr), &idx, 256)
+                .unwrap();
+            let reference = c
+                .p_abnormal_candle(&beats.values, Some(&beats.rr), &idx, 256)
+                .unwrap();
             for (fast, slow) in p.iter().zip(&reference) {
                 assert!(
                     (fast - slow).abs() < 1e-5,
@@ -69,8 +40,7 @@ fn shipped_models_classify_the_fixture_beats() {
                     dir.display()
                 );
             }
-            for (prob, l) in p.iter().zip(&beats) {
-                let abnormal = l.class.map(|c| c.binary() == 1).unwrap_or(false);
+            for (prob, &abnormal) in p.iter().zip(&beats.abnormal) {
                 correct += usize::from((*prob >= 0.5) == abnormal);
                 normal += usize::from(!abnormal);
                 total += 1;
@@ -200,4 +170,78 @@ fn shipped_models_abstain_on_flat_lines_noise_and_square_waves() {
             );
         }
     }
+}
+
+fn holterd(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holterd"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "holterd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `dataset build` and `eval classify` end to end on the fixture records: the
+/// per-beat probabilities it writes give back the confusion matrix it prints.
+#[test]
+fn eval_classify_writes_probabilities_that_match_its_metrics() {
+    let dir = temp_dir("eval");
+    let data = dir.join("data");
+    let probabilities = dir.join("p.csv");
+    let fixtures = common::fixture("100_0");
+    holterd(&[
+        "dataset",
+        "build",
+        "--db",
+        fixtures.parent().unwrap().to_str().unwrap(),
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    let json = holterd(&[
+        "eval",
+        "classify",
+        "--model",
+        "models/cnn-lstm-intra",
+        "--data",
+        data.to_str().unwrap(),
+        "--protocol",
+        "intra",
+        "--json",
+        "--probabilities",
+        probabilities.to_str().unwrap(),
+    ]);
+    let metrics: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let csv = std::fs::read_to_string(&probabilities).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("record,sample,class,p_abnormal"));
+    let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        assert!(common::FIXTURES.contains(&fields[0]), "{line}");
+        let p: f32 = fields[3].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{line}");
+        match (fields[2] != "N", p >= 0.5) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fn_ += 1,
+            (false, false) => tn += 1,
+        }
+    }
+    assert!(tp + fp + fn_ + tn > 100);
+    assert_eq!(metrics["beats"], tp + fp + fn_ + tn);
+    assert_eq!(
+        [
+            &metrics["tp"],
+            &metrics["fp"],
+            &metrics["fn"],
+            &metrics["tn"]
+        ],
+        [tp, fp, fn_, tn]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -122,12 +122,16 @@ struct TrainArgs {
     /// Which beats to train on: the protocol's training part.
     #[arg(long, value_enum, default_value = "intra")]
     protocol: crate::dataset::Protocol,
-    /// Seed of every random choice.
+    /// Seed of training's random choices: the balancing, the 70/30 split, the
+    /// initial weights and the batch order (the `intra` 80/20 split is fixed).
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Upper limit on epochs (early stopping usually ends sooner).
     #[arg(long, default_value_t = 200)]
     max_epochs: usize,
+    /// Epochs without a better validation loss before stopping (the paper's is 10).
+    #[arg(long, default_value_t = 10)]
+    patience: usize,
     /// Also train on the training records' beats of these datasets (built with
     /// `dataset build --noise`); `inter` only, where the split is by patient,
     /// so no noisy copy of a scored beat can be trained on.
@@ -261,6 +265,10 @@ struct EvalClassifyArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write each scored beat's probability of being abnormal to this CSV
+    /// (record, sample, AAMI class, p_abnormal), for ROC or calibration plots.
+    #[arg(long)]
+    probabilities: Option<PathBuf>,
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -609,7 +617,7 @@ fn train(a: TrainArgs) -> Result<()> {
     use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
     let mut set = dataset::load(&a.data)?;
-    let (mut train_idx, test_idx) = protocol_split(&set, a.protocol, a.seed);
+    let (mut train_idx, test_idx) = protocol_split(&set, a.protocol);
     let mut augmentation = Vec::new();
     if !a.augment.is_empty() && a.protocol != dataset::Protocol::Inter {
         bail!(
@@ -618,7 +626,7 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     for dir in &a.augment {
         let extra = dataset::load(dir)?;
-        let (extra_train, _) = protocol_split(&extra, a.protocol, a.seed);
+        let (extra_train, _) = protocol_split(&extra, a.protocol);
         let offset = set.len();
         augmentation.push(format!(
             "{} readable beats of the training records: {}",
@@ -645,6 +653,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let train_config = TrainConfig {
         seed: a.seed,
         max_epochs: a.max_epochs,
+        patience: a.patience,
         ..TrainConfig::default()
     };
     // The card's name is its directory's, which the catalogue offers it by.
@@ -745,7 +754,7 @@ fn profile(a: ProfileArgs) -> Result<()> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut card: ModelCard = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a model card", path.display()))?;
-        let (train_idx, test_idx) = protocol_split(&set, card.protocol, card.train_config.seed);
+        let (train_idx, test_idx) = protocol_split(&set, card.protocol);
         let profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
         let abstained = count_outliers(&profile, &set, &test_idx);
         eprintln!(
@@ -786,7 +795,12 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
         } else {
             "sensitivity"
         };
-        writeln!(out, "  {c:?}: {:>6} beats, {what} {:.4}", o.beats, o.rate)?;
+        let rate = if o.beats == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.4}", o.rate)
+        };
+        writeln!(out, "  {c:?}: {:>6} beats, {what} {rate}", o.beats)?;
     }
     if let Some(aami) = &e.aami {
         writeln!(out, "AAMI classes (rows reference, columns predicted):")?;
@@ -833,9 +847,12 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
             from_db(&db, &records, &LeadChoice::Default)?.0
         }
     };
-    let (_, test_idx) = protocol_split(&set, protocol, first.train_config.seed);
+    let (_, test_idx) = protocol_split(&set, protocol);
     let rr = set.rr_features();
     let p = classifier.p_abnormal_of(&set.values, Some(&rr), &test_idx, 1024)?;
+    if let Some(path) = &a.probabilities {
+        write_probabilities(path, &set, &test_idx, &p)?;
+    }
     let aami = match classifier.members() {
         [m] if m.network.classes() == crate::dataset::AamiClass::ALL.len() => {
             let predicted = crate::model::train::predict_classes(
@@ -863,6 +880,22 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
             .count(),
     );
     print_evaluation(&evaluation, a.json)
+}
+
+fn write_probabilities(
+    path: &Path,
+    set: &crate::dataset::BeatSet,
+    idx: &[usize],
+    p: &[f32],
+) -> Result<()> {
+    let mut out = String::from("record,sample,class,p_abnormal\n");
+    for (&i, p) in idx.iter().zip(p) {
+        out.push_str(&format!(
+            "{},{},{:?},{p}\n",
+            set.record[i], set.sample[i], set.class[i]
+        ));
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
@@ -943,7 +976,13 @@ fn bench_infer(a: BenchInferArgs) -> Result<()> {
             ""
         }
     )?;
-    for batch in [1usize, 32, 256] {
+    // A GPU only fills up with far larger batches than a CPU core.
+    let batches: &[usize] = if device.is_cpu() {
+        &[1, 32, 256]
+    } else {
+        &[1, 32, 256, 4096]
+    };
+    for &batch in batches {
         let beats: Vec<f32> = (0..batch * crate::dsp::BEAT_LEN)
             .map(|_| rng.next_f32())
             .collect();

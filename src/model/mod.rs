@@ -131,9 +131,15 @@ impl Network {
 pub fn device(name: &str) -> Result<candle_core::Device, ModelError> {
     match name {
         "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" if !cfg!(feature = "cuda") => Err(ModelError::Device(
+            "cuda: this holterd was built without the `cuda` feature; \
+             rebuild with `cargo build --release --features cuda`"
+                .into(),
+        )),
         "cuda" => candle_core::Device::new_cuda(0).map_err(|e| {
             ModelError::Device(format!(
-                "cuda: {e} (was holterd built with --features cuda?)"
+                "cuda: no usable GPU ({e}); check nvidia-smi and that CUDA 13's \
+                 libraries are on LD_LIBRARY_PATH"
             ))
         }),
         other => Err(ModelError::Device(format!(

@@ -6,7 +6,7 @@
 use holterd::dsp::{Beat, BeatExtractor, ExtractorConfig};
 use holterd::eval::LeadChoice;
 use holterd::wfdb;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The fixture records in `tests/fixtures` (see its README).
 pub const FIXTURES: [&str; 3] = ["100_0", "119_180", "208_540"];
@@ -25,6 +25,57 @@ pub struct Fixture {
     pub fs: f64,
     pub signal: Vec<f32>,
     pub reference: Vec<u64>,
+}
+
+/// The readable beats of a fixture record that have a reference class, as the
+/// classifiers take them: the 187 values, the RR features and whether the
+/// reference calls the beat abnormal.
+pub struct LabelledBeats {
+    pub values: Vec<[f32; holterd::dsp::BEAT_LEN]>,
+    pub rr: Vec<[f32; holterd::model::rr::RR_FEATURES]>,
+    pub abnormal: Vec<bool>,
+}
+
+pub fn labelled_beats(name: &str) -> LabelledBeats {
+    let labelled =
+        holterd::dataset::label_record(&fixture(name), &LeadChoice::Default, ExtractorConfig::new)
+            .unwrap();
+    let beats: Vec<_> = labelled
+        .iter()
+        .filter(|l| l.class.is_some() && l.beat.quality.is_readable())
+        .collect();
+    LabelledBeats {
+        values: beats.iter().map(|l| l.beat.values).collect(),
+        rr: beats
+            .iter()
+            .map(|l| {
+                holterd::model::rr::features(
+                    l.beat.rr_prev_ms,
+                    l.beat.rr_next_ms,
+                    l.beat.rr_local_ms,
+                )
+            })
+            .collect(),
+        abnormal: beats
+            .iter()
+            .map(|l| l.class.is_some_and(|c| c.binary() == 1))
+            .collect(),
+    }
+}
+
+/// Every model directory in `models/`, sorted.
+pub fn shipped_models() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("card.json").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 pub fn load(name: &'static str) -> Fixture {
