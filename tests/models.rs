@@ -1,6 +1,7 @@
 //! Classifier models as files: every model shipped in `models/` loads and
-//! classifies the fixture beats (the CPU path agreeing with candle's), and bad weight files (missing, truncated, of
-//! another architecture) give an error that names the problem.
+//! classifies the fixture beats (the CPU path agreeing with candle's), bad
+//! weight files (missing, truncated, of another architecture) give an error
+//! that names the problem, and `dataset build` + `eval classify` work end to end.
 
 mod common;
 
