@@ -403,7 +403,20 @@ async fn bad_payloads(store: AnyStore, broker: &str) {
             br#"{"seq":1,"t0_us":0,"fs":360,"samples":[1]}"#.to_vec(),
         ),
     ];
-    let n = cases.len() as u64;
+    // Each case's reason, and how many cases give it.
+    let expected = [
+        ("malformed", 2),
+        ("wrong_rate", 1),
+        ("empty", 1),
+        ("unknown_encoding", 1),
+        ("oversized", 1),
+        ("non_finite", 1),
+        ("bad_device_id", 1),
+    ];
+    assert_eq!(
+        expected.iter().map(|(_, k)| k).sum::<u64>(),
+        cases.len() as u64
+    );
     // The good device streams while the bad messages arrive.
     let mut opts = options(broker, &topics, vec![good.clone()], Encoding::Binary);
     opts.speed = 20.0;
@@ -414,24 +427,31 @@ async fn bad_payloads(store: AnyStore, broker: &str) {
     daemon
         .wait_until(
             |m| {
-                Reject::REASONS
+                expected
                     .iter()
-                    .map(|r| m.rejected.with_label_values(&[r]).get())
-                    .sum::<u64>()
-                    == n
+                    .all(|(r, k)| m.rejected.with_label_values(&[r]).get() >= *k)
             },
             "rejections",
         )
         .await;
     let m = &daemon.metrics;
     let count = |r: &str| m.rejected.with_label_values(&[r]).get();
-    assert_eq!(count("malformed"), 2);
-    assert_eq!(count("wrong_rate"), 1);
-    assert_eq!(count("empty"), 1);
-    assert_eq!(count("unknown_encoding"), 1);
-    assert_eq!(count("oversized"), 1);
-    assert_eq!(count("non_finite"), 1);
-    assert_eq!(count("bad_device_id"), 1);
+    // MQTT delivers at least once: after a reconnect (a loaded machine can
+    // miss keep-alives while the source waits on a full queue) the broker
+    // redelivers what was not yet acknowledged, and a redelivered bad message
+    // is refused again. Without a reconnect every count is exact.
+    let reconnected = m.mqtt_reconnects.get() > 0;
+    for r in Reject::REASONS {
+        let want = expected
+            .iter()
+            .find(|(name, _)| *name == r)
+            .map_or(0, |(_, k)| *k);
+        if want == 0 || !reconnected {
+            assert_eq!(count(r), want, "{r}");
+        } else {
+            assert!(count(r) >= want, "{r}: {}", count(r));
+        }
+    }
     wait_stored(&store, std::slice::from_ref(&good)).await;
     assert_matches_offline(&store, &recs[..1], std::slice::from_ref(&good)).await;
     assert!(
