@@ -25,13 +25,14 @@ fn shipped_models_agree_on_gpu_and_cpu() {
     let gpu = gpu();
     let models = shipped_models();
     assert!(!models.is_empty());
+    // Extracted once, shared by every model.
+    let fixtures: Vec<_> = FIXTURES.iter().map(|name| labelled_beats(name)).collect();
     for dir in &models {
         let on_cpu = Classifier::load(&[dir], &candle_core::Device::Cpu).unwrap();
         let on_gpu = Classifier::load(&[dir], &gpu).unwrap();
         let mut worst = 0.0f32;
         let mut compared = 0;
-        for name in FIXTURES {
-            let beats = labelled_beats(name);
+        for beats in &fixtures {
             let idx: Vec<usize> = (0..beats.values.len()).collect();
             let cpu = on_cpu
                 .p_abnormal_of(&beats.values, Some(&beats.rr), &idx, 256)

@@ -22,11 +22,12 @@ const MIN_FIXTURE_ACCURACY: f64 = 0.85;
 #[test]
 fn shipped_models_classify_the_fixture_beats() {
     let models = shipped_models();
+    // Extracted once, shared by every model.
+    let fixtures: Vec<_> = FIXTURES.iter().map(|name| labelled_beats(name)).collect();
     for dir in &models {
         let c = Classifier::load(&[dir], &candle_core::Device::Cpu).unwrap();
         let (mut correct, mut total, mut normal) = (0usize, 0usize, 0usize);
-        for name in FIXTURES {
-            let beats = labelled_beats(name);
+        for beats in &fixtures {
             let idx: Vec<usize> = (0..beats.values.len()).collect();
             let p = c
                 .p_abnormal_of(&beats.values, Some(&beats.rr), &idx, 256)
