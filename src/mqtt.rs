@@ -5,6 +5,12 @@
 //! rumqttc reconnects when polled again after an error, but neither waits
 //! between attempts nor subscribes again; this module does both, with a
 //! doubling backoff, on every new connection.
+//!
+//! MQTT 3.1.1 requires a client to acknowledge QoS 1 messages in the order
+//! they arrived (MQTT-4.6.0-2), and some brokers (rumqttd, the embedded one)
+//! drop a client that does not. Ingest finishes messages out of order (a
+//! refused one at once, a stored one after its commit), so [`AckOrder`] puts
+//! the acknowledgements back in arrival order before they are written.
 
 use crate::config::MqttConfig;
 use crate::metrics::Metrics;
@@ -25,6 +31,8 @@ use tokio::sync::{mpsc, watch};
 pub struct AckToken {
     /// Packet id of a QoS 1 message.
     pkid: Option<u16>,
+    /// Arrival order on its connection.
+    seq: u64,
     /// The connection it arrived on; acknowledgements for older connections are
     /// skipped (the broker resends those messages, and ingest drops the copies).
     connection: u64,
@@ -35,6 +43,7 @@ impl AckToken {
     pub fn none() -> Self {
         AckToken {
             pkid: None,
+            seq: 0,
             connection: 0,
         }
     }
@@ -79,6 +88,7 @@ pub struct MqttSource {
     eventloop: EventLoop,
     acks: mpsc::UnboundedReceiver<AckToken>,
     connection: Arc<AtomicU64>,
+    order: AckOrder,
     config: MqttConfig,
 }
 
@@ -143,6 +153,7 @@ impl MqttSource {
                 eventloop,
                 acks,
                 connection,
+                order: AckOrder::default(),
                 config: config.clone(),
             },
             acker,
@@ -159,20 +170,28 @@ impl MqttSource {
         }
     }
 
-    /// Writes acknowledgements for the current connection and flushes them.
-    /// A write error is left for the next poll to report (and reconnect).
+    /// Marks `acks` finished and writes, in arrival order, every acknowledgement
+    /// now due on the current connection, then flushes them. A write error is
+    /// left for the next poll to report (and reconnect).
     async fn write_acks(&mut self, acks: &mut Vec<AckToken>) {
         let current = self.connection.load(Ordering::Acquire);
+        for a in acks.drain(..) {
+            if a.pkid.is_some() && a.connection == current {
+                self.order.finish(a.seq);
+            }
+        }
+        let due = self.order.take_due(Instant::now());
         let Some(network) = self.eventloop.network.as_mut() else {
-            acks.clear();
             return;
         };
-        for a in acks.drain(..) {
-            if let (Some(pkid), true) = (a.pkid, a.connection == current)
-                && network
-                    .write(Packet::PubAck(PubAck::new(pkid)))
-                    .await
-                    .is_err()
+        if due.is_empty() {
+            return;
+        }
+        for pkid in due {
+            if network
+                .write(Packet::PubAck(PubAck::new(pkid)))
+                .await
+                .is_err()
             {
                 return;
             }
@@ -240,6 +259,10 @@ impl MqttSource {
                     self.write_acks(&mut acks).await;
                     continue;
                 }
+                _ = sleep_until_some(self.order.patience_deadline()) => {
+                    self.write_acks(&mut acks).await;
+                    continue;
+                }
                 _ = sleep_until_some(subscribe_by) => {
                     tracing::warn!(filter = %self.config.topic_filter, "no subscription acknowledgement; subscribing again");
                     self.subscribe();
@@ -252,14 +275,15 @@ impl MqttSource {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let Some(tx) = &tx else { continue };
                     let connection = self.connection.load(Ordering::Acquire);
-                    let inbound = match decode(p, &self.config, connection, &metrics) {
-                        Ok(inbound) => inbound,
-                        Err(token) => {
-                            acks.push(token);
-                            self.write_acks(&mut acks).await;
-                            continue;
-                        }
-                    };
+                    let inbound =
+                        match decode(p, &self.config, connection, &mut self.order, &metrics) {
+                            Ok(inbound) => inbound,
+                            Err(token) => {
+                                acks.push(token);
+                                self.write_acks(&mut acks).await;
+                                continue;
+                            }
+                        };
                     if buffer.is_empty() {
                         match tx.try_send(inbound) {
                             Ok(()) => {}
@@ -285,6 +309,7 @@ impl MqttSource {
                     self.connection.fetch_add(1, Ordering::AcqRel);
                     // Messages of the previous connection will be resent by the broker.
                     buffer.clear();
+                    self.order = AckOrder::default();
                     if connections > 1 {
                         metrics.mqtt_reconnects.inc();
                     }
@@ -334,6 +359,89 @@ impl MqttSource {
     }
 }
 
+/// How long finished messages wait for an older unfinished one before they are
+/// acknowledged out of order anyway. Normally every message is finished within
+/// a commit; one that is not (held by ingest for a late predecessor) would
+/// otherwise stall all acknowledgements, and with them the broker's deliveries.
+/// A broker that insists on order then drops the connection and resends what
+/// was not acknowledged, which ingest recognises as duplicates: nothing is lost.
+const ACK_ORDER_PATIENCE: Duration = Duration::from_secs(2);
+
+/// QoS 1 messages of the current connection that are not yet acknowledged, in
+/// arrival order, so that acknowledgements go out in that order.
+#[derive(Debug, Default)]
+struct AckOrder {
+    next_seq: u64,
+    pending: VecDeque<PendingAck>,
+    /// How many entries of `pending` are finished.
+    finished: usize,
+}
+
+#[derive(Debug)]
+struct PendingAck {
+    seq: u64,
+    pkid: u16,
+    received: Instant,
+    finished: bool,
+}
+
+impl AckOrder {
+    /// Registers an arriving message; returns its arrival number.
+    fn receive(&mut self, pkid: u16, received: Instant) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(PendingAck {
+            seq,
+            pkid,
+            received,
+            finished: false,
+        });
+        seq
+    }
+
+    /// Marks message `seq` finished (stored, or refused); unknown ones are ignored.
+    fn finish(&mut self, seq: u64) {
+        if let Ok(i) = self.pending.binary_search_by_key(&seq, |p| p.seq)
+            && !self.pending[i].finished
+        {
+            self.pending[i].finished = true;
+            self.finished += 1;
+        }
+    }
+
+    /// Packet ids to acknowledge now, in order: the finished messages at the
+    /// front, and every finished one once the oldest unfinished message has
+    /// waited `ACK_ORDER_PATIENCE`.
+    fn take_due(&mut self, now: Instant) -> Vec<u16> {
+        let mut due = Vec::new();
+        while self.pending.front().is_some_and(|p| p.finished) {
+            if let Some(p) = self.pending.pop_front() {
+                due.push(p.pkid);
+            }
+        }
+        self.finished -= due.len();
+        if self.finished > 0
+            && self
+                .pending
+                .front()
+                .is_some_and(|p| now >= p.received + ACK_ORDER_PATIENCE)
+        {
+            due.extend(self.pending.iter().filter(|p| p.finished).map(|p| p.pkid));
+            self.pending.retain(|p| !p.finished);
+            self.finished = 0;
+        }
+        due
+    }
+
+    /// When finished messages will stop waiting for the oldest unfinished one.
+    fn patience_deadline(&self) -> Option<tokio::time::Instant> {
+        let front = self.pending.front().filter(|_| self.finished > 0)?;
+        Some(tokio::time::Instant::from_std(
+            front.received + ACK_ORDER_PATIENCE,
+        ))
+    }
+}
+
 /// How long a subscription may wait for its acknowledgement before it is asked again.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -359,15 +467,18 @@ fn decode(
     p: Publish,
     config: &MqttConfig,
     connection: u64,
+    order: &mut AckOrder,
     metrics: &Metrics,
 ) -> Result<Inbound, AckToken> {
     metrics.messages.inc();
     let received = Instant::now();
     let decoded = wire::device_from_topic(&config.topic_filter, &p.topic)
         .and_then(|device| wire::decode(&device, &p.payload, config.max_payload_bytes));
+    let pkid = (p.qos != QoS::AtMostOnce).then_some(p.pkid);
     let token = AckToken {
         connection,
-        pkid: (p.qos != QoS::AtMostOnce).then_some(p.pkid),
+        seq: pkid.map_or(0, |pkid| order.receive(pkid, received)),
+        pkid,
     };
     match decoded {
         Ok(frame) => Ok(Inbound {
@@ -382,5 +493,52 @@ fn decode(
             tracing::warn!(%topic, reason = reject.reason(), error = %reject, "message rejected");
             Err(token)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledgements_go_out_in_arrival_order() {
+        let t0 = Instant::now();
+        let mut order = AckOrder::default();
+        let seqs: Vec<u64> = (10..15).map(|pkid| order.receive(pkid, t0)).collect();
+        // The third and first finish; only the first is due, the third waits for the second.
+        order.finish(seqs[2]);
+        order.finish(seqs[0]);
+        assert_eq!(order.take_due(t0), vec![10]);
+        assert!(order.patience_deadline().is_some());
+        order.finish(seqs[1]);
+        assert_eq!(order.take_due(t0), vec![11, 12]);
+        assert_eq!(order.patience_deadline(), None);
+        // Finishing twice, or an unknown message, changes nothing.
+        order.finish(seqs[1]);
+        order.finish(99);
+        assert!(order.take_due(t0).is_empty());
+        order.finish(seqs[4]);
+        order.finish(seqs[3]);
+        assert_eq!(order.take_due(t0), vec![13, 14]);
+        assert!(order.pending.is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_message_holds_the_others_back_only_for_a_while() {
+        let t0 = Instant::now();
+        let mut order = AckOrder::default();
+        let held = order.receive(1, t0);
+        let a = order.receive(2, t0);
+        let b = order.receive(3, t0);
+        order.finish(b);
+        order.finish(a);
+        assert!(order.take_due(t0).is_empty());
+        let deadline = order.patience_deadline().unwrap();
+        assert_eq!(deadline.into_std(), t0 + ACK_ORDER_PATIENCE);
+        assert_eq!(order.take_due(t0 + ACK_ORDER_PATIENCE), vec![2, 3]);
+        // The held message is still owed, and goes out once finished.
+        assert_eq!(order.patience_deadline(), None);
+        order.finish(held);
+        assert_eq!(order.take_due(t0 + ACK_ORDER_PATIENCE), vec![1]);
     }
 }
