@@ -132,6 +132,10 @@ struct TrainArgs {
     /// Epochs without a better validation loss before stopping (the paper's is 10).
     #[arg(long, default_value_t = 10)]
     patience: usize,
+    /// Redraw the down-sampled class's training beats every epoch from all
+    /// of them, instead of once (the paper drew once and left the rest unused).
+    #[arg(long)]
+    redraw_each_epoch: bool,
     /// Also train on the training records' beats of these datasets (built with
     /// `dataset build --noise`); `inter` only, where the split is by patient,
     /// so no noisy copy of a scored beat can be trained on.
@@ -654,6 +658,7 @@ fn train(a: TrainArgs) -> Result<()> {
         seed: a.seed,
         max_epochs: a.max_epochs,
         patience: a.patience,
+        redraw_each_epoch: a.redraw_each_epoch,
         ..TrainConfig::default()
     };
     // The card's name is its directory's, which the catalogue offers it by.

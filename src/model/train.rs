@@ -27,6 +27,11 @@ pub struct TrainConfig {
     pub max_epochs: usize,
     /// Seed of every random choice (split, initialisation, shuffling, dropout).
     pub seed: u64,
+    /// Draw the down-sampled class's training beats afresh each epoch from
+    /// all of its training beats (`Split::spare` included), instead of once
+    /// as the paper did: epochs stay balanced, but no training beat is wasted.
+    #[serde(default)]
+    pub redraw_each_epoch: bool,
 }
 
 impl Default for TrainConfig {
@@ -37,6 +42,7 @@ impl Default for TrainConfig {
             patience: 10,
             max_epochs: 200,
             seed: 42,
+            redraw_each_epoch: false,
         }
     }
 }
@@ -47,6 +53,10 @@ pub struct Split {
     pub train: Vec<usize>,
     pub validation: Vec<usize>,
     pub test: Vec<usize>,
+    /// Beats of the down-sampled class that balancing left out of all three
+    /// parts: unused by the paper's recipe, drawn from by
+    /// `TrainConfig::redraw_each_epoch`.
+    pub spare: Vec<usize>,
 }
 
 /// The paper's split of `candidates` (indices into `labels`, 1 = abnormal):
@@ -58,7 +68,13 @@ pub fn paper_split(labels: &[u8], candidates: &[usize], seed: u64) -> Split {
     rng.shuffle(&mut pos);
     rng.shuffle(&mut neg);
     let n = pos.len().min(neg.len());
-    let mut all: Vec<usize> = pos[..n].iter().chain(&neg[..n]).copied().collect();
+    let spare = if pos.len() > n { &pos[n..] } else { &neg[n..] };
+    let all: Vec<usize> = pos[..n].iter().chain(&neg[..n]).copied().collect();
+    three_parts(all, spare.to_vec(), &mut rng)
+}
+
+/// Shuffles `all` and cuts it 10 % test, then 70/30 train/validation.
+fn three_parts(mut all: Vec<usize>, spare: Vec<usize>, rng: &mut SplitMix64) -> Split {
     rng.shuffle(&mut all);
     let test_len = all.len() / 10;
     let test = all[..test_len].to_vec();
@@ -68,6 +84,7 @@ pub fn paper_split(labels: &[u8], candidates: &[usize], seed: u64) -> Split {
         train: rest[..train_len].to_vec(),
         validation: rest[train_len..].to_vec(),
         test,
+        spare,
     }
 }
 
@@ -83,17 +100,48 @@ pub fn class_balanced_split(labels: &[u8], candidates: &[usize], seed: u64) -> S
     }
     let cap = by_class[1..].iter().map(Vec::len).max().unwrap_or(0);
     rng.shuffle(&mut by_class[0]);
-    by_class[0].truncate(cap);
-    let mut all: Vec<usize> = by_class.into_iter().flatten().collect();
-    rng.shuffle(&mut all);
-    let test_len = all.len() / 10;
-    let test = all[..test_len].to_vec();
-    let rest = &all[test_len..];
-    let train_len = rest.len() * 7 / 10;
-    Split {
-        train: rest[..train_len].to_vec(),
-        validation: rest[train_len..].to_vec(),
-        test,
+    let keep = cap.min(by_class[0].len());
+    let spare = by_class[0].split_off(keep);
+    let all: Vec<usize> = by_class.into_iter().flatten().collect();
+    three_parts(all, spare, &mut rng)
+}
+
+/// Each epoch's training beats under `TrainConfig::redraw_each_epoch`: the
+/// beats of every class but the down-sampled one, plus as many of the
+/// down-sampled class as `split.train` holds, drawn from its training beats
+/// and the spare ones.
+struct EpochDraw {
+    kept: Vec<usize>,
+    pool: Vec<usize>,
+    draw: usize,
+    rng: SplitMix64,
+}
+
+impl EpochDraw {
+    fn new(split: &Split, labels: &[u8], seed: u64) -> Option<EpochDraw> {
+        let class = labels[*split.spare.first()?];
+        let (mut pool, kept): (Vec<usize>, Vec<usize>) =
+            split.train.iter().partition(|&&i| labels[i] == class);
+        let draw = pool.len();
+        pool.extend(&split.spare);
+        Some(EpochDraw {
+            kept,
+            pool,
+            draw,
+            rng: SplitMix64::new(seed ^ 0x0d0a_5a11),
+        })
+    }
+
+    /// A fresh draw, in the pool's order of a partial Fisher–Yates shuffle.
+    fn next(&mut self) -> Vec<usize> {
+        let n = self.pool.len();
+        for i in 0..self.draw {
+            let j = i + self.rng.below(n - i);
+            self.pool.swap(i, j);
+        }
+        let mut epoch = self.kept.clone();
+        epoch.extend(&self.pool[..self.draw]);
+        epoch
     }
 }
 
@@ -276,12 +324,20 @@ pub fn train(
     )?;
     let mut rng = SplitMix64::new(config.seed ^ 0x7a1d_c0de);
     let mut order = split.train.clone();
+    let mut redraw = if config.redraw_each_epoch {
+        EpochDraw::new(split, labels, config.seed)
+    } else {
+        None
+    };
     let mut history = Vec::new();
     let (mut best_loss, mut best_acc, mut best_epoch, mut since_best) = (f64::INFINITY, -1.0, 0, 0);
     let mut best_weights = params.snapshot()?;
     let batches = order.len().div_ceil(config.batch.max(1));
     for epoch in 1..=config.max_epochs {
         let start = Instant::now();
+        if let Some(draw) = redraw.as_mut() {
+            order = draw.next();
+        }
         rng.shuffle(&mut order);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         for (b, chunk) in order.chunks(config.batch.max(1)).enumerate() {
@@ -369,6 +425,41 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 400);
         assert_eq!(paper_split(&labels, &all, 1).train, s.train);
+        let mut spare = s.spare.clone();
+        spare.sort();
+        assert_eq!(spare.len(), 600);
+        assert!(spare.iter().all(|&i| labels[i] == 0));
+        assert!(spare.binary_search(&s.train[0]).is_err());
+    }
+
+    #[test]
+    fn redrawn_epochs_stay_balanced_and_reach_the_spare_beats() {
+        let labels: Vec<u8> = (0..1000).map(|i| u8::from(i % 5 == 0)).collect();
+        let all: Vec<usize> = (0..1000).collect();
+        let s = paper_split(&labels, &all, 3);
+        let held_out: std::collections::HashSet<usize> =
+            s.validation.iter().chain(&s.test).copied().collect();
+        let mut draw = EpochDraw::new(&s, &labels, 3).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..30 {
+            let epoch = draw.next();
+            assert_eq!(epoch.len(), s.train.len());
+            let abnormal = epoch.iter().filter(|&&i| labels[i] == 1).count();
+            let expected = s.train.iter().filter(|&&i| labels[i] == 1).count();
+            assert_eq!(abnormal, expected);
+            let mut unique = epoch.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), epoch.len(), "a beat drawn twice in one epoch");
+            assert!(epoch.iter().all(|i| !held_out.contains(i)));
+            seen.extend(epoch);
+        }
+        let spare_seen = s.spare.iter().filter(|i| seen.contains(i)).count();
+        assert!(
+            spare_seen > s.spare.len() * 9 / 10,
+            "only {spare_seen} of {} spare beats were ever drawn",
+            s.spare.len()
+        );
     }
 
     #[test]
