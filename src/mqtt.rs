@@ -171,16 +171,21 @@ impl MqttSource {
     }
 
     /// Marks `acks` finished and writes, in arrival order, every acknowledgement
-    /// now due on the current connection, then flushes them. A write error is
-    /// left for the next poll to report (and reconnect).
-    async fn write_acks(&mut self, acks: &mut Vec<AckToken>) {
+    /// now due on the current connection (with `last`, every finished one),
+    /// then flushes them. A write error is left for the next poll to report
+    /// (and reconnect).
+    async fn write_acks(&mut self, acks: &mut Vec<AckToken>, last: bool) {
         let current = self.connection.load(Ordering::Acquire);
         for a in acks.drain(..) {
             if a.pkid.is_some() && a.connection == current {
                 self.order.finish(a.seq);
             }
         }
-        let due = self.order.take_due(Instant::now());
+        let due = if last {
+            self.order.take_finished()
+        } else {
+            self.order.take_due(Instant::now())
+        };
         let Some(network) = self.eventloop.network.as_mut() else {
             return;
         };
@@ -238,11 +243,13 @@ impl MqttSource {
                     continue;
                 }
                 _ = ingest_done.changed() => {
-                    // Ingest has handed over its last acknowledgements: send them, then leave.
+                    // Ingest has handed over its last acknowledgements: send them, then
+                    // leave. Messages it never finished (held for a predecessor) are
+                    // resent after restart; the finished ones behind them need not be.
                     while let Ok(a) = self.acks.try_recv() {
                         acks.push(a);
                     }
-                    self.write_acks(&mut acks).await;
+                    self.write_acks(&mut acks, true).await;
                     break;
                 }
                 permit = reserve(sender), if !buffer.is_empty() => {
@@ -256,11 +263,11 @@ impl MqttSource {
                     if n == 0 {
                         acks_open = false;
                     }
-                    self.write_acks(&mut acks).await;
+                    self.write_acks(&mut acks, false).await;
                     continue;
                 }
                 _ = sleep_until_some(self.order.patience_deadline()) => {
-                    self.write_acks(&mut acks).await;
+                    self.write_acks(&mut acks, false).await;
                     continue;
                 }
                 _ = sleep_until_some(subscribe_by) => {
@@ -280,7 +287,7 @@ impl MqttSource {
                             Ok(inbound) => inbound,
                             Err(token) => {
                                 acks.push(token);
-                                self.write_acks(&mut acks).await;
+                                self.write_acks(&mut acks, false).await;
                                 continue;
                             }
                         };
@@ -420,16 +427,27 @@ impl AckOrder {
             }
         }
         self.finished -= due.len();
-        if self.finished > 0
-            && self
-                .pending
-                .front()
-                .is_some_and(|p| now >= p.received + ACK_ORDER_PATIENCE)
+        if self
+            .pending
+            .front()
+            .is_some_and(|p| now >= p.received + ACK_ORDER_PATIENCE)
         {
-            due.extend(self.pending.iter().filter(|p| p.finished).map(|p| p.pkid));
-            self.pending.retain(|p| !p.finished);
-            self.finished = 0;
+            due.extend(self.take_finished());
         }
+        due
+    }
+
+    /// Packet ids of every finished message, whatever is still unfinished
+    /// before them (at shutdown, when the connection is about to close anyway).
+    fn take_finished(&mut self) -> Vec<u16> {
+        let due = self
+            .pending
+            .iter()
+            .filter(|p| p.finished)
+            .map(|p| p.pkid)
+            .collect();
+        self.pending.retain(|p| !p.finished);
+        self.finished = 0;
         due
     }
 
@@ -540,5 +558,19 @@ mod tests {
         assert_eq!(order.patience_deadline(), None);
         order.finish(held);
         assert_eq!(order.take_due(t0 + ACK_ORDER_PATIENCE), vec![1]);
+    }
+
+    #[test]
+    fn at_shutdown_every_finished_message_is_acknowledged() {
+        let t0 = Instant::now();
+        let mut order = AckOrder::default();
+        let _held = order.receive(1, t0);
+        let a = order.receive(2, t0);
+        let _unfinished = order.receive(3, t0);
+        order.finish(a);
+        assert!(order.take_due(t0).is_empty());
+        assert_eq!(order.take_finished(), vec![2]);
+        assert_eq!(order.pending.len(), 2);
+        assert_eq!(order.patience_deadline(), None);
     }
 }

@@ -132,7 +132,7 @@ impl EpochDraw {
         })
     }
 
-    /// A fresh draw, in the pool's order of a partial Fisher–Yates shuffle.
+    /// The next epoch's beats (a partial Fisher–Yates shuffle of the pool).
     fn next(&mut self) -> Vec<usize> {
         let n = self.pool.len();
         for i in 0..self.draw {
@@ -429,7 +429,13 @@ mod tests {
         spare.sort();
         assert_eq!(spare.len(), 600);
         assert!(spare.iter().all(|&i| labels[i] == 0));
-        assert!(spare.binary_search(&s.train[0]).is_err());
+        assert!(
+            s.train
+                .iter()
+                .chain(&s.validation)
+                .chain(&s.test)
+                .all(|i| spare.binary_search(i).is_err())
+        );
     }
 
     #[test]
