@@ -469,9 +469,9 @@ async fn bad_payloads(store: AnyStore, broker: &str) {
 use holterd::wire::Reject;
 
 /// rumqttd, the embedded broker, drops a client whose acknowledgements come
-/// out of arrival order. Here message 3 is held for the missing message 2 while
-/// a refused message behind it is finished at once; acknowledging that one first
-/// would cost the connection.
+/// out of arrival order. Here frame 3 is held for frame 2 while the refused
+/// message behind it is finished at once; acknowledging that one first would
+/// cost the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledgements_keep_arrival_order_and_the_connection() {
     let broker = embedded_broker();
@@ -485,21 +485,17 @@ async fn acknowledgements_keep_arrival_order_and_the_connection() {
         let json = format!(r#"{{"seq":{seq},"t0_us":{t0},"fs":360,"samples":[{samples}]}}"#);
         (topic.clone(), json.into_bytes())
     };
-    publish_raw(
-        &broker,
-        vec![frame(1), frame(3), (topic.clone(), b"{not json".to_vec())],
-    )
-    .await;
+    let refused = (topic.clone(), b"{not json".to_vec());
+    publish_raw(&broker, vec![frame(1), frame(3), refused, frame(2)]).await;
     let m = &daemon.metrics;
     daemon
         .wait_until(
-            |m| m.rejected.with_label_values(&["malformed"]).get() == 1,
-            "the refusal",
+            |m| {
+                m.samples.get() == 3 * 360
+                    && m.rejected.with_label_values(&["malformed"]).get() == 1
+            },
+            "three frames and the refusal",
         )
-        .await;
-    publish_raw(&broker, vec![frame(2)]).await;
-    daemon
-        .wait_until(|m| m.samples.get() == 3 * 360, "all three frames")
         .await;
     // Time for the acknowledgements to go out and for the broker to react.
     tokio::time::sleep(Duration::from_secs(1)).await;
