@@ -8,23 +8,22 @@
 //! - [`model`] holds the beat classifiers, their training and metrics;
 //! - [`cli`] is the command line, a thin layer over the above.
 
-pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dataset;
 pub mod dsp;
 pub mod eval;
+pub mod formats;
 pub mod http;
 pub mod metrics;
 pub mod model;
-pub mod mqtt;
 pub mod pipeline;
 pub mod replay;
 pub mod review;
 pub mod server;
+pub mod source;
 pub mod store;
-pub mod wfdb;
-pub mod wire;
 
 /// Directory of the reference data: `$HOLTER_DATA_DIR`, else `../shared/data`.
 pub fn data_dir() -> std::path::PathBuf {

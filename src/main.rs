@@ -11,7 +11,7 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("holterd: {e:#}");
+            eprintln!("holterd: {}", holterd::cli::error_report(&e));
             std::process::ExitCode::FAILURE
         }
     }

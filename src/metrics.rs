@@ -195,7 +195,7 @@ impl Metrics {
             ),
             registry: r,
         };
-        for reason in crate::wire::Reject::REASONS {
+        for reason in crate::formats::wire::Reject::REASONS {
             m.rejected.with_label_values(&[reason]);
         }
         for v in crate::store::Verdict::ALL {

@@ -2,55 +2,14 @@
 //! many devices, in real time or faster. Used by `holterd replay`, `holterd
 //! demo`, the end-to-end tests and the load benchmark.
 
-use crate::eval::LeadChoice;
-use crate::wfdb;
-use crate::wire;
+use crate::formats::wfdb::Recording;
+use crate::formats::wire;
 use anyhow::{Context, Result, bail};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// One recording to play: int16 counts with their gain, like a real wearable's ADC.
-#[derive(Debug, Clone)]
-pub struct Recording {
-    pub name: String,
-    pub fs: f64,
-    pub lead: String,
-    /// Counts per mV.
-    pub gain: f64,
-    pub baseline: i16,
-    pub counts: Vec<i16>,
-}
-
-impl Recording {
-    /// Reads one lead of a WFDB record.
-    pub fn from_wfdb(path: &Path, lead: &LeadChoice) -> Result<Recording> {
-        let record = wfdb::read_record(path)?;
-        let channel = lead.channel(&record.header, &record.header_path)?;
-        let spec = &record.header.signals[channel];
-        let clamp = |v: i32| v.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
-        Ok(Recording {
-            name: record.header.record.clone(),
-            fs: record.header.fs,
-            lead: spec.description.chars().take(wire::MAX_LEAD_LEN).collect(),
-            gain: spec.gain,
-            baseline: clamp(spec.baseline),
-            counts: record.samples[channel].iter().map(|&v| clamp(v)).collect(),
-        })
-    }
-
-    /// The samples in mV, exactly as the daemon decodes them from binary frames.
-    pub fn millivolts(&self) -> Vec<f32> {
-        let (gain, baseline) = (self.gain as f32 as f64, self.baseline as f64);
-        self.counts
-            .iter()
-            .map(|&c| ((c as f64 - baseline) / gain) as f32)
-            .collect()
-    }
-}
 
 /// Payload encoding to publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -149,7 +108,7 @@ async fn publish_group(
     (messages, samples, late): Counters,
 ) -> Result<()> {
     let (host, port) =
-        crate::mqtt::split_address(&options.broker, 1883).map_err(anyhow::Error::msg)?;
+        crate::source::mqtt::split_address(&options.broker, 1883).map_err(anyhow::Error::msg)?;
     let client_id = format!(
         "holterd-replay-{}-{}-{group}",
         std::process::id(),

@@ -6,7 +6,8 @@
 //! flagged-beat index, never by scanning all beats, so a device with a
 //! million beats stays fast.
 
-use crate::store::{BeatQuery, MINUTE_US, MinuteRow, Store, StoreError, Verdict, VerdictCounts};
+use crate::clock::{MINUTE_US, format_utc};
+use crate::store::{BeatQuery, MinuteRow, Store, StoreError, Verdict, VerdictCounts};
 use serde::Serialize;
 
 /// A device counts as live when it published within this long.
@@ -389,48 +390,6 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `2026-11-26 10:49:52` (UTC) for µs since the epoch.
-pub fn format_utc(us: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => us.to_string(),
-    }
-}
-
-/// Parses a time given as µs since the epoch or as UTC `YYYY-MM-DDTHH:MM[:SS][Z]`
-/// (what an HTML `datetime-local` field sends).
-pub fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(us) = s.parse::<i64>() {
-        return Some(us);
-    }
-    let s = s.strip_suffix('Z').unwrap_or(s);
-    let (date, clock) = s.split_once(['T', ' ']).unwrap_or((s, "00:00"));
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i32>().ok());
-    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let mut c = clock.splitn(3, ':').map(|p| p.parse::<u8>().ok());
-    let (h, mi) = (c.next()??, c.next()??);
-    let sec = c.next().map_or(Some(0), |x| x)?;
-    let date =
-        time::Date::from_calendar_date(y, time::Month::try_from(mo as u8).ok()?, da as u8).ok()?;
-    let t = time::Time::from_hms(h, mi, sec).ok()?;
-    let dt = time::PrimitiveDateTime::new(date, t).assume_utc();
-    i64::try_from(dt.unix_timestamp_nanos() / 1000).ok()
-}
-
-/// `YYYY-MM-DDTHH:MM` (UTC), the value an HTML `datetime-local` field shows.
-pub fn format_datetime_local(us: i64) -> String {
-    format_utc(us).replacen(' ', "T", 1)[..16].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,18 +412,6 @@ mod tests {
         // A gap (no previous RR) breaks a run.
         let r = count_runs([(t(1), Some(800_000)), (t(2), None)].into_iter());
         assert_eq!(r.couplets, 0);
-    }
-
-    #[test]
-    fn times_round_trip() {
-        let us = parse_time("2026-11-26T10:49:52Z").unwrap();
-        assert_eq!(format_utc(us), "2026-11-26 10:49:52");
-        assert_eq!(parse_time("2026-11-26T10:49"), Some(us - 52_000_000));
-        assert_eq!(format_datetime_local(us), "2026-11-26T10:49");
-        assert_eq!(parse_time("123"), Some(123));
-        for bad in ["", "2026-13-01T00:00", "yesterday", "2026-11-26T25:00"] {
-            assert_eq!(parse_time(bad), None, "{bad}");
-        }
     }
 
     #[test]

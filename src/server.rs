@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::http::{HttpState, Web, metrics_router, router};
 use crate::metrics::Metrics;
 use crate::model::classifier::Classifier;
-use crate::mqtt::MqttSource;
 use crate::pipeline::{analysis, batcher, inference, ingest, writer};
+use crate::source::mqtt::MqttSource;
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::future::Future;
@@ -55,7 +55,7 @@ pub async fn run<S: Store>(
     let broker = if config.mqtt.broker.is_empty() {
         let listen = config.embedded_broker.listen;
         let max = config.mqtt.max_payload_bytes;
-        tokio::task::spawn_blocking(move || crate::broker::start(listen, max))
+        tokio::task::spawn_blocking(move || crate::source::broker::start(listen, max))
             .await?
             .map_err(anyhow::Error::msg)?;
         tracing::info!(%listen, "embedded MQTT broker started");
@@ -204,7 +204,7 @@ async fn prune_raw_signal<S: Store>(store: S, days: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let cutoff = crate::pipeline::now_us() - (days as i64) * 86_400_000_000;
+        let cutoff = crate::clock::now_us() - (days as i64) * 86_400_000_000;
         match store.prune_chunks(cutoff).await {
             Ok(n) if n > 0 => tracing::info!(chunks = n, days, "deleted raw signal past retention"),
             Ok(_) => {}

@@ -9,11 +9,12 @@
 mod common;
 
 use holterd::config::Config;
-use holterd::eval::LeadChoice;
+use holterd::formats::wfdb::LeadChoice;
+use holterd::formats::wfdb::Recording;
 use holterd::metrics::Metrics;
 use holterd::model::classifier::Classifier;
 use holterd::pipeline::offline::{analyze_recording, compare};
-use holterd::replay::{Encoding, Recording, ReplayOptions, replay};
+use holterd::replay::{Encoding, ReplayOptions, replay};
 use holterd::server::{Listeners, run};
 use holterd::store::{AnyStore, BeatQuery, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -39,7 +40,7 @@ fn free_port() -> u16 {
 /// The embedded broker on a free port (one per test).
 fn embedded_broker() -> String {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    holterd::broker::start(addr, 256 * 1024).unwrap();
+    holterd::source::broker::start(addr, 256 * 1024).unwrap();
     addr.to_string()
 }
 
@@ -127,7 +128,7 @@ impl Daemon {
     async fn stop_for_good(self) {
         let (broker, client_id) = (self.broker.clone(), self.client_id.clone());
         self.stop().await;
-        let (host, port) = holterd::mqtt::split_address(&broker, 1883).unwrap();
+        let (host, port) = holterd::source::mqtt::split_address(&broker, 1883).unwrap();
         let mut o = MqttOptions::new(client_id, host, port);
         o.set_clean_session(true);
         let (client, mut eventloop) = AsyncClient::new(o, 10);
@@ -348,7 +349,7 @@ async fn restart_mid_stream_loses_and_doubles_nothing_postgres() {
 
 /// Publishes raw payloads with a plain MQTT client and waits for their acknowledgements.
 async fn publish_raw(broker: &str, messages: Vec<(String, Vec<u8>)>) {
-    let (host, port) = holterd::mqtt::split_address(broker, 1883).unwrap();
+    let (host, port) = holterd::source::mqtt::split_address(broker, 1883).unwrap();
     let mut o = MqttOptions::new(common::unique("raw-"), host, port);
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(o, 100);
@@ -466,7 +467,7 @@ async fn bad_payloads(store: AnyStore, broker: &str) {
     daemon.stop().await;
 }
 
-use holterd::wire::Reject;
+use holterd::formats::wire::Reject;
 
 /// rumqttd, the embedded broker, drops a client whose acknowledgements come
 /// out of arrival order. Here frame 3 is held for frame 2 while the refused

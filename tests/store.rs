@@ -3,10 +3,11 @@
 
 mod common;
 
+use holterd::clock::MINUTE_US;
 use holterd::dsp::Quality;
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, MINUTE_US, SegmentKey, SegmentRow, Store,
-    UploadBeatRow, UploadRow, Verdict, VerdictCounts,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, UploadBeatRow,
+    UploadRow, Verdict, VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {

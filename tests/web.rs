@@ -925,7 +925,7 @@ async fn recording_uploads_as_csv_and_wfdb_match_the_command_line() {
     assert_same(&stored_verdicts(&a, "wfdb-100").await, &cli);
 
     // CSV: a time column and the record's two leads, as PhysioNet exports them.
-    let rec = holterd::wfdb::read_record(&record).unwrap();
+    let rec = holterd::formats::wfdb::read_record(&record).unwrap();
     let (mlii, v5) = (rec.physical(0), rec.physical(1));
     let mut csv = String::from("'Elapsed time','MLII','V5'\n'seconds','mV','mV'\n");
     for (i, (x, y)) in mlii.iter().zip(&v5).enumerate() {

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{FIXTURES, fixture};
-use holterd::wfdb::{self, WfdbError};
+use holterd::formats::wfdb::{self, WfdbError};
 use std::path::{Path, PathBuf};
 
 /// (fixture, source record, start sample in the source, second lead, beat annotations).
@@ -89,16 +89,20 @@ fn fixture_annotations_are_ordered_beats() {
         // Heart rate is plausible: 3 minutes of 40–200 bpm.
         assert!((120..=600).contains(&beats.len()));
     }
-    let count = |name: &str, class: char| {
+    let count = |name: &str, class: wfdb::AamiClass| {
         wfdb::read_annotations(&fixture(name).with_extension("atr"))
             .unwrap()
             .iter()
             .filter(|a| a.code.aami_class() == Some(class))
             .count()
     };
-    assert_eq!(count("119_180", 'V'), 55, "119_180 PVCs");
-    assert_eq!(count("208_540", 'V'), 112, "208_540 PVCs");
-    assert_eq!(count("208_540", 'F'), 68, "208_540 fusion beats");
+    assert_eq!(count("119_180", wfdb::AamiClass::V), 55, "119_180 PVCs");
+    assert_eq!(count("208_540", wfdb::AamiClass::V), 112, "208_540 PVCs");
+    assert_eq!(
+        count("208_540", wfdb::AamiClass::F),
+        68,
+        "208_540 fusion beats"
+    );
     // The first rhythm annotation of record 100 carries its rhythm as AUX text.
     let a100 = wfdb::read_annotations(&fixture("100_0").with_extension("atr")).unwrap();
     assert_eq!(a100[0].code.symbol(), "+");

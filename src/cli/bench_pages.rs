@@ -202,7 +202,7 @@ async fn bench(store: &AnyStore, a: &BenchPagesArgs) -> Result<()> {
 async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
     let mut rng = SplitMix64::new(7);
     let mean_rr_us = 857_000.0; // 70 per minute
-    let t_last_target = crate::pipeline::now_us();
+    let t_last_target = crate::clock::now_us();
     let t0 = t_last_target - (n as f64 * mean_rr_us) as i64;
     let key = SegmentKey {
         device: DEVICE.into(),

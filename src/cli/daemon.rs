@@ -3,10 +3,11 @@
 
 use super::{LeadArgs, default_db};
 use crate::config::Config;
+use crate::formats::wfdb::{self, Recording};
 use crate::metrics::Metrics;
 use crate::model::classifier::Classifier;
 use crate::pipeline::offline::analyze_recording;
-use crate::replay::{Encoding, Recording, ReplayOptions, replay};
+use crate::replay::{Encoding, ReplayOptions, replay};
 use crate::server::{Listeners, run, termination_signal};
 use crate::store::{AnyStore, Store};
 use anyhow::{Context, Result, bail};
@@ -100,7 +101,7 @@ pub struct DemoArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Records the simulated devices play.
-    #[arg(long, value_delimiter = ',', default_value = "100,119,208,233")]
+    #[arg(long, value_delimiter = ',', default_value = "100,119,201,221,232")]
     records: Vec<String>,
     /// Replay speed (1 = real time).
     #[arg(long, default_value_t = 1.0)]
@@ -129,8 +130,12 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// WFDB record path (without extension).
+    /// Record: a path without extension (../shared/data/mitdb/100), or a name
+    /// (100) looked up in --db, else among the bundled excerpts.
     record: PathBuf,
+    /// Database directory for record names (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
     /// Model directories (several: an ensemble).
     #[arg(
         long,
@@ -224,19 +229,23 @@ pub fn migrate(a: MigrateArgs) -> Result<()> {
     })
 }
 
-/// `records` as given, or every record of `db` for `all`.
+/// `records` as given, or every record of `db` (or every bundled one) for `all`.
 fn record_names(db: &std::path::Path, records: &[String]) -> Result<Vec<String>> {
     if records == ["all"] {
-        Ok(crate::eval::list_records(db)?)
+        Ok(wfdb::bundled::all_records(db)?)
     } else {
         Ok(records.to_vec())
     }
 }
 
+/// Reads the named records from `db`, or from the bundled excerpts when `db` does not exist.
 fn recordings(db: &std::path::Path, records: &[String], lead: &LeadArgs) -> Result<Vec<Recording>> {
     records
         .iter()
-        .map(|r| Recording::from_wfdb(&db.join(r), &lead.choice()))
+        .map(|r| {
+            let path = wfdb::bundled::locate(std::path::Path::new(r), db)?;
+            Ok(Recording::from_wfdb(&path, &lead.choice())?)
+        })
         .collect()
 }
 
@@ -260,7 +269,7 @@ pub fn replay_command(a: ReplayArgs) -> Result<()> {
         speed: a.speed,
         encoding: a.encoding,
         end: a.end,
-        t0_us: a.t0_us.unwrap_or_else(crate::pipeline::now_us),
+        t0_us: a.t0_us.unwrap_or_else(crate::clock::now_us),
         stream: a.stream,
         devices_per_connection: a.devices_per_connection,
         from_seconds: a.from_seconds,
@@ -323,8 +332,8 @@ pub fn demo(a: DemoArgs) -> Result<()> {
             speed: a.speed,
             encoding: Encoding::Binary,
             end: true,
-            t0_us: crate::pipeline::now_us(),
-            stream: (crate::pipeline::now_us() / 1_000_000) as u32,
+            t0_us: crate::clock::now_us(),
+            stream: (crate::clock::now_us() / 1_000_000) as u32,
             devices_per_connection: 50,
             from_seconds: 0.0,
             max_seconds: 0.0,
@@ -408,7 +417,8 @@ pub fn check(a: CheckArgs) -> Result<()> {
 
 /// `holterd analyze`: the daemon's verdicts for one record, computed offline.
 pub fn analyze(a: AnalyzeArgs) -> Result<()> {
-    let rec = Recording::from_wfdb(&a.record, &a.lead.choice())?;
+    let path = wfdb::bundled::locate(&a.record, &default_db(a.db.clone()))?;
+    let rec = Recording::from_wfdb(&path, &a.lead.choice())?;
     let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
     let rows = analyze_recording(
         &rec.name,

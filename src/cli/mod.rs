@@ -5,8 +5,9 @@ mod bench_pages;
 mod daemon;
 
 use crate::dsp::{BeatExtractor, ExtractorConfig};
-use crate::eval::{self, DetectEvalOptions, DetectionScore, LeadChoice, NoiseKind, RecordResult};
-use crate::wfdb;
+use crate::eval::{self, DetectEvalOptions, DetectionScore, NoiseKind, RecordResult};
+use crate::formats::wfdb;
+use crate::formats::wfdb::LeadChoice;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -233,8 +234,12 @@ fn parse_powerline(s: &str) -> Result<Powerline, String> {
 
 #[derive(Debug, Args)]
 struct DetectArgs {
-    /// Record path without extension, e.g. ../shared/data/mitdb/100.
+    /// Record: a path without extension (../shared/data/mitdb/100), or a name
+    /// (100) looked up in --db, else among the bundled excerpts.
     record: PathBuf,
+    /// Database directory for record names (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
     #[command(flatten)]
     lead: LeadArgs,
     /// Output CSV file.
@@ -377,6 +382,25 @@ struct CutArgs {
     name: Option<String>,
 }
 
+/// An error and its causes on one line, each cause once. Many errors repeat
+/// their source in their own message (`path: No such file…` over the I/O
+/// error that says `No such file…`); a cause whose text the line already holds
+/// is left out.
+pub fn error_report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -406,7 +430,10 @@ fn default_db(db: Option<PathBuf>) -> PathBuf {
 }
 
 fn detect(a: DetectArgs) -> Result<()> {
-    let record = wfdb::read_record(&a.record)?;
+    let record = wfdb::read_record(&wfdb::bundled::locate(
+        &a.record,
+        &default_db(a.db.clone()),
+    )?)?;
     let channel = a
         .lead
         .choice()
@@ -453,7 +480,7 @@ fn detect(a: DetectArgs) -> Result<()> {
 }
 
 fn selected_records(db: &Path, only: &[String]) -> Result<Vec<String>> {
-    let all = eval::list_records(db)?;
+    let all = wfdb::list_records(db)?;
     if all.is_empty() {
         bail!(
             "{}: no WFDB records with .atr annotations found; set --db or HOLTER_DATA_DIR",
@@ -610,8 +637,8 @@ fn bench_dsp(a: BenchDspArgs) -> Result<()> {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    use crate::dataset::AamiClass;
     use crate::dataset::{self, protocol_split};
+    use crate::formats::wfdb::AamiClass;
     use crate::model::card::{Evaluation, ModelCard};
     use crate::model::metrics::AamiConfusion;
     use crate::model::profile::InputProfile;
@@ -795,7 +822,7 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
         m.tp, m.fp, m.fn_, m.tn
     )?;
     for (c, o) in &e.per_class {
-        let what = if *c == crate::dataset::AamiClass::N {
+        let what = if *c == crate::formats::wfdb::AamiClass::N {
             "specificity"
         } else {
             "sensitivity"
@@ -813,7 +840,10 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
             out,
             "       N       S       V       F       Q     Se      +P"
         )?;
-        for (c, row) in crate::dataset::AamiClass::ALL.iter().zip(&aami.confusion) {
+        for (c, row) in crate::formats::wfdb::AamiClass::ALL
+            .iter()
+            .zip(&aami.confusion)
+        {
             let i = c.index();
             write!(out, "{c:?}")?;
             for v in row {
@@ -859,7 +889,7 @@ fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
         write_probabilities(path, &set, &test_idx, &p)?;
     }
     let aami = match classifier.members() {
-        [m] if m.network.classes() == crate::dataset::AamiClass::ALL.len() => {
+        [m] if m.network.classes() == crate::formats::wfdb::AamiClass::ALL.len() => {
             let predicted = crate::model::train::predict_classes(
                 &m.network,
                 &m.params,
@@ -1043,47 +1073,43 @@ fn rate(batch: usize, seconds: f64, mut run: impl FnMut() -> Result<usize>) -> R
 }
 
 fn cut(a: CutArgs) -> Result<()> {
-    let record = wfdb::read_record(&a.record)?;
-    let fs = record.header.fs;
-    if !(a.from >= 0.0 && a.to > a.from) {
-        bail!("--from {} --to {}: need 0 <= from < to", a.from, a.to);
-    }
-    let (from, to) = (
-        (a.from * fs) as usize,
-        ((a.to * fs) as usize).min(record.len()),
-    );
-    if from >= to {
-        bail!(
-            "{}: the record is only {:.1} s long",
-            a.record.display(),
-            record.len() as f64 / fs
-        );
-    }
-    let name = a
-        .name
-        .unwrap_or_else(|| format!("{}_{}", record.header.record, a.from as u64));
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let samples: Vec<Vec<i32>> = record
-        .samples
-        .iter()
-        .map(|s| s[from..to].to_vec())
-        .collect();
-    wfdb::write_record_16(&a.out, &name, &record.header, &samples)?;
-    let anns: Vec<wfdb::Annotation> = wfdb::read_annotations(&a.record.with_extension("atr"))?
-        .into_iter()
-        .filter(|x| (from as u64..to as u64).contains(&x.sample))
-        .map(|mut x| {
-            x.sample -= from as u64;
-            x
-        })
-        .collect();
-    wfdb::write_annotations(&a.out.join(format!("{name}.atr")), &anns)?;
+    let name = match a.name {
+        Some(n) => n,
+        None => {
+            let stem = a
+                .record
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned());
+            format!("{}_{}", stem.unwrap_or_default(), a.from as u64)
+        }
+    };
+    let cut = wfdb::cut_record(&a.record, a.from, a.to, &a.out, &name)?;
     eprintln!(
         "wrote {} ({} samples, {} annotations)",
-        a.out.join(&name).display(),
-        to - from,
-        anns.len()
+        cut.record.display(),
+        cut.samples,
+        cut.annotations
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[test]
+    fn each_cause_is_reported_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let wfdb = crate::formats::wfdb::WfdbError::Io {
+            path: "x/100.hea".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(wfdb).context("reading the demo records");
+        assert_eq!(
+            error_report(&e),
+            "reading the demo records: x/100.hea: No such file or directory"
+        );
+        let e = anyhow::anyhow!("pool timed out").context("cannot open the store");
+        assert_eq!(error_report(&e), "cannot open the store: pool timed out");
+    }
 }

@@ -15,58 +15,12 @@
 //! - `source.txt`: one line saying what the beats are (clean, or with which noise).
 
 use crate::dsp::{BEAT_LEN, Beat, BeatExtractor, ExtractorConfig};
-use crate::eval::{EvalError, LeadChoice, MATCH_WINDOW_S, match_beats, read_annotated};
+use crate::eval::{EvalError, MATCH_WINDOW_S, match_beats, read_annotated};
+use crate::formats::wfdb::AamiClass;
+use crate::formats::wfdb::LeadChoice;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
-
-/// AAMI EC57 heartbeat classes, in the Kaggle dataset's label order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-pub enum AamiClass {
-    /// Normal and bundle-branch-block beats (N L R e j).
-    N,
-    /// Supraventricular ectopic beats (A a J S).
-    S,
-    /// Ventricular ectopic beats (V E).
-    V,
-    /// Fusion of ventricular and normal beats (F).
-    F,
-    /// Paced and unclassifiable beats (/ f Q).
-    Q,
-}
-
-impl AamiClass {
-    /// All classes in label order.
-    pub const ALL: [AamiClass; 5] = [
-        AamiClass::N,
-        AamiClass::S,
-        AamiClass::V,
-        AamiClass::F,
-        AamiClass::Q,
-    ];
-
-    /// The class of an AAMI letter as returned by [`crate::wfdb::AnnotationCode::aami_class`].
-    pub fn from_letter(c: char) -> Option<Self> {
-        match c {
-            'N' => Some(AamiClass::N),
-            'S' => Some(AamiClass::S),
-            'V' => Some(AamiClass::V),
-            'F' => Some(AamiClass::F),
-            'Q' => Some(AamiClass::Q),
-            _ => None,
-        }
-    }
-
-    /// Label index (0 to 4).
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The seed paper's binary label: 0 for normal (N), 1 for abnormal.
-    pub fn binary(self) -> u8 {
-        u8::from(self != AamiClass::N)
-    }
-}
 
 /// A detected beat and what the reference says it is.
 #[derive(Debug, Clone)]
@@ -163,9 +117,7 @@ pub fn label_noisy_record(
                 record: rec.record.clone(),
                 beat,
                 symbol: code.map(|c| c.symbol()),
-                class: code
-                    .and_then(|c| c.aami_class())
-                    .and_then(AamiClass::from_letter),
+                class: code.and_then(|c| c.aami_class()),
             }
         })
         .collect())

@@ -11,6 +11,5 @@ pub use detection::{
 };
 pub use noise::{NoiseKind, add_noise, in_noisy_segment};
 pub use runner::{
-    AnnotatedSignal, DetectEvalOptions, EvalError, LeadChoice, RecordResult, eval_record,
-    list_records, read_annotated,
+    AnnotatedSignal, DetectEvalOptions, EvalError, RecordResult, eval_record, read_annotated,
 };

@@ -2,53 +2,9 @@
 
 use super::{DetectionScore, NoiseKind, add_noise, compare_detections};
 use crate::dsp::{BeatExtractor, DspError, ExtractorConfig};
-use crate::wfdb::{self, Annotation, Header, WfdbError};
+use crate::formats::wfdb::{self, Annotation, LeadChoice, WfdbError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// Which signal of a record to analyse.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum LeadChoice {
-    /// The MLII lead if the header names one, else channel 0.
-    #[default]
-    Default,
-    /// A channel by index.
-    Channel(usize),
-    /// A channel by signal name, e.g. `V5`.
-    Lead(String),
-}
-
-impl LeadChoice {
-    /// Resolves the choice against a header.
-    pub fn channel(&self, header: &Header, header_path: &Path) -> Result<usize, WfdbError> {
-        let names = || {
-            header
-                .signals
-                .iter()
-                .map(|s| s.description.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match self {
-            LeadChoice::Default => Ok(header.channel_of("MLII").unwrap_or(0)),
-            LeadChoice::Channel(c) if *c < header.signals.len() => Ok(*c),
-            LeadChoice::Channel(c) => Err(WfdbError::invalid(
-                header_path,
-                format!(
-                    "channel {c} does not exist: the record has {} signals ({})",
-                    header.signals.len(),
-                    names()
-                ),
-            )),
-            LeadChoice::Lead(name) => header.channel_of(name).ok_or_else(|| {
-                WfdbError::invalid(
-                    header_path,
-                    format!("no lead named {name:?}; the record has {}", names()),
-                )
-            }),
-        }
-    }
-}
 
 /// How to run a detection evaluation.
 #[derive(Debug, Clone)]
@@ -109,21 +65,6 @@ pub enum EvalError {
     /// The noise record does not fit the record.
     #[error("{0}")]
     Noise(String),
-}
-
-/// Names of the records in `dir` that have a header, a signal file and `.atr` annotations, sorted.
-pub fn list_records(dir: &Path) -> Result<Vec<String>, WfdbError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| WfdbError::io(dir, e))?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".hea")?.to_string();
-            dir.join(format!("{stem}.atr")).exists().then_some(stem)
-        })
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 /// One signal of a record, in mV, with the record's reference annotations.

@@ -5,8 +5,8 @@
 use super::jobs;
 use super::pages::RangeQuery;
 use super::{Failure, HttpState, Uploader, Viewer, upload};
-use crate::review;
 use crate::store::{BeatRow, Store, UploadRow};
+use crate::{clock, review};
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -68,14 +68,14 @@ fn check_device(device: &str) -> Result<(), ApiFailure> {
 }
 
 async fn devices<S: Store>(State(s): State<HttpState<S>>, Viewer(_): Viewer) -> ApiResult {
-    let rows = review::overview(&s.store, crate::pipeline::now_us()).await?;
+    let rows = review::overview(&s.store, crate::clock::now_us()).await?;
     Ok(Json(json!({ "devices": rows })))
 }
 
 fn beat_json(b: &BeatRow, with_values: bool) -> Value {
     let mut v = json!({
         "r_time_us": b.r_time_us,
-        "time_utc": review::format_utc(b.r_time_us),
+        "time_utc": clock::format_utc(b.r_time_us),
         "verdict": b.verdict.as_str(),
         "p_abnormal": b.p_abnormal,
         "quality": b.quality.as_str(),
@@ -109,7 +109,7 @@ async fn beats<S: Store>(
         .map(|m| {
             json!({
                 "r_time_us": m.r_time_us,
-                "time_utc": review::format_utc(m.r_time_us),
+                "time_utc": clock::format_utc(m.r_time_us),
                 "verdict": m.verdict.as_str(),
                 "p_abnormal": m.p_abnormal,
                 "quality": m.quality.as_str(),

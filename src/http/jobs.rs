@@ -207,7 +207,7 @@ async fn run_beats<S: Store>(
         id: id.clone(),
         filename: filename.to_string(),
         uploaded_by: owner.to_string(),
-        created_us: crate::pipeline::now_us(),
+        created_us: crate::clock::now_us(),
         model: name,
         model_version: version,
         beats: beats.len() as i64,
@@ -263,7 +263,7 @@ fn store_failed(e: &crate::store::StoreError) -> String {
 
 /// Samples per stored chunk of an uploaded recording (10 s, within the wire limit).
 fn chunk_len(fs: f64) -> usize {
-    ((fs * 10.0) as usize).clamp(1, crate::wire::MAX_SAMPLES)
+    ((fs * 10.0) as usize).clamp(1, crate::formats::wire::MAX_SAMPLES)
 }
 
 async fn run_recording<S: Store>(
@@ -279,7 +279,7 @@ async fn run_recording<S: Store>(
     let model = model.to_string();
     let device_id = device.to_string();
     let duration_us = (rec.samples.len() as f64 / rec.fs * 1e6) as i64;
-    let now = crate::pipeline::now_us();
+    let now = crate::clock::now_us();
     let t0_us = start_us.unwrap_or(now - duration_us);
     // A stream number of its own, so the upload never merges into a live stream's segments.
     let stream = u32::from_str_radix(&auth::random_hex(4), 16).unwrap_or(1) | 0x8000_0000;

@@ -9,9 +9,11 @@ use super::jobs::{self, JobState};
 use super::svg::{Chart, Marker, Series, beat_chart};
 use super::upload;
 use super::{Failure, HttpState, Uploader, Viewer, auth::Principal};
+use crate::clock::MINUTE_US;
+use crate::clock::{self, format_datetime_local, format_utc};
 use crate::model::metrics::BinaryMetrics;
-use crate::review::{self, format_datetime_local, format_utc};
-use crate::store::{BeatQuery, MINUTE_US, Store, Verdict, VerdictCounts};
+use crate::review;
+use crate::store::{BeatQuery, Store, Verdict, VerdictCounts};
 use axum::Router;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -243,7 +245,7 @@ async fn overview<S: Store>(
     State(s): State<HttpState<S>>,
     Viewer(p): Viewer,
 ) -> Result<Markup, Failure> {
-    let now = crate::pipeline::now_us();
+    let now = crate::clock::now_us();
     let rows = review::overview(&s.store, now).await?;
     Ok(layout(
         "Devices",
@@ -297,7 +299,7 @@ impl RangeQuery {
         let parse = |v: &Option<String>, what: &str| -> Result<Option<i64>, Failure> {
             match v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
                 None => Ok(None),
-                Some(v) => review::parse_time(v).map(Some).ok_or_else(|| {
+                Some(v) => clock::parse_time(v).map(Some).ok_or_else(|| {
                     Failure::bad_request(format!(
                         "{what} {v:?}: give YYYY-MM-DDTHH:MM (UTC) or µs since 1970"
                     ))
@@ -309,7 +311,7 @@ impl RangeQuery {
             Some(t) => t,
             None => {
                 let last = store.last_minute(device).await?;
-                last.map_or_else(crate::pipeline::now_us, |m| (m + 1) * MINUTE_US)
+                last.map_or_else(crate::clock::now_us, |m| (m + 1) * MINUTE_US)
             }
         };
         let from_us = from.unwrap_or(to_us - DAY_US);
@@ -371,7 +373,7 @@ impl RangeQuery {
 
 /// Refuses a malformed device id as "no such device" (it can name none).
 pub(super) fn check_device(device: &str) -> Result<(), Failure> {
-    crate::wire::check_device_id(device).map_err(|_| Failure::not_found("no such device"))
+    crate::formats::wire::check_device_id(device).map_err(|_| Failure::not_found("no such device"))
 }
 
 fn range_form(device: &str, q: &RangeQuery, r: &Range, action: &str, with_filters: bool) -> Markup {
@@ -644,8 +646,8 @@ fn metric_cells(m: Option<&BinaryMetrics>) -> [Option<f64>; 6] {
 fn aami_table(a: &crate::model::metrics::AamiConfusion) -> Markup {
     html! {
         div.scroll { table.confusion {
-            tr { th { "reference \\ predicted" } @for c in crate::dataset::AamiClass::ALL { th { (format!("{c:?}")) } } th { "Se" } th { "+P" } }
-            @for (i, c) in crate::dataset::AamiClass::ALL.iter().enumerate() {
+            tr { th { "reference \\ predicted" } @for c in crate::formats::wfdb::AamiClass::ALL { th { (format!("{c:?}")) } } th { "Se" } th { "+P" } }
+            @for (i, c) in crate::formats::wfdb::AamiClass::ALL.iter().enumerate() {
                 tr {
                     th { (format!("{c:?}")) }
                     @for v in a.confusion[i] { td { (v) } }

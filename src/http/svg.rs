@@ -160,7 +160,7 @@ fn format_tick(v: f64) -> String {
 
 /// Tick labels for x in µs since the epoch, as `HH:MM` UTC (`HH:MM:SS` off the minute).
 fn clock_ticks(us: f64) -> String {
-    let s = crate::review::format_utc(us.round() as i64);
+    let s = crate::clock::format_utc(us.round() as i64);
     let end = if s.ends_with(":00") { 16 } else { 19 };
     s.get(11..end).unwrap_or(&s).to_string()
 }

@@ -268,11 +268,11 @@ impl RecordingCsv {
             _ => return err("the time column needs at least two increasing times"),
         };
         let fs = (fs * 1000.0).round() / 1000.0;
-        if !(crate::wire::FS_RANGE.0..=crate::wire::FS_RANGE.1).contains(&fs) {
+        if !(crate::formats::wire::FS_RANGE.0..=crate::formats::wire::FS_RANGE.1).contains(&fs) {
             return err(format!(
                 "sampling rate {fs} Hz is outside {}–{} Hz",
-                crate::wire::FS_RANGE.0,
-                crate::wire::FS_RANGE.1
+                crate::formats::wire::FS_RANGE.0,
+                crate::formats::wire::FS_RANGE.1
             ));
         }
         let lead = match (&self.header, self.column) {
@@ -588,7 +588,7 @@ pub async fn receive(
     let device = match (&parsed, f.device) {
         (Parsed::Beats { .. }, d) => d.unwrap_or_default(),
         (Parsed::Recording(_), Some(d)) => {
-            crate::wire::check_device_id(&d)
+            crate::formats::wire::check_device_id(&d)
                 .map_err(|e| Failure::bad_request(format!("device: {e}")))?;
             d
         }
@@ -599,7 +599,7 @@ pub async fn receive(
         }
     };
     let start_us = match f.start {
-        Some(s) => Some(crate::review::parse_time(&s).ok_or_else(|| {
+        Some(s) => Some(crate::clock::parse_time(&s).ok_or_else(|| {
             Failure::bad_request(format!(
                 "start {s:?}: give YYYY-MM-DDTHH:MM (UTC) or µs since 1970"
             ))
@@ -629,19 +629,20 @@ async fn read_wfdb_upload(
     };
     let record = dir.join(hea.trim_end_matches(".hea"));
     let choice = match lead {
-        Some(l) => crate::eval::LeadChoice::Lead(l),
-        None => crate::eval::LeadChoice::Default,
+        Some(l) => crate::formats::wfdb::LeadChoice::Lead(l),
+        None => crate::formats::wfdb::LeadChoice::Default,
     };
     let name = hea.to_string();
     tokio::task::spawn_blocking(move || {
-        let rec = crate::replay::Recording::from_wfdb(&record, &choice)
+        let rec = crate::formats::wfdb::Recording::from_wfdb(&record, &choice)
             .map_err(|e| Failure::bad_request(format!("WFDB record: {e:#}")))?;
-        if !(crate::wire::FS_RANGE.0..=crate::wire::FS_RANGE.1).contains(&rec.fs) {
+        if !(crate::formats::wire::FS_RANGE.0..=crate::formats::wire::FS_RANGE.1).contains(&rec.fs)
+        {
             return Err(Failure::bad_request(format!(
                 "sampling rate {} Hz is outside {}–{} Hz",
                 rec.fs,
-                crate::wire::FS_RANGE.0,
-                crate::wire::FS_RANGE.1
+                crate::formats::wire::FS_RANGE.0,
+                crate::formats::wire::FS_RANGE.1
             )));
         }
         let samples = rec.millivolts();

@@ -26,7 +26,7 @@ pub struct ShippedModel {
 impl ModelCatalog {
     pub fn new(dir: &Path) -> ModelCatalog {
         ModelCatalog {
-            dir: dir.to_path_buf(),
+            dir: super::locate(dir),
             loaded: Mutex::new(HashMap::new()),
         }
     }

@@ -32,7 +32,7 @@ impl Classifier {
         let mut members = Vec::new();
         let mut hash = Fnv1a::default();
         for dir in dirs {
-            let dir = dir.as_ref();
+            let dir = &super::locate(dir.as_ref());
             members.push(load_model(dir, device)?);
             let weights = dir.join("weights.safetensors");
             let bytes = std::fs::read(&weights).map_err(|e| ModelError::Weights {

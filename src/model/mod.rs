@@ -34,6 +34,22 @@ pub use params::{ModelError, Params, SplitMix64};
 pub use transformer::PaperTransformer;
 
 use candle_core::Tensor;
+use std::path::{Path, PathBuf};
+
+/// A model path as given when it exists; else, for a relative path such as the
+/// default `models/cnn-lstm-rr-inter`, the same path in the source tree this
+/// binary was built from, so that `cargo run` works from any directory.
+pub fn locate(path: &Path) -> PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if in_tree.exists() {
+        in_tree
+    } else {
+        path.to_path_buf()
+    }
+}
 
 /// Architectures by name.
 pub const ARCHITECTURES: [&str; 6] = [

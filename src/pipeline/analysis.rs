@@ -7,7 +7,8 @@
 //! chunks go through a fresh extractor, beats already stored are skipped, and
 //! segments superseded by a newer one of the same device are finished.
 
-use super::{AnalysisEvent, ExtractedBeat, Item, r_time_us, send_counted};
+use super::{AnalysisEvent, ExtractedBeat, Item, send_counted};
+use crate::clock::r_time_us;
 use crate::dsp::{Beat, BeatExtractor, ExtractorConfig};
 use crate::metrics::Metrics;
 use crate::store::{SegmentKey, SegmentRow, Store, StoreError, StreamHead};

@@ -161,7 +161,7 @@ mod tests {
     use super::*;
     use crate::dataset::label_record;
     use crate::dsp::ExtractorConfig;
-    use crate::eval::LeadChoice;
+    use crate::formats::wfdb::LeadChoice;
     use crate::pipeline::ExtractedBeat;
     use crate::store::SegmentKey;
     use std::path::Path;

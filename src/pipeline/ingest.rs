@@ -8,7 +8,7 @@
 use super::sequencer::{SeqEvent, Sequencer};
 use super::{AnalysisEvent, Inbound, send_counted, write_with_retry};
 use crate::metrics::Metrics;
-use crate::mqtt::{AckToken, Acker};
+use crate::pipeline::ack::{AckToken, Acker};
 use crate::store::{ChunkRow, SegmentRow, Store, StreamHead};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

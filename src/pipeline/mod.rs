@@ -14,6 +14,7 @@
 //! dies are re-derived at start from the stored signal of every open segment
 //! ([`analysis`]), and idempotent writes make that exact.
 
+pub mod ack;
 pub mod analysis;
 pub mod batcher;
 pub mod inference;
@@ -23,9 +24,9 @@ pub mod sequencer;
 pub mod writer;
 
 use crate::dsp::Beat;
-use crate::mqtt::AckToken;
+use crate::formats::wire::Frame;
+use crate::pipeline::ack::AckToken;
 use crate::store::{BeatRow, SegmentKey, SegmentRow};
-use crate::wire::Frame;
 use std::time::Instant;
 
 /// A decoded message on its way into ingest.
@@ -81,18 +82,6 @@ pub struct Classified {
     pub id: u64,
     pub rows: Vec<(BeatRow, Instant)>,
     pub closes: Vec<SegmentKey>,
-}
-
-/// Time of a beat's R peak: the segment's start plus its sample index, µs.
-pub fn r_time_us(t0_us: i64, fs: f64, sample: u64) -> i64 {
-    t0_us.saturating_add((sample as f64 * 1e6 / fs).round() as i64)
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Sends `value` on `tx`, counting a backpressure wait when the queue is full.

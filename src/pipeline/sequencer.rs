@@ -7,8 +7,8 @@
 //! after a gap, after expiry, and when the stream id, rate or lead changes.
 //! It is pure logic: the ingest stage feeds it and acts on its [`SeqEvent`]s.
 
+use crate::formats::wire::Frame;
 use crate::store::{SegmentKey, SegmentRow, StreamHead};
-use crate::wire::Frame;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 

@@ -154,9 +154,6 @@ impl BeatQuery {
     }
 }
 
-/// Microseconds per minute, the rollup unit.
-pub const MINUTE_US: i64 = 60_000_000;
-
 /// A beat without its waveform: enough to list, count and mark it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeatMark {

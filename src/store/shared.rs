@@ -154,7 +154,7 @@ pub(crate) const RECOMPUTE_MINUTES: &str = "
 pub(crate) fn touched_minutes(beats: &[super::BeatRow]) -> Vec<(String, i64, i64)> {
     let mut out: Vec<(String, i64, i64)> = Vec::new();
     for b in beats {
-        let m = b.r_time_us.div_euclid(super::MINUTE_US);
+        let m = b.r_time_us.div_euclid(crate::clock::MINUTE_US);
         match out.iter_mut().find(|(d, _, _)| *d == b.segment.device) {
             Some((_, lo, hi)) => {
                 *lo = (*lo).min(m);
@@ -167,8 +167,8 @@ pub(crate) fn touched_minutes(beats: &[super::BeatRow]) -> Vec<(String, i64, i64
         .map(|(d, lo, hi)| {
             (
                 d,
-                lo.saturating_mul(super::MINUTE_US),
-                (hi + 1).saturating_mul(super::MINUTE_US),
+                lo.saturating_mul(crate::clock::MINUTE_US),
+                (hi + 1).saturating_mul(crate::clock::MINUTE_US),
             )
         })
         .collect()
@@ -386,7 +386,7 @@ macro_rules! review_reads {
                  ORDER BY t0_us, seq",
             )
             .bind(device)
-            .bind(from_us.saturating_sub(crate::wire::MAX_MESSAGE_SPAN_US))
+            .bind(from_us.saturating_sub(crate::formats::wire::MAX_MESSAGE_SPAN_US))
             .bind(to_us)
             .fetch_all(&self.pool)
             .await?;

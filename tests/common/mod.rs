@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use holterd::dsp::{Beat, BeatExtractor, ExtractorConfig};
-use holterd::eval::LeadChoice;
-use holterd::wfdb;
+use holterd::formats::wfdb;
+use holterd::formats::wfdb::LeadChoice;
 use std::path::{Path, PathBuf};
 
 /// The fixture records in `tests/fixtures` (see its README).

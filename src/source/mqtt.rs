@@ -1,5 +1,5 @@
 //! The MQTT source: subscribes with `rumqttc` (QoS 1, persistent session,
-//! manual acknowledgements), decodes every message ([`crate::wire`]) and
+//! manual acknowledgements), decodes every message ([`crate::formats::wire`]) and
 //! hands it to ingest, which acknowledges it once stored ([`Acker`]).
 //!
 //! rumqttc reconnects when polled again after an error, but neither waits
@@ -12,10 +12,12 @@
 //! refused one at once, a stored one after its commit), so [`AckOrder`] puts
 //! the acknowledgements back in arrival order before they are written.
 
+use crate::clock::now_us;
 use crate::config::MqttConfig;
+use crate::formats::wire;
 use crate::metrics::Metrics;
-use crate::pipeline::{Inbound, now_us};
-use crate::wire;
+use crate::pipeline::Inbound;
+use crate::pipeline::ack::{AckToken, Acker};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,
@@ -25,62 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// Identifies a received message for its acknowledgement.
-#[derive(Debug)]
-pub struct AckToken {
-    /// Packet id of a QoS 1 message.
-    pkid: Option<u16>,
-    /// Arrival order on its connection.
-    seq: u64,
-    /// The connection it arrived on; acknowledgements for older connections are
-    /// skipped (the broker resends those messages, and ingest drops the copies).
-    connection: u64,
-}
-
-impl AckToken {
-    /// A token for a message that needs no acknowledgement (tests, replays).
-    pub fn none() -> Self {
-        AckToken {
-            pkid: None,
-            seq: 0,
-            connection: 0,
-        }
-    }
-}
-
-/// Hands acknowledgements to the source, which writes them on the connection.
-///
-/// rumqttc's own `ack` goes through its request queue, which its event loop
-/// serves about once per ten incoming packets; under a steady flood the acks
-/// fall ever further behind. The source writes these directly instead.
-#[derive(Clone)]
-pub struct Acker {
-    /// Unbounded, but never longer than the messages in flight (each is acked once).
-    tx: Option<mpsc::UnboundedSender<AckToken>>,
-    connection: Arc<AtomicU64>,
-}
-
-impl Acker {
-    /// An acker that acknowledges nothing (for feeding the pipeline without a broker).
-    pub fn disabled() -> Self {
-        Acker {
-            tx: None,
-            connection: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Acknowledges the message of `token`, if it came on the current connection.
-    pub fn ack(&self, token: AckToken) {
-        if let Some(tx) = &self.tx
-            && token.pkid.is_some()
-            && token.connection == self.connection.load(Ordering::Acquire)
-        {
-            // Fails only once the source has stopped; the broker then resends the message.
-            let _ = tx.send(token);
-        }
-    }
-}
 
 /// A configured, not yet connected, MQTT subscription.
 pub struct MqttSource {

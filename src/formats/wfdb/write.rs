@@ -1,8 +1,88 @@
 //! Writing records (format 16) and MIT-format annotation files, used to cut
-//! small test fixtures out of the reference database.
+//! the test fixtures and the bundled demo excerpts out of the reference database.
 
-use super::{Annotation, Header, WfdbError};
-use std::path::Path;
+use super::{Annotation, AnnotationCode, Header, WfdbError, read_annotations, read_record};
+use std::path::{Path, PathBuf};
+
+/// What [`cut_record`] wrote.
+#[derive(Debug, Clone)]
+pub struct CutSummary {
+    /// The new record's path, without extension.
+    pub record: PathBuf,
+    /// Samples per signal.
+    pub samples: usize,
+    /// Annotations written.
+    pub annotations: usize,
+}
+
+/// Annotation code of a rhythm change (`+`), whose aux text names the rhythm.
+const RHYTHM: AnnotationCode = AnnotationCode(28);
+
+/// Cuts seconds `from_s..to_s` of `source` (a record path, its `.atr` beside
+/// it) into a new format-16 record `<out>/<name>`: samples unchanged, with a
+/// fresh checksum and first value, and the annotations inside the stretch.
+/// If the stretch starts inside a rhythm, a rhythm annotation at its first
+/// sample carries that rhythm over, as analysers need the rhythm in effect.
+pub fn cut_record(
+    source: &Path,
+    from_s: f64,
+    to_s: f64,
+    out: &Path,
+    name: &str,
+) -> Result<CutSummary, WfdbError> {
+    let record = read_record(source)?;
+    let fs = record.header.fs;
+    if !(from_s >= 0.0 && to_s > from_s) {
+        return Err(WfdbError::invalid(
+            &record.header_path,
+            format!("cannot cut {from_s} s to {to_s} s: need 0 <= from < to"),
+        ));
+    }
+    let (from, to) = (
+        (from_s * fs) as usize,
+        ((to_s * fs) as usize).min(record.len()),
+    );
+    if from >= to {
+        return Err(WfdbError::invalid(
+            &record.header_path,
+            format!("the record is only {:.1} s long", record.len() as f64 / fs),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| WfdbError::io(out, e))?;
+    let samples: Vec<Vec<i32>> = record
+        .samples
+        .iter()
+        .map(|s| s[from..to].to_vec())
+        .collect();
+    write_record_16(out, name, &record.header, &samples)?;
+    let all = read_annotations(&record.header_path.with_extension("atr"))?;
+    let (from_u, to_u) = (from as u64, to as u64);
+    let rhythm_before = all
+        .iter()
+        .rfind(|a| a.sample < from_u && a.code == RHYTHM && a.aux.is_some())
+        .cloned();
+    let mut anns: Vec<Annotation> = all
+        .into_iter()
+        .filter(|a| (from_u..to_u).contains(&a.sample))
+        .map(|mut a| {
+            a.sample -= from_u;
+            a
+        })
+        .collect();
+    let starts_with_rhythm = anns
+        .first()
+        .is_some_and(|a| a.sample == 0 && a.code == RHYTHM);
+    if let (Some(mut r), false) = (rhythm_before, starts_with_rhythm) {
+        r.sample = 0;
+        anns.insert(0, r);
+    }
+    write_annotations(&out.join(format!("{name}.atr")), &anns)?;
+    Ok(CutSummary {
+        record: out.join(name),
+        samples: to - from,
+        annotations: anns.len(),
+    })
+}
 
 /// Writes `<dir>/<name>.hea` and `<dir>/<name>.dat` (format 16) for the given
 /// signals (ADC units), keeping each signal's gain, baseline and name.

@@ -5,16 +5,21 @@
 //! with it; malformed input never panics.
 
 mod annotation;
+pub mod bundled;
 mod header;
+mod lead;
 mod record;
+mod recording;
 mod signal;
 mod write;
 
-pub use annotation::{Annotation, AnnotationCode, read_annotations};
+pub use annotation::{AamiClass, Annotation, AnnotationCode, read_annotations};
 pub use header::{Header, SignalSpec, parse_header};
-pub use record::{Record, checksum, read_record};
+pub use lead::LeadChoice;
+pub use record::{Record, checksum, list_records, read_record};
+pub use recording::Recording;
 pub use signal::{decode_16, decode_212};
-pub use write::{write_annotations, write_record_16};
+pub use write::{CutSummary, cut_record, write_annotations, write_record_16};
 
 use std::path::{Path, PathBuf};
 
@@ -51,5 +56,8 @@ impl WfdbError {
 
 /// Reads a whole file, naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, WfdbError> {
+    if let Some(bundled) = bundled::file(path) {
+        return bundled;
+    }
     std::fs::read(path).map_err(|e| WfdbError::io(path, e))
 }

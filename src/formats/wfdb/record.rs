@@ -173,3 +173,18 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
 pub fn checksum(samples: &[i32]) -> i16 {
     samples.iter().fold(0i32, |acc, &v| acc.wrapping_add(v)) as i16
 }
+
+/// Names of the records in `dir` that have a header, a signal file and `.atr` annotations, sorted.
+pub fn list_records(dir: &Path) -> Result<Vec<String>, WfdbError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WfdbError::io(dir, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".hea")?.to_string();
+            dir.join(format!("{stem}.atr")).exists().then_some(stem)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}

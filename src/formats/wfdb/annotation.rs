@@ -33,16 +33,69 @@ impl AnnotationCode {
         matches!(self.0, 1..=13 | 25 | 30 | 34 | 35 | 38 | 41)
     }
 
-    /// The AAMI EC57 class of a beat code: `N`, `S`, `V`, `F` or `Q`; `None` for non-beats.
-    pub fn aami_class(self) -> Option<char> {
+    /// The AAMI EC57 class of a beat code; `None` for non-beats.
+    pub fn aami_class(self) -> Option<AamiClass> {
         match self.symbol() {
-            "N" | "L" | "R" | "e" | "j" => Some('N'),
-            "A" | "a" | "J" | "S" => Some('S'),
-            "V" | "E" => Some('V'),
-            "F" => Some('F'),
-            "/" | "f" | "Q" => Some('Q'),
+            "N" | "L" | "R" | "e" | "j" => Some(AamiClass::N),
+            "A" | "a" | "J" | "S" => Some(AamiClass::S),
+            "V" | "E" => Some(AamiClass::V),
+            "F" => Some(AamiClass::F),
+            "/" | "f" | "Q" => Some(AamiClass::Q),
             _ => None,
         }
+    }
+}
+
+/// AAMI EC57 heartbeat classes, in the Kaggle dataset's label order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AamiClass {
+    /// Normal and bundle-branch-block beats (N L R e j).
+    N,
+    /// Supraventricular ectopic beats (A a J S).
+    S,
+    /// Ventricular ectopic beats (V E).
+    V,
+    /// Fusion of ventricular and normal beats (F).
+    F,
+    /// Paced and unclassifiable beats (/ f Q).
+    Q,
+}
+
+impl AamiClass {
+    /// All classes in label order.
+    pub const ALL: [AamiClass; 5] = [
+        AamiClass::N,
+        AamiClass::S,
+        AamiClass::V,
+        AamiClass::F,
+        AamiClass::Q,
+    ];
+
+    /// The class of an AAMI letter (`N`, `S`, `V`, `F`, `Q`).
+    pub fn from_letter(c: char) -> Option<Self> {
+        match c {
+            'N' => Some(AamiClass::N),
+            'S' => Some(AamiClass::S),
+            'V' => Some(AamiClass::V),
+            'F' => Some(AamiClass::F),
+            'Q' => Some(AamiClass::Q),
+            _ => None,
+        }
+    }
+
+    /// The class's letter.
+    pub fn letter(self) -> char {
+        ['N', 'S', 'V', 'F', 'Q'][self as usize]
+    }
+
+    /// Label index (0 to 4).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The seed paper's binary label: 0 for normal (N), 1 for abnormal.
+    pub fn binary(self) -> u8 {
+        u8::from(self != AamiClass::N)
     }
 }
 
@@ -174,7 +227,7 @@ mod tests {
             (70120, "V", 1, 3)
         );
         assert!(a[1].code.is_beat() && !a[0].code.is_beat());
-        assert_eq!(a[2].code.aami_class(), Some('V'));
+        assert_eq!(a[2].code.aami_class(), Some(AamiClass::V));
     }
 
     #[test]

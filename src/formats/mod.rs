@@ -1,0 +1,6 @@
+//! The formats ECG arrives in: PhysioNet WFDB records and annotations, the
+//! MQTT wire format wearables publish, and the recording CSVs people upload.
+//! Readers only: nothing here knows about streams, models or stores.
+
+pub mod wfdb;
+pub mod wire;
