@@ -55,7 +55,7 @@ macro_rules! row_decoders {
                 sample: r.try_get::<i64, _>("sample_index")? as u64,
                 rr_prev_ms: r.try_get("rr_prev_ms")?,
                 rr_next_ms: r.try_get("rr_next_ms")?,
-                quality: super::parse_quality(quality)?,
+                quality: super::rows::parse_quality(quality)?,
                 searchback: r.try_get("searchback")?,
                 verdict: Verdict::parse(verdict)?,
                 p_abnormal: r.try_get("p_abnormal")?,
@@ -71,7 +71,7 @@ macro_rules! row_decoders {
             Ok(BeatMark {
                 r_time_us: r.try_get("r_time_us")?,
                 rr_prev_ms: r.try_get("rr_prev_ms")?,
-                quality: super::parse_quality(quality)?,
+                quality: super::rows::parse_quality(quality)?,
                 verdict: Verdict::parse(verdict)?,
                 p_abnormal: r.try_get("p_abnormal")?,
                 model: r.try_get("model")?,
@@ -239,6 +239,94 @@ macro_rules! upload_insert {
             .bind(&u.evaluation)
             .execute(&mut *tx)
             .await?;
+            Ok(())
+        }
+    };
+}
+
+/// The stream reads the daemon needs at start and for re-analysis, identical
+/// SQL on both stores; expands to methods of `impl Store`.
+macro_rules! stream_reads {
+    () => {
+        async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT s.device_id, s.stream, s.first_seq, s.t0_us, s.fs, s.lead, s.after_gap, s.closed,
+                        (SELECT max(c.seq) FROM chunks c WHERE c.device_id = s.device_id
+                           AND c.stream = s.stream AND c.first_seq = s.first_seq) AS last_seq
+                 FROM segments s
+                 WHERE s.id IN (SELECT max(id) FROM segments GROUP BY device_id)",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(head_from).collect()
+        }
+
+        async fn open_segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT device_id, stream, first_seq, t0_us, fs, lead, after_gap
+                 FROM segments WHERE closed = FALSE ORDER BY id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(segment_from).collect()
+        }
+
+        async fn segment_chunks(&self, key: &SegmentKey) -> Result<Vec<ChunkRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT seq, t0_us, fs, received_us, samples FROM chunks
+                 WHERE device_id = $1 AND stream = $2 AND first_seq = $3 ORDER BY seq",
+            )
+            .bind(&key.device)
+            .bind(key.stream as i64)
+            .bind(key.first_seq as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(|r| chunk_from(key, r)).collect()
+        }
+
+        async fn last_beat_us(&self, key: &SegmentKey) -> Result<Option<i64>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT max(r_time_us) FROM beats WHERE device_id = $1 AND stream = $2 AND first_seq = $3",
+            )
+            .bind(&key.device)
+            .bind(key.stream as i64)
+            .bind(key.first_seq as i64)
+            .fetch_one(&self.pool)
+            .await?)
+        }
+
+        async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
+                        quality, searchback, verdict, p_abnormal, model, model_version, beat
+                 FROM beats
+                 WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
+                   AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
+                   AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5)
+                 ORDER BY r_time_us LIMIT $6 OFFSET $7",
+            )
+            .bind(&q.device)
+            .bind(q.from_us)
+            .bind(q.to_us)
+            .bind(q.verdict.map(|v| v.as_str()))
+            .bind(q.min_p_abnormal)
+            .bind(q.limit as i64)
+            .bind(q.offset.min(i64::MAX as u64) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(beat_from).collect()
+        }
+
+        async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
+            Ok(sqlx::query("DELETE FROM chunks WHERE received_us < $1")
+                .bind(before_us)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+        }
+
+        async fn ping(&self) -> Result<(), StoreError> {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
         }
     };

@@ -1,0 +1,171 @@
+//! The storage interface the daemon, the review pages and uploads are written
+//! against, and its error.
+
+use super::rows::*;
+use std::future::Future;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Storage the daemon needs. Implementations are cheap to clone (a connection pool).
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Applies the schema migrations (idempotent).
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores new segments and raw chunks in one transaction; already-stored ones are skipped.
+    fn write_chunks(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores beats (skipping those already stored) and marks segments closed, in one transaction.
+    /// Returns the number of beats newly stored.
+    fn write_beats(
+        &self,
+        beats: &[BeatRow],
+        closed: &[SegmentKey],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Each device's latest segment and its last stored sequence number.
+    fn stream_heads(&self) -> impl Future<Output = Result<Vec<StreamHead>, StoreError>> + Send;
+
+    /// Segments not yet closed, oldest first.
+    fn open_segments(&self) -> impl Future<Output = Result<Vec<SegmentRow>, StoreError>> + Send;
+
+    /// A segment's chunks in sequence order.
+    fn segment_chunks(
+        &self,
+        key: &SegmentKey,
+    ) -> impl Future<Output = Result<Vec<ChunkRow>, StoreError>> + Send;
+
+    /// Time of a segment's latest stored beat.
+    fn last_beat_us(
+        &self,
+        key: &SegmentKey,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Beats matching `q`, oldest first.
+    fn beats(&self, q: &BeatQuery)
+    -> impl Future<Output = Result<Vec<BeatRow>, StoreError>> + Send;
+
+    /// Stores a whole recording (segments, chunks, beats, all segments closed) in one transaction.
+    fn import_recording(
+        &self,
+        segments: &[SegmentRow],
+        chunks: &[ChunkRow],
+        beats: &[BeatRow],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every device, with its beats from minute `since_minute` on.
+    fn devices(
+        &self,
+        since_minute: i64,
+    ) -> impl Future<Output = Result<Vec<DeviceRow>, StoreError>> + Send;
+
+    /// The latest minute in which a device has beats.
+    fn last_minute(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// A device's rollup minutes in `[from_minute, to_minute)`.
+    fn minutes(
+        &self,
+        device: &str,
+        from_minute: i64,
+        to_minute: i64,
+    ) -> impl Future<Output = Result<Vec<MinuteRow>, StoreError>> + Send;
+
+    /// One beat.
+    fn beat(
+        &self,
+        device: &str,
+        r_time_us: i64,
+    ) -> impl Future<Output = Result<Option<BeatRow>, StoreError>> + Send;
+
+    /// Beats matching `q` without their waveforms, oldest first.
+    fn beat_marks(
+        &self,
+        q: &BeatQuery,
+    ) -> impl Future<Output = Result<Vec<BeatMark>, StoreError>> + Send;
+
+    /// Time of the flagged beat just after (`later`) or before `r_time_us`.
+    fn flagged_neighbour(
+        &self,
+        device: &str,
+        r_time_us: i64,
+        later: bool,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// (R time, previous RR in ms) of a device's flagged beats in `[from_us, to_us)`, by time.
+    fn flagged_links(
+        &self,
+        device: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, Option<f32>)>, StoreError>> + Send;
+
+    /// Raw chunks of a device that may overlap `[from_us, to_us)`, by time.
+    fn chunks_between(
+        &self,
+        device: &str,
+        from_us: i64,
+        to_us: i64,
+    ) -> impl Future<Output = Result<Vec<ChunkRow>, StoreError>> + Send;
+
+    /// Stores an uploaded beats file and its classified beats in one transaction.
+    fn create_upload(
+        &self,
+        upload: &UploadRow,
+        beats: &[UploadBeatRow],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The latest uploads, newest first.
+    fn uploads(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<UploadRow>, StoreError>> + Send;
+
+    /// One upload.
+    fn upload(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<UploadRow>, StoreError>> + Send;
+
+    /// An upload's beats by verdict.
+    fn upload_counts(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<VerdictCounts, StoreError>> + Send;
+
+    /// An upload's beats (optionally of one verdict) in file order.
+    fn upload_beats(
+        &self,
+        id: &str,
+        verdict: Option<Verdict>,
+        limit: u32,
+        offset: u64,
+    ) -> impl Future<Output = Result<Vec<UploadBeatRow>, StoreError>> + Send;
+
+    /// One beat of an upload.
+    fn upload_beat(
+        &self,
+        id: &str,
+        row_index: i64,
+    ) -> impl Future<Output = Result<Option<UploadBeatRow>, StoreError>> + Send;
+
+    /// Deletes raw chunks received before `before_us`; returns how many.
+    fn prune_chunks(&self, before_us: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Checks the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

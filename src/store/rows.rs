@@ -1,0 +1,232 @@
+//! The rows the stores keep and return: segments, raw chunks, beats and their
+//! rollups, uploads, and the queries that select them.
+
+use super::StoreError;
+use crate::dsp::Quality;
+
+/// A segment: consecutive messages of one device stream analysed by one extractor.
+/// It starts at the stream's first message, after a gap, or after the stream expired.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SegmentKey {
+    pub device: String,
+    pub stream: u32,
+    /// Sequence number of the segment's first message.
+    pub first_seq: u64,
+}
+
+/// A segment's description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRow {
+    pub key: SegmentKey,
+    /// Time of the segment's first sample, µs since the Unix epoch; beat times count from it.
+    pub t0_us: i64,
+    pub fs: f64,
+    pub lead: String,
+    /// Messages were missing just before this segment.
+    pub after_gap: bool,
+}
+
+/// One stored message of raw signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRow {
+    pub segment: SegmentKey,
+    pub seq: u64,
+    pub t0_us: i64,
+    pub fs: f64,
+    pub received_us: i64,
+    /// Samples, mV.
+    pub samples: Vec<f32>,
+}
+
+/// What the daemon concluded about a beat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Normal,
+    Abnormal,
+    /// The quality gate refused it (flat, clipped, lead-off, noisy): not classified.
+    Unreadable,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Normal, Verdict::Abnormal, Verdict::Unreadable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Normal => "normal",
+            Verdict::Abnormal => "abnormal",
+            Verdict::Unreadable => "unreadable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Verdict, StoreError> {
+        Verdict::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("verdict {s:?}")))
+    }
+}
+
+pub(crate) fn parse_quality(s: &str) -> Result<Quality, StoreError> {
+    Quality::parse(s).ok_or_else(|| StoreError::Corrupt(format!("quality {s:?}")))
+}
+
+/// One classified beat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatRow {
+    pub segment: SegmentKey,
+    /// R-peak time, µs since the Unix epoch.
+    pub r_time_us: i64,
+    /// R-peak index within the segment (input rate).
+    pub sample: u64,
+    pub rr_prev_ms: Option<f32>,
+    pub rr_next_ms: Option<f32>,
+    pub quality: Quality,
+    pub searchback: bool,
+    pub verdict: Verdict,
+    /// Probability of "abnormal"; `None` for unreadable beats.
+    pub p_abnormal: Option<f32>,
+    pub model: String,
+    pub model_version: String,
+    /// The 187-sample beat vector.
+    pub values: Vec<f32>,
+}
+
+/// Where a device's stream stands, to resume sequencing after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamHead {
+    pub segment: SegmentRow,
+    pub closed: bool,
+    /// Highest stored sequence number of the segment.
+    pub last_seq: u64,
+}
+
+/// A beat search: one device, a time range, optional verdict and minimum probability.
+#[derive(Debug, Clone)]
+pub struct BeatQuery {
+    pub device: String,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub verdict: Option<Verdict>,
+    pub min_p_abnormal: Option<f32>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl BeatQuery {
+    /// Every beat of `device`, oldest first (up to `limit`).
+    pub fn all(device: &str, limit: u32) -> Self {
+        BeatQuery {
+            device: device.to_string(),
+            from_us: i64::MIN,
+            to_us: i64::MAX,
+            verdict: None,
+            min_p_abnormal: None,
+            limit,
+            offset: 0,
+        }
+    }
+}
+
+/// A beat without its waveform: enough to list, count and mark it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatMark {
+    pub r_time_us: i64,
+    pub rr_prev_ms: Option<f32>,
+    pub quality: Quality,
+    pub verdict: Verdict,
+    pub p_abnormal: Option<f32>,
+    pub model: String,
+}
+
+/// Beats by verdict (normal = beats − abnormal − unreadable).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerdictCounts {
+    pub beats: i64,
+    pub abnormal: i64,
+    pub unreadable: i64,
+}
+
+impl VerdictCounts {
+    pub fn normal(&self) -> i64 {
+        self.beats - self.abnormal - self.unreadable
+    }
+
+    pub fn add(&mut self, o: &VerdictCounts) {
+        self.beats += o.beats;
+        self.abnormal += o.abnormal;
+        self.unreadable += o.unreadable;
+    }
+}
+
+/// One device-minute of the beat rollup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinuteRow {
+    /// Minutes since the Unix epoch.
+    pub minute: i64,
+    pub counts: VerdictCounts,
+    /// Readable beats with a previous RR interval, and their sum (for the mean heart rate).
+    pub rr_n: i64,
+    pub rr_sum_ms: f64,
+    /// Longest RR interval of a readable beat in the minute.
+    pub rr_max_ms: Option<f32>,
+}
+
+/// A device with its beats since a given minute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub device: String,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+    pub since: VerdictCounts,
+    /// The latest minute with beats, and its mean RR interval.
+    pub last_minute: Option<i64>,
+    pub last_minute_rr_ms: Option<f64>,
+}
+
+/// An uploaded file of beats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRow {
+    /// Random hex identifier.
+    pub id: String,
+    pub filename: String,
+    pub uploaded_by: String,
+    pub created_us: i64,
+    pub model: String,
+    pub model_version: String,
+    pub beats: i64,
+    /// The file had a label column.
+    pub labelled: bool,
+    /// Metrics against the labels (JSON) when labelled.
+    pub evaluation: Option<String>,
+}
+
+/// One beat of an uploaded file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadBeatRow {
+    /// Row in the file, from 0.
+    pub row_index: i64,
+    /// The file's label (0 = normal), if it had labels.
+    pub label: Option<i64>,
+    pub verdict: Verdict,
+    pub p_abnormal: Option<f32>,
+    pub values: Vec<f32>,
+}
+
+/// f32 values as little-endian bytes (how samples and beats are stored).
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The inverse of [`f32_bytes`].
+pub fn bytes_f32(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(StoreError::Corrupt(format!(
+            "{} bytes is not a whole number of f32 values",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
