@@ -29,17 +29,11 @@ fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cnn-lstm-inter")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The embedded broker on a free port (one per test).
 fn embedded_broker() -> String {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     holterd::source::broker::start(addr, 256 * 1024).unwrap();
     addr.to_string()
 }
@@ -545,9 +539,9 @@ struct SecureBroker {
 
 impl SecureBroker {
     fn start() -> Option<SecureBroker> {
-        let dir = std::env::temp_dir().join(common::unique("holterd-tls-"));
+        let dir = common::temp_dir("tls");
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let setup = [
             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=holterd-test-ca \
                -keyout ca.key -out ca.pem",

@@ -9,7 +9,6 @@ use common::{FIXTURES, labelled_beats, shipped_models};
 use holterd::model::card::load_model;
 use holterd::model::classifier::Classifier;
 use holterd::model::{Network, Params, SplitMix64};
-use std::path::PathBuf;
 
 /// Lowest accuracy a shipped model must reach on the fixtures' beats (binary,
 /// normal vs abnormal). The fixtures come from records the intra-patient
@@ -70,16 +69,10 @@ fn shipped_models_classify_the_fixture_beats() {
     eprintln!("{} shipped models checked", models.len());
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("holterd-models-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn bad_weight_files_are_named_errors() {
     let device = candle_core::Device::Cpu;
-    let dir = temp_dir("bad");
+    let dir = common::temp_dir("bad");
     let mut params = Params::new(&device);
     Network::build("cnn-lstm", &mut params, &mut SplitMix64::new(1)).unwrap();
     let good = dir.join("good.safetensors");
@@ -121,7 +114,7 @@ fn bad_weight_files_are_named_errors() {
     assert!(e.contains("missing"), "{e}");
 
     // A model directory without a card.
-    let no_card = temp_dir("nocard");
+    let no_card = common::temp_dir("nocard");
     let e = load_model(&no_card, &device).err().unwrap().to_string();
     assert!(e.contains("card.json"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
@@ -174,28 +167,15 @@ fn shipped_models_abstain_on_flat_lines_noise_and_square_waves() {
     }
 }
 
-fn holterd(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holterd"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "holterd {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// `dataset build` and `eval classify` end to end on the fixture records: the
 /// per-beat probabilities it writes give back the confusion matrix it prints.
 #[test]
 fn eval_classify_writes_probabilities_that_match_its_metrics() {
-    let dir = temp_dir("eval");
+    let dir = common::temp_dir("eval");
     let data = dir.join("data");
     let probabilities = dir.join("p.csv");
     let fixtures = common::fixture("100_0");
-    holterd(&[
+    common::holterd_ok(&[
         "dataset",
         "build",
         "--db",
@@ -203,7 +183,7 @@ fn eval_classify_writes_probabilities_that_match_its_metrics() {
         "--out",
         data.to_str().unwrap(),
     ]);
-    let json = holterd(&[
+    let json = common::holterd_ok(&[
         "eval",
         "classify",
         "--model",

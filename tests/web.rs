@@ -812,10 +812,8 @@ fn record_100() -> std::path::PathBuf {
 
 /// What `holterd analyze` prints for `record` starting at `t0`: (R time, verdict, p).
 fn command_line_verdicts(record: &std::path::Path, t0: i64) -> Vec<(i64, String, f64)> {
-    let out = std::env::temp_dir()
-        .join(common::unique("analyze-"))
-        .with_extension("csv");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_holterd"))
+    let out = common::temp_dir("analyze").join("verdicts.csv");
+    let status = common::holterd()
         .args([
             "analyze",
             record.to_str().unwrap(),

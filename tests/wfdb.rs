@@ -201,14 +201,6 @@ fn mitdb_record_100() {
 
 // ---- damaged files ----------------------------------------------------------
 
-/// A fresh, empty scratch directory for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("holterd-it-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Copies fixture 100_0 (header, signal, annotations) into `dir`; returns the record path.
 fn copy_fixture(dir: &Path) -> PathBuf {
     for ext in ["hea", "dat", "atr"] {
@@ -242,7 +234,7 @@ fn assert_error<T: std::fmt::Debug>(
 
 #[test]
 fn truncated_signal_file() {
-    let dir = scratch("truncated-dat");
+    let dir = common::temp_dir("truncated-dat");
     let rec = copy_fixture(&dir);
     let dat = rec.with_extension("dat");
     let bytes = std::fs::read(&dat).unwrap();
@@ -255,25 +247,58 @@ fn truncated_signal_file() {
 }
 
 #[test]
-fn checksum_mismatch() {
-    let dir = scratch("checksum");
+fn checksum_mismatch_warns_and_strict_mode_refuses() {
+    let dir = common::temp_dir("checksum");
     let rec = copy_fixture(&dir);
     let dat = rec.with_extension("dat");
     let mut bytes = std::fs::read(&dat).unwrap();
     // The low byte of signal 1 (V5), sample 30000: not a first sample.
     bytes[30_000 * 4 + 2] ^= 0x10;
     std::fs::write(&dat, &bytes).unwrap();
+    let read = wfdb::read_record_with(&rec, wfdb::ReadOptions::default()).unwrap();
+    assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+    assert!(read.warnings[0].contains("checksum") && read.warnings[0].contains("V5"));
+    let strict = wfdb::ReadOptions {
+        strict_checksums: true,
+    };
     assert_error(
-        wfdb::read_record(&rec),
+        wfdb::read_record_with(&rec, strict),
         &rec.with_extension("hea"),
-        &["checksum", "signal 1", "V5"],
+        &["checksum", "signal 1", "V5", "HOLTER_WFDB_STRICT"],
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A header in the style of the PhysioNet/CinC 2017 AF challenge: a `.mat`
+/// signal file with a 24-byte prefix, and 0 in the checksum field.
+#[test]
+fn challenge_2017_headers_with_a_zero_checksum_are_read() {
+    let dir = common::temp_dir("cinc2017");
+    let samples: Vec<i16> = (0..3000).map(|i| ((i % 300) as i16 - 127) * 3).collect();
+    let mut mat = vec![0u8; 24];
+    for v in &samples {
+        mat.extend(v.to_le_bytes());
+    }
+    std::fs::write(dir.join("A00001.mat"), &mat).unwrap();
+    let first = samples[0];
+    std::fs::write(
+        dir.join("A00001.hea"),
+        format!("A00001 1 300 3000\nA00001.mat 16+24 1000/mV 16 0 {first} 0 0 ECG\n"),
+    )
+    .unwrap();
+    let r = wfdb::read_record_with(&dir.join("A00001"), wfdb::ReadOptions::default()).unwrap();
+    assert_eq!(r.len(), 3000);
+    assert_eq!(
+        r.samples[0][..3],
+        [first as i32, samples[1] as i32, samples[2] as i32]
+    );
+    assert_eq!(r.warnings.len(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn first_value_mismatch() {
-    let dir = scratch("first-value");
+    let dir = common::temp_dir("first-value");
     let rec = copy_fixture(&dir);
     let hea = rec.with_extension("hea");
     // Corrupt the first sample in the signal file...
@@ -302,7 +327,7 @@ fn first_value_mismatch() {
 
 #[test]
 fn missing_signal_file() {
-    let dir = scratch("missing-dat");
+    let dir = common::temp_dir("missing-dat");
     let rec = copy_fixture(&dir);
     let dat = rec.with_extension("dat");
     std::fs::remove_file(&dat).unwrap();
@@ -319,7 +344,7 @@ fn missing_signal_file() {
 
 #[test]
 fn header_with_bad_fields() {
-    let dir = scratch("bad-header");
+    let dir = common::temp_dir("bad-header");
     let rec = copy_fixture(&dir);
     let hea = rec.with_extension("hea");
     let good = std::fs::read_to_string(&hea).unwrap();
@@ -392,7 +417,7 @@ fn header_with_bad_fields() {
 
 #[test]
 fn truncated_annotation_file() {
-    let dir = scratch("truncated-atr");
+    let dir = common::temp_dir("truncated-atr");
     let rec = copy_fixture(&dir);
     let atr = rec.with_extension("atr");
     let bytes = std::fs::read(&atr).unwrap();

@@ -97,10 +97,12 @@ impl Reject {
     ];
 }
 
-/// Checks a device id: 1–64 characters of `A-Z a-z 0-9 _ - .`.
+/// Checks a device id: 1–64 characters of `A-Z a-z 0-9 _ - .`, not only dots
+/// (`.` and `..` would name no page: `/devices/..` is the parent path).
 pub fn check_device_id(id: &str) -> Result<(), Reject> {
     let ok = !id.is_empty()
         && id.len() <= MAX_DEVICE_ID_LEN
+        && !id.bytes().all(|b| b == b'.')
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
@@ -480,6 +482,7 @@ mod tests {
             device_from_topic("$share/g/holter/+/ecg", "holter/x.1/ecg").unwrap(),
             "x.1"
         );
+        assert_eq!(device_from_topic(f, "holter/.a/ecg").unwrap(), ".a");
         for (topic, reason) in [
             ("holter/a/b/ecg", "bad_topic"),
             ("other/a/ecg", "bad_topic"),
@@ -487,6 +490,9 @@ mod tests {
             ("holter//ecg", "bad_device_id"),
             ("holter/a b/ecg", "bad_device_id"),
             ("holter/ü/ecg", "bad_device_id"),
+            ("holter/./ecg", "bad_device_id"),
+            ("holter/../ecg", "bad_device_id"),
+            ("holter/.../ecg", "bad_device_id"),
         ] {
             assert_eq!(
                 device_from_topic(f, topic).unwrap_err().reason(),

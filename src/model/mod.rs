@@ -10,6 +10,7 @@
 //! - [`rr`]: a beat's timing against its neighbours, for the RR-aware model;
 //! - [`metrics`]: accuracy, precision, recall, F1, kappa, ROC AUC;
 //! - [`train`]: the paper's training recipe;
+//! - [`recipe`]: a whole training run, from a built dataset to a shipped model directory;
 //! - [`card`]: a shipped model's weights and model card.
 //! - [`catalog`]: the shipped models offered by name to uploads and the models page.
 //! - [`classifier`]: one model or an ensemble, ready to classify beats.
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod params;
 pub mod patch_transformer;
 pub mod profile;
+pub mod recipe;
 pub mod rr;
 pub mod train;
 pub mod transformer;

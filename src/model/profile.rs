@@ -118,6 +118,13 @@ impl InputProfile {
         }
     }
 
+    /// How many of the beats `idx` of `values` the model would abstain on.
+    pub fn count_outliers(&self, values: &[[f32; BEAT_LEN]], idx: &[usize]) -> usize {
+        idx.iter()
+            .filter(|&&i| self.outlier(&values[i]).is_some())
+            .count()
+    }
+
     /// The first feature of `beat` outside the bounds, with its value, or `None`
     /// when the beat looks like the training beats. Non-finite values are outside.
     pub fn outlier(&self, beat: &[f32; BEAT_LEN]) -> Option<(&'static str, f64)> {

@@ -28,4 +28,3 @@ pub use interface::{Store, StoreError};
 pub use postgres::PgStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
-

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: the fixture records, a
-//! deterministic pseudo-random generator and a beat matcher.
+//! Helpers shared by the integration tests: the fixture records, scratch
+//! directories, the `holterd` binary, free ports, stores, a deterministic
+//! pseudo-random generator and a beat matcher.
 
 #![allow(dead_code)]
 
@@ -173,6 +174,39 @@ pub fn match_beats(reference: &[u64], detections: &[u64], tol: u64, from: u64, t
         .filter(|&(&d, &u)| !u && inside(d))
         .count();
     Match { tp, fn_, fp }
+}
+
+/// A fresh, empty scratch directory, unique to this process and call.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("holterd-{tag}-")));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `holterd` binary under test, as a command to add arguments to.
+pub fn holterd() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_holterd"))
+}
+
+/// Runs `holterd args…`, asserting success; returns its standard output.
+pub fn holterd_ok(args: &[&str]) -> String {
+    let out = holterd().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "holterd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A name unique to this test process and call.

@@ -16,7 +16,7 @@ mod write;
 pub use annotation::{AamiClass, Annotation, AnnotationCode, read_annotations};
 pub use header::{Header, SignalSpec, parse_header};
 pub use lead::LeadChoice;
-pub use record::{Record, checksum, list_records, read_record};
+pub use record::{ReadOptions, Record, checksum, list_records, read_record, read_record_with};
 pub use recording::Recording;
 pub use signal::{decode_16, decode_212};
 pub use write::{CutSummary, cut_record, write_annotations, write_record_16};

@@ -14,6 +14,27 @@ pub struct Record {
     pub header: Header,
     /// Samples in ADC units, `samples[signal][i]`.
     pub samples: Vec<Vec<i32>>,
+    /// What was wrong but not refused (a checksum mismatch outside strict mode).
+    pub warnings: Vec<String>,
+}
+
+/// How strictly [`read_record_with`] checks a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Refuse a record whose signal checksum disagrees with its header. Off by
+    /// default: WFDB's own tools only warn, and some published databases (the
+    /// PhysioNet/CinC 2017 AF challenge) write 0 in the checksum field. A first
+    /// sample that disagrees is refused either way: that is a wrong format.
+    pub strict_checksums: bool,
+}
+
+impl ReadOptions {
+    /// The default, or strict checksums when `HOLTER_WFDB_STRICT=1`.
+    pub fn from_env() -> Self {
+        ReadOptions {
+            strict_checksums: std::env::var("HOLTER_WFDB_STRICT").is_ok_and(|v| v == "1"),
+        }
+    }
 }
 
 impl Record {
@@ -39,10 +60,16 @@ impl Record {
     }
 }
 
-/// Reads `<path>.hea` and its signal files. `path` may name the record with or
-/// without the `.hea` extension. The first value and checksum given in the
-/// header are verified against the decoded samples.
+/// Reads `<path>.hea` and its signal files with [`ReadOptions::from_env`].
+/// `path` may name the record with or without the `.hea` extension. The first
+/// value and checksum given in the header are verified against the decoded
+/// samples; a checksum mismatch is logged and kept in [`Record::warnings`].
 pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
+    read_record_with(path, ReadOptions::from_env())
+}
+
+/// [`read_record`] with explicit options.
+pub fn read_record_with(path: &Path, options: ReadOptions) -> Result<Record, WfdbError> {
     let header_path = if path.extension().is_some_and(|e| e == "hea") {
         path.to_path_buf()
     } else {
@@ -125,6 +152,7 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
         }
     }
 
+    let mut warnings = Vec::new();
     for (i, spec) in header.signals.iter().enumerate() {
         let sig = &samples[i];
         if let (Some(expected), Some(&got)) = (spec.initial_value, sig.first())
@@ -141,13 +169,20 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
         if let Some(expected) = spec.checksum {
             let sum = checksum(sig);
             if sum != expected && header.samples.is_some() {
-                return Err(WfdbError::invalid(
-                    &header_path,
-                    format!(
-                        "signal {i} ({}): checksum is {sum}, header says {expected}; the signal file is corrupt",
-                        spec.description
-                    ),
-                ));
+                let message = format!(
+                    "signal {i} ({}): checksum is {sum}, header says {expected}",
+                    spec.description
+                );
+                if options.strict_checksums {
+                    return Err(WfdbError::invalid(
+                        &header_path,
+                        format!(
+                            "{message}; the signal file is corrupt (strict checksums: HOLTER_WFDB_STRICT=1)"
+                        ),
+                    ));
+                }
+                tracing::warn!(file = %header_path.display(), "{message}; read anyway");
+                warnings.push(message);
             }
         }
     }
@@ -166,6 +201,7 @@ pub fn read_record(path: &Path) -> Result<Record, WfdbError> {
         header_path,
         header,
         samples,
+        warnings,
     })
 }
 

@@ -1,0 +1,187 @@
+//! The whole of `holterd train`: load a dataset built by `holterd dataset
+//! build`, take the protocol's training beats (plus any noisy copies of the
+//! training records), balance and split them by the seed paper's recipe (or
+//! by class for five-class models), train, evaluate on the held-out beats, fit
+//! the input profile, and write the model directory (`weights.safetensors`
+//! and `card.json`) that the daemon, `analyze` and uploads load.
+
+use super::card::{Evaluation, ModelCard};
+use super::metrics::AamiConfusion;
+use super::profile::InputProfile;
+use super::train::{
+    EpochStats, TrainConfig, class_balanced_split, paper_split, predict, predict_classes, train,
+};
+use super::{Network, Params, SplitMix64};
+use crate::dataset::{self, Protocol, protocol_split};
+use crate::formats::wfdb::AamiClass;
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What to train, on what, and where to write it.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    /// Architecture name (see [`super::ARCHITECTURES`]).
+    pub architecture: String,
+    /// Directory written by `holterd dataset build`.
+    pub data: PathBuf,
+    /// Output directory (default: `models/<architecture>-<protocol>`).
+    pub out: Option<PathBuf>,
+    /// Which beats to train on: the protocol's training part.
+    pub protocol: Protocol,
+    /// Seed of the balancing, the split, the initial weights and the batch order.
+    pub seed: u64,
+    /// Upper limit on epochs.
+    pub max_epochs: usize,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+    /// Redraw the down-sampled class every epoch instead of once.
+    pub redraw_each_epoch: bool,
+    /// Datasets (built with `dataset build --noise`) whose training records' beats are added; inter only.
+    pub augment: Vec<PathBuf>,
+    /// `cpu` or `cuda`.
+    pub device: String,
+}
+
+/// What a training run reports as it goes.
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    /// The run's plan: model, parameters and split sizes.
+    Plan(String),
+    /// One training batch done.
+    Batch {
+        epoch: usize,
+        batch: usize,
+        of: usize,
+        loss: f64,
+    },
+    /// One epoch's statistics, after training.
+    Epoch(&'a EpochStats),
+}
+
+/// Trains and writes one model; returns its directory and card.
+pub fn train_model(
+    a: &TrainRequest,
+    mut progress: impl FnMut(TrainEvent),
+) -> Result<(PathBuf, ModelCard)> {
+    let device = crate::model::device(&a.device)?;
+    let mut set = dataset::load(&a.data)?;
+    let (mut train_idx, test_idx) = protocol_split(&set, a.protocol);
+    let mut augmentation = Vec::new();
+    if !a.augment.is_empty() && a.protocol != dataset::Protocol::Inter {
+        bail!(
+            "augmentation needs the inter protocol: under intra, a noisy copy of a scored beat could be trained on"
+        );
+    }
+    for dir in &a.augment {
+        let extra = dataset::load(dir)?;
+        let (extra_train, _) = protocol_split(&extra, a.protocol);
+        let offset = set.len();
+        augmentation.push(format!(
+            "{} readable beats of the training records: {}",
+            extra_train.len(),
+            dataset::source(dir)
+        ));
+        train_idx.extend(extra_train.iter().map(|&i| i + offset));
+        set.append(extra);
+    }
+    let mut params = Params::new(&device);
+    let network = Network::build(&a.architecture, &mut params, &mut SplitMix64::new(a.seed))?;
+    // Binary models learn normal/abnormal with the paper's balancing; five-class
+    // models learn the AAMI classes with N down-sampled only.
+    let five_class = network.classes() == AamiClass::ALL.len();
+    let (labels, split) = if five_class {
+        let labels: Vec<u8> = set.class.iter().map(|c| c.index() as u8).collect();
+        let split = class_balanced_split(&labels, &train_idx, a.seed);
+        (labels, split)
+    } else {
+        let labels = set.binary();
+        let split = paper_split(&labels, &train_idx, a.seed);
+        (labels, split)
+    };
+    let train_config = TrainConfig {
+        seed: a.seed,
+        max_epochs: a.max_epochs,
+        patience: a.patience,
+        redraw_each_epoch: a.redraw_each_epoch,
+        ..TrainConfig::default()
+    };
+    // The card's name is its directory's, which the catalogue offers it by.
+    let default_name = format!(
+        "{}-{}",
+        a.architecture,
+        format!("{:?}", a.protocol).to_lowercase()
+    );
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models").join(&default_name));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or(default_name);
+    progress(TrainEvent::Plan(format!(
+        "{name}: {} parameters; {} beats for training ({} train / {} validation / {} test after balancing), {} held out for evaluation",
+        params.count(),
+        train_idx.len(),
+        split.train.len(),
+        split.validation.len(),
+        split.test.len(),
+        test_idx.len()
+    )));
+    let start = Instant::now();
+    let rr = set.rr_features();
+    let outcome = train(
+        &network,
+        &params,
+        &set.values,
+        Some(&rr),
+        &labels,
+        &split,
+        &train_config,
+        |epoch, batch, of, loss| {
+            progress(TrainEvent::Batch {
+                epoch,
+                batch,
+                of,
+                loss,
+            })
+        },
+    )?;
+    for e in &outcome.history {
+        progress(TrainEvent::Epoch(e));
+    }
+    let p = predict(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?;
+    let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
+    let input_profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
+    let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
+    evaluation.abstained = Some(input_profile.count_outliers(&set.values, &test_idx));
+    if five_class {
+        let predicted =
+            predict_classes(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?;
+        let reference: Vec<usize> = classes.iter().map(|c| c.index()).collect();
+        evaluation.aami = Some(AamiConfusion::compute(&predicted, &reference));
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    params.save(&out.join("weights.safetensors"))?;
+    let card = ModelCard {
+        name,
+        architecture: a.architecture.clone(),
+        parameters: params.count(),
+        protocol: a.protocol,
+        train_config,
+        split_sizes: [split.train.len(), split.validation.len(), split.test.len()],
+        epochs_run: outcome.history.len(),
+        best_epoch: outcome.best_epoch,
+        training_seconds: start.elapsed().as_secs_f64(),
+        history: outcome.history,
+        recipe_test: outcome.test,
+        evaluation,
+        holterd_version: env!("CARGO_PKG_VERSION").to_string(),
+        input_profile: Some(input_profile),
+        augmentation,
+    };
+    std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
+        .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;
+    Ok((out, card))
+}
