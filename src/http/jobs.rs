@@ -272,7 +272,7 @@ async fn run_recording<S: Store>(
     model: &str,
     device: &str,
     start_us: Option<i64>,
-    rec: super::upload::ParsedRecording,
+    rec: crate::formats::csv::ParsedRecording,
 ) -> Result<(String, String), String> {
     let web = state.web.clone();
     let job_id = job.to_string();
