@@ -61,9 +61,8 @@ impl HttpConfig {
     /// The users and tokens, checked; an error names the key at fault.
     pub fn credentials(&self) -> Result<Credentials, ConfigError> {
         let role = |key: &str, r: &str| {
-            Role::parse(r).ok_or_else(|| {
-                key_error(key, format!("role {r:?} must be viewer or uploader"))
-            })
+            Role::parse(r)
+                .ok_or_else(|| key_error(key, format!("role {r:?} must be viewer or uploader")))
         };
         let mut users: Vec<CheckedUser> = Vec::new();
         for u in &self.users {
@@ -139,7 +138,10 @@ mod tests {
         });
         let c = http.credentials().unwrap();
         assert_eq!(c.users[0].role, Role::Uploader);
-        assert_eq!((c.tokens[0].role, c.tokens[0].sha256[0]), (Role::Viewer, 0xab));
+        assert_eq!(
+            (c.tokens[0].role, c.tokens[0].sha256[0]),
+            (Role::Viewer, 0xab)
+        );
 
         let error = |http: &HttpConfig| http.credentials().unwrap_err().to_string();
         let mut bad = http.clone();
