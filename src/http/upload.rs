@@ -78,6 +78,17 @@ async fn next_chunk(field: &mut Field<'_>, limit: u64) -> Result<Option<bytes::B
     field.chunk().await.map_err(|e| multipart_failure(e, limit))
 }
 
+/// Waits for one of the upload slots ([`super::UPLOAD_SLOTS`]); the permit is
+/// held until the upload's job ends.
+pub async fn slot(web: &Web) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+    web.upload_slots.clone().acquire_owned().await.map_err(|_| {
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })
+}
+
 /// Reads a multipart upload as it streams in: form fields first, then the
 /// file(s), parsed piece by piece. Nothing is stored here; any error names
 /// what is wrong.
@@ -312,4 +323,3 @@ async fn read_wfdb_upload(
     .await
     .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
-
