@@ -5,6 +5,9 @@
 //! the embedded broker and an SQLite file. Unknown keys and bad values fail at
 //! start with a message naming the key.
 
+mod credentials;
+
+pub use credentials::{CheckedToken, CheckedUser, Credentials, Role};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -387,7 +390,7 @@ impl Config {
         if self.http.max_upload_mib == 0 || self.http.max_upload_mib > 4096 {
             return Err(key_error("http.max_upload_mib", "must be 1 to 4096"));
         }
-        crate::http::auth::Accounts::from_config(&self.http)?;
+        self.http.credentials()?;
         Ok(())
     }
 

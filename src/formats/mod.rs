@@ -2,5 +2,6 @@
 //! MQTT wire format wearables publish, and the recording CSVs people upload.
 //! Readers only: nothing here knows about streams, models or stores.
 
+pub mod csv;
 pub mod wfdb;
 pub mod wire;

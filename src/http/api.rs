@@ -2,9 +2,9 @@
 //! integrations, scripts). Same authentication, same queries; described by
 //! `/api/v1/openapi.json` ([`super::openapi`]).
 
-use super::jobs;
-use super::pages::RangeQuery;
-use super::{Failure, HttpState, Uploader, Viewer, upload};
+use super::paper::PAPER;
+use super::range::{DeviceRange, RangeQuery, check_device};
+use super::{Failure, HttpState, Uploader, Viewer, jobs, upload};
 use crate::store::{BeatRow, Store, UploadRow};
 use crate::{clock, review};
 use axum::extract::{Multipart, Path, Query, State};
@@ -63,9 +63,8 @@ async fn not_found() -> ApiFailure {
     ))
 }
 
-fn check_device(device: &str) -> Result<(), ApiFailure> {
-    Ok(super::pages::check_device(device)?)
-}
+/// The device and range of an API call; refusals as JSON errors.
+type ApiRange = DeviceRange<ApiFailure>;
 
 async fn devices<S: Store>(State(s): State<HttpState<S>>, Viewer(_): Viewer) -> ApiResult {
     let rows = review::overview(&s.store, crate::clock::now_us()).await?;
@@ -94,11 +93,13 @@ fn beat_json(b: &BeatRow, with_values: bool) -> Value {
 async fn beats<S: Store>(
     State(s): State<HttpState<S>>,
     Viewer(_): Viewer,
-    Path(device): Path<String>,
-    Query(q): Query<RangeQuery>,
+    ApiRange {
+        device,
+        query: q,
+        range: r,
+        ..
+    }: ApiRange,
 ) -> ApiResult {
-    check_device(&device)?;
-    let r = q.range(&s.store, &device).await?;
     let bq = q.beat_query(&device, &r, MAX_LIMIT)?;
     let marks = s.store.beat_marks(&bq).await?;
     let next_after = (marks.len() as u32 == bq.limit)
@@ -157,11 +158,10 @@ async fn beat<S: Store>(
 async fn trend<S: Store>(
     State(s): State<HttpState<S>>,
     Viewer(_): Viewer,
-    Path(device): Path<String>,
-    Query(q): Query<RangeQuery>,
+    ApiRange {
+        device, range: r, ..
+    }: ApiRange,
 ) -> ApiResult {
-    check_device(&device)?;
-    let r = q.range(&s.store, &device).await?;
     let (counts, points) =
         review::counts_and_trend(&s.store, &device, r.from_us, r.to_us, 288).await?;
     Ok(Json(json!({
@@ -173,11 +173,10 @@ async fn trend<S: Store>(
 async fn summary<S: Store>(
     State(s): State<HttpState<S>>,
     Viewer(_): Viewer,
-    Path(device): Path<String>,
-    Query(q): Query<RangeQuery>,
+    ApiRange {
+        device, range: r, ..
+    }: ApiRange,
 ) -> ApiResult {
-    check_device(&device)?;
-    let r = q.range(&s.store, &device).await?;
     let h = review::holter_summary(&s.store, &device, r.from_us, r.to_us).await?;
     Ok(Json(json!(h)))
 }
@@ -193,7 +192,7 @@ async fn models<S: Store>(State(s): State<HttpState<S>>, Viewer(_): Viewer) -> A
     Ok(Json(json!({
         "models": models,
         "choices": s.web.models.choices(),
-        "paper": super::pages::PAPER.iter().map(|(arch, m)| json!({
+        "paper": PAPER.iter().map(|(arch, m)| json!({
             "architecture": arch, "accuracy": m[0], "precision": m[1], "recall": m[2],
             "f1": m[3], "kappa": m[4], "roc_auc": m[5],
         })).collect::<Vec<_>>(),
@@ -221,7 +220,7 @@ async fn upload<S: Store>(
     Uploader(p): Uploader,
     form: Multipart,
 ) -> Result<Response, ApiFailure> {
-    let slot = upload_slot(&s).await?;
+    let slot = upload::slot(&s.web).await?;
     let req = upload::receive(form, &p, &s.web).await?;
     let id = jobs::start(&s, &p.name, req, slot);
     Ok((
@@ -229,23 +228,6 @@ async fn upload<S: Store>(
         Json(json!({ "job": id, "status": format!("/api/v1/uploads/jobs/{id}") })),
     )
         .into_response())
-}
-
-/// Waits for an upload slot.
-pub(super) async fn upload_slot<S: Store>(
-    s: &HttpState<S>,
-) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
-    s.web
-        .upload_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is shutting down",
-            )
-        })
 }
 
 async fn job<S: Store>(

@@ -12,7 +12,7 @@
 //! something carry the session's CSRF token ([`Principal::check_csrf`]).
 //! Repeated failed logins for one name are refused for a minute.
 
-use crate::config::{ConfigError, HttpConfig};
+use crate::config::{CheckedToken, CheckedUser, ConfigError, Credentials, HttpConfig};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -30,30 +30,8 @@ pub const SESSION_COOKIE: &str = "holterd_session";
 const MAX_FAILURES: u32 = 5;
 const LOCKOUT: Duration = Duration::from_secs(60);
 
-/// What a principal may do; `Uploader` includes everything `Viewer` may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Uploader,
-}
-
-impl Role {
-    fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "uploader" => Some(Role::Uploader),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Uploader => "uploader",
-        }
-    }
-}
+/// What a principal may do (defined beside the configuration that names it).
+pub use crate::config::Role;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -77,12 +55,6 @@ impl Principal {
     }
 }
 
-struct User {
-    name: String,
-    role: Role,
-    hash: String,
-}
-
 struct Session {
     name: String,
     role: Role,
@@ -92,9 +64,8 @@ struct Session {
 
 /// Configured users and tokens, and the live sessions.
 pub struct Accounts {
-    users: Vec<User>,
-    /// (sha256 of the token, name, role)
-    tokens: Vec<([u8; 32], String, Role)>,
+    users: Vec<CheckedUser>,
+    tokens: Vec<CheckedToken>,
     /// Keyed by the SHA-256 of the cookie value.
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     failures: Mutex<HashMap<String, (Instant, u32)>>,
@@ -112,57 +83,26 @@ pub enum LoginError {
 }
 
 impl Accounts {
-    /// Checks every configured entry (roles, hash formats) so mistakes stop the start.
-    pub fn from_config(http: &HttpConfig) -> Result<Accounts, ConfigError> {
-        let role = |key: &str, r: &str| {
-            Role::parse(r).ok_or_else(|| ConfigError::Key {
-                key: key.into(),
-                message: format!("role {r:?} must be viewer or uploader"),
-            })
-        };
-        let mut users = Vec::new();
-        for u in &http.users {
-            PasswordHash::new(&u.password_hash).map_err(|e| ConfigError::Key {
-                key: "http.users.password_hash".into(),
-                message: format!(
-                    "user {:?}: not an Argon2 PHC string ({e}); make one with `holterd auth hash-password`",
-                    u.name
-                ),
-            })?;
-            if u.name.is_empty() || users.iter().any(|x: &User| x.name == u.name) {
-                return Err(ConfigError::Key {
-                    key: "http.users.name".into(),
-                    message: format!("user names must be non-empty and unique ({:?})", u.name),
-                });
-            }
-            users.push(User {
-                name: u.name.clone(),
-                role: role("http.users.role", &u.role)?,
-                hash: u.password_hash.clone(),
-            });
-        }
-        let mut tokens = Vec::new();
-        for t in &http.tokens {
-            let digest = hex::decode(&t.sha256)
-                .ok()
-                .and_then(|d| <[u8; 32]>::try_from(d).ok())
-                .ok_or_else(|| ConfigError::Key {
-                    key: "http.tokens.sha256".into(),
-                    message: format!(
-                        "token {:?}: must be 64 hex digits; make one with `holterd auth new-token`",
-                        t.name
-                    ),
-                })?;
-            tokens.push((digest, t.name.clone(), role("http.tokens.role", &t.role)?));
-        }
-        Ok(Accounts {
-            users,
-            tokens,
+    /// Accounts for already checked users and tokens; no session open yet.
+    pub fn new(credentials: Credentials, session_ttl: Duration, secure_cookie: bool) -> Accounts {
+        Accounts {
+            users: credentials.users,
+            tokens: credentials.tokens,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
-            ttl: Duration::from_secs(http.session_ttl_s),
-            secure_cookie: http.secure_cookie,
-        })
+            ttl: session_ttl,
+            secure_cookie,
+        }
+    }
+
+    /// From `[http]`: its users and tokens checked ([`HttpConfig::credentials`]),
+    /// so mistakes stop the start.
+    pub fn from_config(http: &HttpConfig) -> Result<Accounts, ConfigError> {
+        Ok(Accounts::new(
+            http.credentials()?,
+            Duration::from_secs(http.session_ttl_s),
+            http.secure_cookie,
+        ))
     }
 
     /// True when nobody can log in (the pages then say how to add a user).
@@ -173,10 +113,10 @@ impl Accounts {
     /// Adds a user at run time (the demo's generated login).
     pub fn add_user(&mut self, name: &str, role: Role, password: &str) {
         self.users.retain(|u| u.name != name);
-        self.users.push(User {
+        self.users.push(CheckedUser {
             name: name.into(),
             role,
-            hash: hash_password(password),
+            password_hash: hash_password(password),
         });
     }
 
@@ -193,7 +133,7 @@ impl Accounts {
         }
         let user = self.users.iter().find(|u| u.name == name);
         let ok = match user {
-            Some(u) => PasswordHash::new(&u.hash)
+            Some(u) => PasswordHash::new(&u.password_hash)
                 .map(|h| {
                     Argon2::default()
                         .verify_password(password.as_bytes(), &h)
@@ -254,10 +194,10 @@ impl Accounts {
             return self
                 .tokens
                 .iter()
-                .find(|(d, _, _)| bool::from(d.ct_eq(&digest)))
-                .map(|(_, name, role)| Principal {
-                    name: name.clone(),
-                    role: *role,
+                .find(|t| bool::from(t.sha256.ct_eq(&digest)))
+                .map(|t| Principal {
+                    name: t.name.clone(),
+                    role: t.role,
                     csrf: None,
                 });
         }

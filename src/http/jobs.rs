@@ -4,11 +4,10 @@
 
 use super::upload::{Parsed, UploadRequest};
 use super::{HttpState, auth};
+use crate::formats::csv::ParsedRecording;
 use crate::model::metrics::BinaryMetrics;
-use crate::pipeline::offline::analyze_recording;
-use crate::store::{
-    BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict,
-};
+use crate::pipeline::recording::{Recording, recording_rows};
+use crate::store::{SegmentKey, Store, UploadBeatRow, UploadRow, Verdict};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -261,86 +260,52 @@ fn store_failed(e: &crate::store::StoreError) -> String {
     "the database refused the upload; nothing was stored. Try again shortly".into()
 }
 
-/// Samples per stored chunk of an uploaded recording (10 s, within the wire limit).
-fn chunk_len(fs: f64) -> usize {
-    ((fs * 10.0) as usize).clamp(1, crate::formats::wire::MAX_SAMPLES)
-}
-
+/// Analyses an uploaded recording ([`recording_rows`]) and stores it under
+/// `device`, reporting progress on `job`.
 async fn run_recording<S: Store>(
     state: &HttpState<S>,
     job: &str,
     model: &str,
     device: &str,
     start_us: Option<i64>,
-    rec: super::upload::ParsedRecording,
+    rec: ParsedRecording,
 ) -> Result<(String, String), String> {
     let web = state.web.clone();
     let job_id = job.to_string();
     let model = model.to_string();
-    let device_id = device.to_string();
     let duration_us = (rec.samples.len() as f64 / rec.fs * 1e6) as i64;
     let now = crate::clock::now_us();
     let t0_us = start_us.unwrap_or(now - duration_us);
     // A stream number of its own, so the upload never merges into a live stream's segments.
     let stream = u32::from_str_radix(&auth::random_hex(4), 16).unwrap_or(1) | 0x8000_0000;
-    let key = SegmentKey {
-        device: device_id.clone(),
-        stream,
-        first_seq: 0,
-    };
-    let (beats, samples) = {
-        let key = key.clone();
-        let samples = rec.samples;
-        let fs = rec.fs;
-        tokio::task::spawn_blocking(move || {
-            web.jobs
-                .set(&job_id, running("analysing", 0, samples.len()));
-            let c = web.models.classifier(&model).map_err(|e| e.to_string())?;
-            let mut beats = analyze_recording(
-                &device_id,
-                t0_us,
-                fs,
-                &samples,
-                web.powerline_hz,
-                &c,
-                web.threshold,
-            )
-            .map_err(|e| e.to_string())?;
-            for b in &mut beats {
-                b.segment = key.clone();
-            }
-            Ok::<(Vec<BeatRow>, Vec<f32>), String>((beats, samples))
-        })
-        .await
-        .map_err(|e| format!("analysis stopped: {e}"))??
-    };
-    let segment = SegmentRow {
-        key: key.clone(),
+    let recording = Recording {
+        key: SegmentKey {
+            device: device.to_string(),
+            stream,
+            first_seq: 0,
+        },
         t0_us,
         fs: rec.fs,
-        lead: rec.lead.clone(),
-        after_gap: false,
+        lead: rec.lead,
+        samples: rec.samples,
+        received_us: now,
     };
-    let per = chunk_len(rec.fs);
-    let chunks: Vec<ChunkRow> = samples
-        .chunks(per)
-        .enumerate()
-        .map(|(i, part)| ChunkRow {
-            segment: key.clone(),
-            seq: i as u64,
-            t0_us: t0_us + ((i * per) as f64 / rec.fs * 1e6).round() as i64,
-            fs: rec.fs,
-            received_us: now,
-            samples: part.to_vec(),
-        })
-        .collect();
+    let rows = tokio::task::spawn_blocking(move || {
+        web.jobs
+            .set(&job_id, running("analysing", 0, recording.samples.len()));
+        let c = web.models.classifier(&model).map_err(|e| e.to_string())?;
+        recording_rows(recording, web.powerline_hz, &c, web.threshold).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("analysis stopped: {e}"))??;
+    let beats = &rows.beats;
     state
         .web
         .jobs
         .set(job, running("storing", beats.len(), beats.len()));
     let stored = state
         .store
-        .import_recording(&[segment], &chunks, &beats)
+        .import_recording(std::slice::from_ref(&rows.segment), &rows.chunks, beats)
         .await
         .map_err(|e| store_failed(&e))?;
     let flagged = beats

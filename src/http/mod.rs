@@ -6,6 +6,8 @@
 //! - The clinician's pages ([`pages`]) and the JSON API under `/api/v1`
 //!   ([`api`], described by [`openapi`]), behind [`auth`].
 //! - Uploads of beat files and recordings ([`upload`], [`jobs`]).
+//! - What pages and API share: the device and range a request asks for
+//!   ([`range`]), the seed paper's numbers ([`paper`]), charts ([`svg`]).
 //!
 //! Every response carries security headers ([`security_headers`]).
 
@@ -14,6 +16,8 @@ pub mod auth;
 pub mod jobs;
 pub mod openapi;
 pub mod pages;
+pub mod paper;
+pub mod range;
 pub mod svg;
 pub mod upload;
 

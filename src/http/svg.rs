@@ -36,7 +36,10 @@ const PAD_R: f64 = 12.0;
 const PAD_T: f64 = 10.0;
 const PAD_B: f64 = 36.0;
 
-fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+/// The span of the finite `values`; a degenerate one (a single value, or all
+/// equal) is widened around it: ±5 min on a time axis, else ±5 % of the value
+/// (at least ±1), so the chart has room and ticks to show.
+fn range(values: impl Iterator<Item = f64>, time: bool) -> Option<(f64, f64)> {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
@@ -45,8 +48,14 @@ fn range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     if lo > hi {
         return None;
     }
-    if hi - lo < 1e-9 {
-        return Some((lo - 1.0, hi + 1.0));
+    if hi - lo <= 1e-9 * lo.abs().max(hi.abs()).max(1.0) {
+        let mid = (lo + hi) / 2.0;
+        let half = if time {
+            300e6
+        } else {
+            (mid.abs() * 0.05).max(1.0)
+        };
+        return Some((mid - half, mid + half));
     }
     Some((lo, hi))
 }
@@ -57,29 +66,40 @@ const TIME_STEPS: [f64; 18] = [
     10800e6, 21600e6, 43200e6, 86400e6,
 ];
 
-/// About five round tick values across `[lo, hi]`; on a time axis, whole clock steps.
-fn ticks(lo: f64, hi: f64, time: bool) -> Vec<f64> {
-    let raw = (hi - lo) / 5.0;
-    let step = if time {
-        TIME_STEPS
+/// The tick step across `[lo, hi]`: on a time axis a whole clock step, for
+/// about five ticks; else the smallest 1, 2 or 5 × 10^k that leaves at most
+/// eight intervals (so three to nine ticks).
+fn tick_step(lo: f64, hi: f64, time: bool) -> f64 {
+    if time {
+        let raw = (hi - lo) / 5.0;
+        return TIME_STEPS
             .into_iter()
             .find(|s| *s >= raw)
-            .unwrap_or(86400e6)
-    } else {
-        let mag = 10f64.powf(raw.log10().floor());
-        [1.0, 2.0, 5.0, 10.0]
-            .into_iter()
-            .map(|m| m * mag)
-            .find(|s| *s >= raw)
-            .unwrap_or(10.0 * mag)
-    };
-    let mut t = (lo / step).ceil() * step;
-    let mut out = Vec::new();
-    while t <= hi + step * 1e-9 && out.len() < 20 {
-        out.push(t);
-        t += step;
+            .unwrap_or(86400e6);
     }
-    out
+    let raw = (hi - lo) / 8.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * mag)
+}
+
+/// Decimals that tell multiples of `step` apart.
+fn decimals(step: f64) -> i32 {
+    (-step.log10().floor()).clamp(0.0, 15.0) as i32
+}
+
+/// The multiples of `step` within `[lo, hi]` (at most 20), increasing, each
+/// rounded to the decimals of `step` (so 6 × 0.2 is 1.2, not 1.2000000000000002).
+fn ticks_at(lo: f64, hi: f64, step: f64) -> Vec<f64> {
+    let first = (lo / step - 1e-9).ceil();
+    let scale = 10f64.powi(decimals(step));
+    (0..20)
+        .map(|i| ((first + i as f64) * step * scale).round() / scale)
+        .take_while(|t| *t <= hi + step * 1e-9)
+        .collect()
 }
 
 impl Chart {
@@ -94,7 +114,7 @@ impl Chart {
             .series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1));
-        let (Some((x0, x1)), Some((y0, y1))) = (range(xs), range(ys)) else {
+        let (Some((x0, x1)), Some((y0, y1))) = (range(xs, self.x_clock), range(ys, false)) else {
             return html! { p.empty { "No data in this range." } };
         };
         let (w, h) = (self.width - PAD_L - PAD_R, self.height - PAD_T - PAD_B);
@@ -112,16 +132,17 @@ impl Chart {
             }
             d
         };
+        let (y_step, x_step) = (tick_step(y0, y1, false), tick_step(x0, x1, self.x_clock));
         html! {
             svg.chart viewBox=(format!("0 0 {} {}", self.width, self.height)) role="img"
                 aria-label=(format!("{} against {}", self.y_label, self.x_label)) {
-                @for t in ticks(y0, y1, false) {
+                @for t in ticks_at(y0, y1, y_step) {
                     line.grid x1=(PAD_L) x2=(PAD_L + w) y1=(sy(t)) y2=(sy(t)) {}
-                    text.tick x=(PAD_L - 4.0) y=(sy(t) + 4.0) text-anchor="end" { (format_tick(t)) }
+                    text.tick x=(PAD_L - 4.0) y=(sy(t) + 4.0) text-anchor="end" { (format_tick(t, y_step)) }
                 }
-                @for t in ticks(x0, x1, self.x_clock) {
+                @for t in ticks_at(x0, x1, x_step) {
                     line.grid x1=(sx(t)) x2=(sx(t)) y1=(PAD_T) y2=(PAD_T + h) {}
-                    text.tick x=(sx(t)) y=(PAD_T + h + 14.0) text-anchor="middle" { (if self.x_clock { clock_ticks(t) } else { format_tick(t) }) }
+                    text.tick x=(sx(t)) y=(PAD_T + h + 14.0) text-anchor="middle" { (if self.x_clock { clock_ticks(t) } else { format_tick(t, x_step) }) }
                 }
                 rect.frame x=(PAD_L) y=(PAD_T) width=(w) height=(h) {}
                 text.axis x=(PAD_L + w / 2.0) y=(self.height - 4.0) text-anchor="middle" { (self.x_label) }
@@ -141,21 +162,34 @@ impl Chart {
                     }
                 }
                 @for s in &self.series {
-                    path class=(s.class) d=(path(&s.points)) { title { (s.label) } }
+                    @let mut finite = s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite());
+                    @match (finite.next(), finite.next()) {
+                        // A lone point has no line to draw: a dot instead.
+                        (Some(&(x, y)), None) => {
+                            circle class=(format!("point {}", s.class)) cx=(format!("{:.1}", sx(x))) cy=(format!("{:.1}", sy(y))) r="3" {
+                                title { (s.label) }
+                            }
+                        }
+                        _ => { path class=(s.class) d=(path(&s.points)) { title { (s.label) } } }
+                    }
                 }
             }
         }
     }
 }
 
-fn format_tick(v: f64) -> String {
+/// A tick label with as many decimals as `step` needs, so neighbouring
+/// ticks never read the same (trailing zeros dropped).
+fn format_tick(v: f64, step: f64) -> String {
     let v = v + 0.0; // no "-0"
-    if v.abs() >= 100.0 || v == v.round() {
-        format!("{v:.0}")
+    let decimals = decimals(step) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
     } else {
-        let s = format!("{v:.2}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
+        &s
+    };
+    if s == "-0" { "0".into() } else { s.to_string() }
 }
 
 /// Tick labels for x in µs since the epoch, as `HH:MM` UTC (`HH:MM:SS` off the minute).
@@ -191,21 +225,12 @@ pub fn beat_chart(values: &[f32], fs_label: &str) -> Markup {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 10.0, false), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        let t = ticks(-0.37, 1.2, false);
-        assert!(t.first().unwrap() >= &-0.37 && t.last().unwrap() <= &1.2 && t.len() >= 3);
-        // Three minutes on a clock axis: whole minutes.
-        let t = ticks(100.5e6, 280.5e6, true);
-        assert_eq!(t, [120e6, 180e6, 240e6]);
-        assert_eq!(clock_ticks(120e6), "00:02");
-        assert_eq!(format_tick(-0.0), "0");
+    fn ticks(lo: f64, hi: f64, time: bool) -> Vec<f64> {
+        ticks_at(lo, hi, tick_step(lo, hi, time))
     }
 
-    #[test]
-    fn empty_and_flat_data_render() {
-        let c = |pts: Vec<(f64, f64)>| Chart {
+    fn chart(pts: Vec<(f64, f64)>, x_clock: bool) -> Chart {
+        Chart {
             width: 100.0,
             height: 100.0,
             x_label: "x".into(),
@@ -216,8 +241,95 @@ mod tests {
                 label: "a".into(),
             }],
             markers: vec![],
-            x_clock: false,
+            x_clock,
+        }
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 10.0, false), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let t = ticks(-0.37, 1.2, false);
+        assert!(t.first().unwrap() >= &-0.37 && t.last().unwrap() <= &1.2 && t.len() >= 3);
+        // Three minutes on a clock axis: whole minutes.
+        let t = ticks(100.5e6, 280.5e6, true);
+        assert_eq!(t, [120e6, 180e6, 240e6]);
+        assert_eq!(clock_ticks(120e6), "00:02");
+        assert_eq!(format_tick(-0.0, 1.0), "0");
+        assert_eq!(format_tick(-0.001, 0.5), "0");
+    }
+
+    #[test]
+    fn ticks_are_nice_increasing_and_read_differently() {
+        for (lo, hi) in [
+            (102.0, 104.5),
+            (0.0, 1.0),
+            (60.0, 180.0),
+            (103.2, 103.9),
+            (-0.37, 1.2),
+        ] {
+            let step = tick_step(lo, hi, false);
+            let mantissa = step / 10f64.powf(step.log10().floor());
+            assert!(
+                [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6),
+                "step {step} for {lo}..{hi}"
+            );
+            let t = ticks_at(lo, hi, step);
+            assert!(t.len() >= 2, "{lo}..{hi}: {t:?}");
+            assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+            assert!(t[0] >= lo - 1e-9 && t[t.len() - 1] <= hi + 1e-9, "{t:?}");
+            let labels: Vec<String> = t.iter().map(|v| format_tick(*v, step)).collect();
+            let mut distinct = labels.clone();
+            distinct.dedup();
+            assert_eq!(distinct, labels, "{lo}..{hi}");
+        }
+        let labels = |lo, hi| {
+            let step = tick_step(lo, hi, false);
+            ticks_at(lo, hi, step)
+                .iter()
+                .map(|v| format_tick(*v, step))
+                .collect::<Vec<_>>()
         };
+        assert_eq!(
+            labels(102.0, 104.5),
+            ["102", "102.5", "103", "103.5", "104", "104.5"]
+        );
+        assert_eq!(
+            labels(60.0, 180.0),
+            ["60", "80", "100", "120", "140", "160", "180"]
+        );
+    }
+
+    #[test]
+    fn one_point_is_drawn_in_a_widened_range() {
+        for x_clock in [false, true] {
+            let x = if x_clock { 1.7e15 } else { 3.0 };
+            let svg = chart(vec![(x, 72.0)], x_clock).render().into_string();
+            assert!(svg.contains("<circle") && !svg.contains("NaN"), "{svg}");
+            // In the middle of the plot area, with ticks around it.
+            assert!(
+                svg.contains(&format!(
+                    "cx=\"{:.1}\"",
+                    PAD_L + (100.0 - PAD_L - PAD_R) / 2.0
+                )),
+                "{svg}"
+            );
+            assert!(
+                svg.contains(">72<") && svg.matches("text class=\"tick\"").count() >= 4,
+                "{svg}"
+            );
+        }
+        let (lo, hi) = range([72.0, 72.0].into_iter(), false).unwrap();
+        assert!(
+            (lo - 68.4).abs() < 1e-9 && (hi - 75.6).abs() < 1e-9,
+            "{lo}..{hi}"
+        );
+        assert_eq!(range([0.0].into_iter(), false), Some((-1.0, 1.0)));
+        assert_eq!(range([6e8].into_iter(), true), Some((3e8, 9e8)));
+    }
+
+    #[test]
+    fn empty_and_flat_data_render() {
+        let c = |pts| chart(pts, false);
         assert!(c(vec![]).render().into_string().contains("No data"));
         let flat = c(vec![(0.0, 1.0), (1.0, 1.0), (2.0, f64::NAN)])
             .render()

@@ -20,6 +20,7 @@ pub mod batcher;
 pub mod inference;
 pub mod ingest;
 pub mod offline;
+pub mod recording;
 pub mod sequencer;
 pub mod writer;
 
