@@ -312,9 +312,35 @@ impl Failure {
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Failure {
         tracing::error!(error = %e, "store error while serving a request");
-        Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database is not answering; try again shortly",
-        )
+        if e.is_unavailable() {
+            Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is not answering; try again shortly",
+            )
+        } else {
+            // Corrupt rows or a schema that does not match: retrying will not help.
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stored data could not be read; the error is in the server's log",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+    use crate::store::StoreError;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn a_corrupt_row_is_a_server_error_and_an_unreachable_database_is_unavailable() {
+        let corrupt: Failure = StoreError::Corrupt("verdict \"maybe\"".into()).into();
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!corrupt.message.contains("not answering"));
+        let decode: Failure = StoreError::Db(sqlx::Error::ColumnNotFound("beat".into())).into();
+        assert_eq!(decode.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let down: Failure = StoreError::Db(sqlx::Error::PoolTimedOut).into();
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

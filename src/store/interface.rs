@@ -15,6 +15,23 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// True when the database could not be reached or is overloaded (worth a
+    /// retry); false when it answered but the data or the query is wrong.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
 /// Storage the daemon needs. Implementations are cheap to clone (a connection pool).
 pub trait Store: Clone + Send + Sync + 'static {
     /// Applies the schema migrations (idempotent).
