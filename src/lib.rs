@@ -1,12 +1,29 @@
-//! holterd: streaming Holter ECG analysis.
+//! holterd: streaming Holter ECG analysis. The modules, in the order data
+//! flows through them (see ARCHITECTURE.md for the map and its rules):
 //!
-//! - [`wfdb`] reads PhysioNet records and annotations;
-//! - [`dsp`] turns a stream of samples into 187-sample beats (filters, QRS
-//!   detection, quality gate, resampling);
-//! - [`eval`] scores detection against reference annotations (AAMI EC57);
-//! - [`dataset`] builds labelled training data with the same extractor;
-//! - [`model`] holds the beat classifiers, their training and metrics;
-//! - [`cli`] is the command line, a thin layer over the above.
+//! - [`formats`]: what ECG arrives as: WFDB records and annotations (and the
+//!   bundled excerpts), the MQTT wire format, uploaded CSVs;
+//! - [`source`]: the MQTT subscription that brings wearables' messages in, and
+//!   the embedded broker;
+//! - [`dsp`]: one causal, chunk-invariant extractor per stream: filters, QRS
+//!   detection, quality gate, the 187-sample beat;
+//! - [`model`]: the beat classifiers (candle, and a fast CPU path), their
+//!   training, cards and metrics;
+//! - [`pipeline`]: the daemon's stages from a decoded message to a stored
+//!   verdict (ingest, analysis, batcher, inference, writer), with
+//!   acknowledgement after commit, and the same analysis offline;
+//! - [`store`]: Postgres or SQLite behind one interface;
+//! - [`review`]: what clinicians read, computed from the store (overview,
+//!   trend, Holter summary);
+//! - [`http`]: the web view, JSON API, uploads and `/metrics`;
+//! - [`server`]: `serve` wired together: source, pipeline, store, HTTP;
+//! - [`replay`]: a simulated wearable fleet publishing recordings;
+//! - [`eval`]: detection scored against reference annotations (AAMI EC57);
+//! - [`dataset`]: labelled training data from the same extractor;
+//! - [`config`]: the daemon's configuration and its validation;
+//! - [`metrics`]: the Prometheus metrics every stage reports to;
+//! - [`clock`]: time as µs since the epoch, and its text forms;
+//! - [`cli`]: the command line, parsing and calling the above.
 
 pub mod cli;
 pub mod clock;

@@ -1,7 +1,7 @@
 //! The GPU path (`--features cuda`, `--device cuda`): every shipped model gives
 //! the same probabilities on the GPU as on the CPU, and training on the GPU
 //! lowers the loss. Built only with the `cuda` feature and run on a machine
-//! with an NVIDIA GPU (see the README's "GPU" section); CI has none.
+//! with an NVIDIA GPU (see docs/performance.md, "GPU"); CI has none.
 
 #![cfg(feature = "cuda")]
 

@@ -55,7 +55,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "127.0.0.1:1884")]
     broker: String,
     /// Records to play (names in --db, or "all"); devices take them in turn.
-    #[arg(long, value_delimiter = ',', default_value = "100,119,208,233")]
+    #[arg(long, value_delimiter = ',', default_value = "100,119,201,221,232")]
     records: Vec<String>,
     /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     config: ConfigArgs,
     /// Records that were replayed ("all": every record in --db).
-    #[arg(long, value_delimiter = ',', default_value = "100,119,208,233")]
+    #[arg(long, value_delimiter = ',', default_value = "100,119,201,221,232")]
     records: Vec<String>,
     /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
     #[arg(long)]

@@ -1,5 +1,8 @@
 //! A dedicated CPU inference path for the shipped networks.
 //!
+//! (One file of about 700 lines on purpose: the networks share its kernels and
+//! buffer layout, and each is checked against candle in its tests below.)
+//!
 //! candle's CPU kernels are general: a convolution becomes an im2col copy per
 //! beat, and the LSTM is dozens of small tensor operations per time step, each
 //! allocating. On these small networks that overhead dominates (candle runs the
