@@ -11,21 +11,11 @@ use holterd::store::{
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
-    SegmentKey {
-        device: device.into(),
-        stream: 7,
-        first_seq,
-    }
+    common::segment_key(device, 7, first_seq)
 }
 
 fn segment(device: &str, first_seq: u64) -> SegmentRow {
-    SegmentRow {
-        key: key(device, first_seq),
-        t0_us: 1_000_000 * first_seq as i64,
-        fs: 360.0,
-        lead: "MLII".into(),
-        after_gap: first_seq > 0,
-    }
+    common::segment_row(key(device, first_seq), 1_000_000 * first_seq as i64, 360.0)
 }
 
 fn chunk(device: &str, first_seq: u64, seq: u64) -> ChunkRow {

@@ -13,7 +13,7 @@ use holterd::http::{HttpState, Web, router};
 use holterd::metrics::Metrics;
 use holterd::model::classifier::Classifier;
 use holterd::pipeline::offline::analyze_recording;
-use holterd::store::{AnyStore, BeatRow, SegmentKey, SegmentRow, Store};
+use holterd::store::{AnyStore, BeatRow, Store};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,34 +179,12 @@ async fn seed(store: &AnyStore) -> Vec<BeatRow> {
     let f = common::load("100_0");
     let c = Classifier::load(&["models/cnn-lstm-inter"], &candle_core::Device::Cpu).unwrap();
     let mut beats = analyze_recording("rec-100", T0, f.fs, &f.signal, None, &c, 0.5).unwrap();
-    let key = SegmentKey {
-        device: "rec-100".into(),
-        stream: 1,
-        first_seq: 0,
-    };
+    let key = common::segment_key("rec-100", 1, 0);
     for b in &mut beats {
         b.segment = key.clone();
     }
-    let chunks: Vec<_> = f
-        .signal
-        .chunks(3600)
-        .enumerate()
-        .map(|(i, s)| holterd::store::ChunkRow {
-            segment: key.clone(),
-            seq: i as u64,
-            t0_us: T0 + i as i64 * 10_000_000,
-            fs: f.fs,
-            received_us: T0,
-            samples: s.to_vec(),
-        })
-        .collect();
-    let seg = SegmentRow {
-        key,
-        t0_us: T0,
-        fs: f.fs,
-        lead: "MLII".into(),
-        after_gap: false,
-    };
+    let chunks = common::chunk_rows(&key, T0, f.fs, &f.signal, 3600);
+    let seg = common::segment_row(key, T0, f.fs);
     store
         .import_recording(&[seg], &chunks, &beats)
         .await

@@ -220,6 +220,52 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The key of segment `first_seq` of stream `stream` of `device`.
+pub fn segment_key(device: &str, stream: u32, first_seq: u64) -> holterd::store::SegmentKey {
+    holterd::store::SegmentKey {
+        device: device.into(),
+        stream,
+        first_seq,
+    }
+}
+
+/// A segment row for `key` starting at `t0_us`, lead MLII.
+pub fn segment_row(
+    key: holterd::store::SegmentKey,
+    t0_us: i64,
+    fs: f64,
+) -> holterd::store::SegmentRow {
+    holterd::store::SegmentRow {
+        after_gap: key.first_seq > 0,
+        key,
+        t0_us,
+        fs,
+        lead: "MLII".into(),
+    }
+}
+
+/// `signal` as the raw chunks of segment `key`, `per_chunk` samples each, received at `t0_us`.
+pub fn chunk_rows(
+    key: &holterd::store::SegmentKey,
+    t0_us: i64,
+    fs: f64,
+    signal: &[f32],
+    per_chunk: usize,
+) -> Vec<holterd::store::ChunkRow> {
+    signal
+        .chunks(per_chunk)
+        .enumerate()
+        .map(|(i, s)| holterd::store::ChunkRow {
+            segment: key.clone(),
+            seq: key.first_seq + i as u64,
+            t0_us: t0_us + ((i * per_chunk) as f64 * 1e6 / fs).round() as i64,
+            fs,
+            received_us: t0_us,
+            samples: s.to_vec(),
+        })
+        .collect()
+}
+
 /// A Postgres store in a fresh schema of its own, migrated, when
 /// `HOLTER_TEST_POSTGRES_URL` is set (`.ci/run` drops old test schemas).
 pub async fn postgres_store(connections: u32) -> Option<holterd::store::AnyStore> {
