@@ -244,6 +244,31 @@ macro_rules! upload_insert {
     };
 }
 
+/// The rows of `beats` a [`BeatQuery`] selects (its device, range, verdict,
+/// minimum probability, limit and offset), with the columns `$columns`.
+macro_rules! select_beats {
+    ($pool:expr, $q:expr, $columns:literal) => {
+        sqlx::query(concat!(
+            "SELECT ",
+            $columns,
+            " FROM beats
+             WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
+               AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
+               AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5)
+             ORDER BY r_time_us LIMIT $6 OFFSET $7"
+        ))
+        .bind(&$q.device)
+        .bind($q.from_us)
+        .bind($q.to_us)
+        .bind($q.verdict.map(|v| v.as_str()))
+        .bind($q.min_p_abnormal)
+        .bind($q.limit as i64)
+        .bind($q.offset.min(i64::MAX as u64) as i64)
+        .fetch_all(&$pool)
+        .await?
+    };
+}
+
 /// The stream reads the daemon needs at start and for re-analysis, identical
 /// SQL on both stores; expands to methods of `impl Store`.
 macro_rules! stream_reads {
@@ -296,24 +321,12 @@ macro_rules! stream_reads {
         }
 
         async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
-            let rows = sqlx::query(
-                "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
-                        quality, searchback, verdict, p_abnormal, model, model_version, beat
-                 FROM beats
-                 WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
-                   AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
-                   AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5)
-                 ORDER BY r_time_us LIMIT $6 OFFSET $7",
-            )
-            .bind(&q.device)
-            .bind(q.from_us)
-            .bind(q.to_us)
-            .bind(q.verdict.map(|v| v.as_str()))
-            .bind(q.min_p_abnormal)
-            .bind(q.limit as i64)
-            .bind(q.offset.min(i64::MAX as u64) as i64)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = select_beats!(
+                self.pool,
+                q,
+                "device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
+                 quality, searchback, verdict, p_abnormal, model, model_version, beat"
+            );
             rows.iter().map(beat_from).collect()
         }
 
@@ -402,23 +415,11 @@ macro_rules! review_reads {
         }
 
         async fn beat_marks(&self, q: &BeatQuery) -> Result<Vec<BeatMark>, StoreError> {
-            let rows = sqlx::query(
-                "SELECT r_time_us, rr_prev_ms, quality, verdict, p_abnormal, model
-                 FROM beats
-                 WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
-                   AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
-                   AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5)
-                 ORDER BY r_time_us LIMIT $6 OFFSET $7",
-            )
-            .bind(&q.device)
-            .bind(q.from_us)
-            .bind(q.to_us)
-            .bind(q.verdict.map(|v| v.as_str()))
-            .bind(q.min_p_abnormal)
-            .bind(q.limit as i64)
-            .bind(q.offset.min(i64::MAX as u64) as i64)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = select_beats!(
+                self.pool,
+                q,
+                "r_time_us, rr_prev_ms, quality, verdict, p_abnormal, model"
+            );
             rows.iter().map(mark_from).collect()
         }
 
