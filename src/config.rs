@@ -271,7 +271,14 @@ impl Config {
                 path: path.display().to_string(),
                 message,
             };
-            let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                file_error(match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        "not found: --config must name a TOML file (config/holterd.toml documents every key), or leave it out for the defaults".into()
+                    }
+                    _ => e.to_string(),
+                })
+            })?;
             let file: Table = text.parse().map_err(|e: toml::de::Error| {
                 file_error(format!("not valid TOML: {}", e.message()))
             })?;

@@ -147,12 +147,16 @@ enum WfdbCommand {
 /// An error and its causes on one line, each cause once. Many errors repeat
 /// their source in their own message (`path: No such file…` over the I/O
 /// error that says `No such file…`); a cause whose text the line already holds
-/// is left out.
+/// is left out, and so is an I/O "not found" under a message that says it.
 pub fn error_report(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
+        let said_not_found = line.contains("not found")
+            && cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound);
+        if text.is_empty() || line.contains(&text) || said_not_found {
             continue;
         }
         if !line.is_empty() {
@@ -189,6 +193,12 @@ pub fn main() -> Result<()> {
 
 /// The records of `db` named in `only` (all when empty), with an error that says what to set.
 pub(super) fn selected_records(db: &Path, only: &[String]) -> Result<Vec<String>> {
+    if !db.is_dir() {
+        bail!(
+            "{}: not found: this command needs the whole database; set HOLTER_DATA_DIR to a directory holding mitdb/ (the MIT-BIH Arrhythmia Database) or pass --db DIR (the bundled excerpts serve demo, replay, detect, analyze and check)",
+            db.display()
+        );
+    }
     let all = wfdb::list_records(db)?;
     if all.is_empty() {
         bail!(
@@ -225,8 +235,14 @@ mod tests {
         let e = anyhow::Error::new(wfdb).context("reading the demo records");
         assert_eq!(
             error_report(&e),
-            "reading the demo records: x/100.hea: No such file or directory"
+            "reading the demo records: x/100.hea: not found"
         );
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = anyhow::Error::new(crate::formats::wfdb::WfdbError::Io {
+            path: "x/100.dat".into(),
+            source: io,
+        });
+        assert_eq!(error_report(&e), "x/100.dat: Permission denied");
         let e = anyhow::anyhow!("pool timed out").context("cannot open the store");
         assert_eq!(error_report(&e), "cannot open the store: pool timed out");
     }

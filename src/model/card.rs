@@ -131,7 +131,13 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError
     let card_path = dir.join("card.json");
     let text = std::fs::read_to_string(&card_path).map_err(|e| ModelError::Weights {
         path: card_path.display().to_string(),
-        message: e.to_string(),
+        message: match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "not found: {} is not a model directory; name one of models/ (e.g. models/cnn-lstm-rr-inter) with --model or pipeline.models",
+                dir.display()
+            ),
+            _ => e.to_string(),
+        },
     })?;
     let card: ModelCard = serde_json::from_str(&text).map_err(|e| ModelError::Weights {
         path: card_path.display().to_string(),

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum WfdbError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_message(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -36,6 +36,14 @@ pub enum WfdbError {
     /// The file was read but its content is invalid.
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+/// An I/O error in words: "not found" rather than the OS's message and number.
+fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "not found".into(),
+        _ => e.to_string(),
+    }
 }
 
 impl WfdbError {
