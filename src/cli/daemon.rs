@@ -100,7 +100,7 @@ pub struct ReplayArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Records the simulated devices play.
+    /// Records the simulated devices play (names, or "all"; see `holterd detect --help`).
     #[arg(long, value_delimiter = ',', default_value = "100,119,201,221,232")]
     records: Vec<String>,
     /// Replay speed (1 = real time).
@@ -309,7 +309,8 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     if !config.mqtt.broker.is_empty() {
         bail!("the demo runs on the embedded broker: leave mqtt.broker empty");
     }
-    let recs = recordings(&default_db(None), &a.records, &LeadArgs::default())?;
+    let db = default_db(None);
+    let recs = recordings(&db, &record_names(&db, &a.records)?, &LeadArgs::default())?;
     runtime()?.block_on(async {
         let store = open_store(&config).await?;
         let listeners = bind(&config).await?;

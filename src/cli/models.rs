@@ -160,7 +160,6 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// How many of the beats `idx` of `set` lie outside `profile`.
 pub(super) fn profile(a: ProfileArgs) -> Result<()> {
     use crate::dataset::{self, protocol_split};
     use crate::model::card::ModelCard;

@@ -285,17 +285,7 @@ pub(super) fn bench_dsp(a: BenchDspArgs) -> Result<()> {
 }
 
 pub(super) fn cut(a: CutArgs) -> Result<()> {
-    let name = match a.name {
-        Some(n) => n,
-        None => {
-            let stem = a
-                .record
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned());
-            format!("{}_{}", stem.unwrap_or_default(), a.from as u64)
-        }
-    };
-    let cut = wfdb::cut_record(&a.record, a.from, a.to, &a.out, &name)?;
+    let cut = wfdb::cut_record(&a.record, a.from, a.to, &a.out, a.name.as_deref())?;
     eprintln!(
         "wrote {} ({} samples, {} annotations)",
         cut.record.display(),

@@ -124,8 +124,8 @@ pub fn start<S: Store>(
             parsed,
         } = req;
         let outcome = match parsed {
-            Parsed::Beats { beats, labels } => {
-                run_beats(&state, &job, &owner, &filename, &model, beats, labels).await
+            Parsed::Beats(b) => {
+                run_beats(&state, &job, &owner, &filename, &model, b.beats, b.labels).await
             }
             Parsed::Recording(rec) => {
                 run_recording(&state, &job, &model, &device, start_us, rec).await

@@ -13,17 +13,13 @@
 
 use super::auth::Principal;
 use super::{Failure, Web};
-use crate::dsp::BEAT_LEN;
-use crate::formats::csv::{BeatsCsv, ParsedRecording, RecordingCsv};
+use crate::formats::csv::{BeatsCsv, ParsedBeats, ParsedRecording, RecordingCsv};
 use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::http::StatusCode;
 
 /// What an upload holds once read and checked.
 pub enum Parsed {
-    Beats {
-        beats: Vec<[f32; BEAT_LEN]>,
-        labels: Option<Vec<i64>>,
-    },
+    Beats(ParsedBeats),
     Recording(ParsedRecording),
 }
 
@@ -150,11 +146,7 @@ pub async fn receive(
                     p.push(&c).map_err(|e| Failure::bad_request(e.0))?;
                 }
                 let b = p.finish().map_err(|e| Failure::bad_request(e.0))?;
-                let beats = Parsed::Beats {
-                    beats: b.beats,
-                    labels: b.labels,
-                };
-                parsed = Some((filename, beats));
+                parsed = Some((filename, Parsed::Beats(b)));
             }
             "recording" => {
                 let fs = match &f.fs {
@@ -248,7 +240,7 @@ pub async fn receive(
         )));
     }
     let device = match (&parsed, f.device) {
-        (Parsed::Beats { .. }, d) => d.unwrap_or_default(),
+        (Parsed::Beats(_), d) => d.unwrap_or_default(),
         (Parsed::Recording(_), Some(d)) => {
             crate::formats::wire::check_device_id(&d)
                 .map_err(|e| Failure::bad_request(format!("device: {e}")))?;

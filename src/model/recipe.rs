@@ -70,7 +70,7 @@ pub fn train_model(
     let mut augmentation = Vec::new();
     if !a.augment.is_empty() && a.protocol != dataset::Protocol::Inter {
         bail!(
-            "augmentation needs the inter protocol: under intra, a noisy copy of a scored beat could be trained on"
+            "augmentation (--augment) needs the inter protocol (--protocol inter): under intra, a noisy copy of a scored beat could be trained on"
         );
     }
     for dir in &a.augment {

@@ -15,20 +15,37 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Database error codes that mean "not now" rather than "wrong": Postgres
+/// SQLSTATE classes 08 (connection), 53 (insufficient resources: too many
+/// clients, out of memory or disk), 57P01–57P03 (shutting down, starting up);
+/// SQLite's BUSY (5) and LOCKED (6), with their extended codes.
+fn transient_code(code: &str) -> bool {
+    if code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03")
+    {
+        return true;
+    }
+    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 impl StoreError {
     /// True when the database could not be reached or is overloaded (worth a
     /// retry); false when it answered but the data or the query is wrong.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Db(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            )
-        )
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Db(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| transient_code(&c))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -185,4 +202,19 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Checks the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_code;
+
+    #[test]
+    fn busy_and_overloaded_databases_are_transient_bad_data_is_not() {
+        for code in ["08006", "53300", "57P01", "5", "517", "6"] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in ["22P02", "42P01", "23505", "11", "19"] {
+            assert!(!transient_code(code), "{code}");
+        }
+    }
 }

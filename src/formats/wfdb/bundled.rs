@@ -104,17 +104,27 @@ pub(crate) fn file(path: &Path) -> Option<Result<Vec<u8>, WfdbError>> {
 
 /// Where to read a record named on the command line.
 ///
-/// A path (with a directory or an extension, or one that exists) is used as
-/// it is. A bare name such as `119` is looked up in `db` (the database
-/// directory: `--db`, else `$HOLTER_DATA_DIR/mitdb`); when that directory does
-/// not exist, in the bundled excerpts. The error says what to set.
+/// A bare name such as `119` is looked up in `db` (the database directory:
+/// `--db`, else `$HOLTER_DATA_DIR/mitdb`), then in the working directory, and,
+/// when `db` does not exist, in the bundled excerpts. A path (with a directory
+/// or an extension) is used as it is. The error says what to set.
 pub fn locate(record: &Path, db: &Path) -> Result<PathBuf, WfdbError> {
     let text = record.to_string_lossy();
     let header = record.with_extension("hea");
-    if header.exists() || record.starts_with(ROOT) {
+    if record.starts_with(ROOT) {
         return Ok(record.to_path_buf());
     }
     let bare = record.components().count() == 1 && record.extension().is_none();
+    if bare {
+        // The database first: a stray `119.hea` in the working directory must not shadow --db.
+        let in_db = db.join(record);
+        if in_db.with_extension("hea").exists() {
+            return Ok(in_db);
+        }
+    }
+    if header.exists() {
+        return Ok(record.to_path_buf());
+    }
     if !bare {
         return Err(WfdbError::invalid(
             &header,
@@ -125,9 +135,6 @@ pub fn locate(record: &Path, db: &Path) -> Result<PathBuf, WfdbError> {
         ));
     }
     let in_db = db.join(record);
-    if in_db.with_extension("hea").exists() {
-        return Ok(in_db);
-    }
     match (db.is_dir(), excerpt(&text)) {
         (false, Some(_)) => Ok(path(&text)),
         (true, _) => Err(WfdbError::invalid(

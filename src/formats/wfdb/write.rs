@@ -19,7 +19,8 @@ pub struct CutSummary {
 const RHYTHM: AnnotationCode = AnnotationCode(28);
 
 /// Cuts seconds `from_s..to_s` of `source` (a record path, its `.atr` beside
-/// it) into a new format-16 record `<out>/<name>`: samples unchanged, with a
+/// it) into a new format-16 record `<out>/<name>` (default
+/// `<record>_<from seconds>`): samples unchanged, with a
 /// fresh checksum and first value, and the annotations inside the stretch.
 /// If the stretch starts inside a rhythm, a rhythm annotation at its first
 /// sample carries that rhythm over, as analysers need the rhythm in effect.
@@ -28,9 +29,14 @@ pub fn cut_record(
     from_s: f64,
     to_s: f64,
     out: &Path,
-    name: &str,
+    name: Option<&str>,
 ) -> Result<CutSummary, WfdbError> {
     let record = read_record(source)?;
+    let name = name.map_or_else(
+        || format!("{}_{}", record.header.record, from_s as u64),
+        str::to_string,
+    );
+    let name = name.as_str();
     let fs = record.header.fs;
     if !(from_s >= 0.0 && to_s > from_s) {
         return Err(WfdbError::invalid(
