@@ -3,7 +3,7 @@
 //! `/api/v1/openapi.json` ([`super::openapi`]).
 
 use super::paper::PAPER;
-use super::range::{DeviceRange, RangeQuery, check_device};
+use super::range::{DeviceRange, RangeQuery, stored_beat};
 use super::{Failure, HttpState, Uploader, Viewer, jobs, upload};
 use crate::store::{BeatRow, Store, UploadRow};
 use crate::{clock, review};
@@ -133,12 +133,7 @@ async fn beat<S: Store>(
     Viewer(_): Viewer,
     Path((device, t)): Path<(String, i64)>,
 ) -> ApiResult {
-    check_device(&device)?;
-    let b = s
-        .store
-        .beat(&device, t)
-        .await?
-        .ok_or_else(|| Failure::not_found("no beat at that time for this device"))?;
+    let b = stored_beat(&s.store, &device, t).await?;
     let chunks = s
         .store
         .chunks_between(&device, t - 5_000_000, t + 5_000_000)

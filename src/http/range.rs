@@ -118,6 +118,20 @@ pub fn check_device(device: &str) -> Result<(), Failure> {
     crate::formats::wire::check_device_id(device).map_err(|_| Failure::not_found("no such device"))
 }
 
+/// The beat of `device` at R time `t` (µs), for the beat page and its API
+/// twin: a malformed id or a time with no beat is "not found".
+pub async fn stored_beat<S: Store>(
+    store: &S,
+    device: &str,
+    t: i64,
+) -> Result<crate::store::BeatRow, Failure> {
+    check_device(device)?;
+    store
+        .beat(device, t)
+        .await?
+        .ok_or_else(|| Failure::not_found("no beat at that time for this device"))
+}
+
 /// The opening of the handlers of one device's range: the device id from the
 /// path, checked, and the range query, parsed and resolved against the store.
 ///

@@ -4,7 +4,7 @@
 
 use super::layout;
 use crate::clock::{format_datetime_local, format_utc};
-use crate::http::range::{DeviceRange, Range, RangeQuery, check_device};
+use crate::http::range::{DeviceRange, Range, RangeQuery, stored_beat};
 use crate::http::svg::{Chart, Marker, Series, beat_chart};
 use crate::http::{Failure, HttpState, Viewer};
 use crate::review;
@@ -172,12 +172,7 @@ pub(super) async fn beat<S: Store>(
     Viewer(p): Viewer,
     Path((device, t)): Path<(String, i64)>,
 ) -> Result<Markup, Failure> {
-    check_device(&device)?;
-    let b = s
-        .store
-        .beat(&device, t)
-        .await?
-        .ok_or_else(|| Failure::not_found("no beat at that time for this device"))?;
+    let b = stored_beat(&s.store, &device, t).await?;
     let strip = beat_strip(&s.store, &device, t).await?;
     let prev = s.store.flagged_neighbour(&device, t, false).await?;
     let next = s.store.flagged_neighbour(&device, t, true).await?;
