@@ -723,3 +723,48 @@ fn unsupported_rates_are_rejected() {
     let msg = DspError::SamplingRate(99.0).to_string();
     assert!(msg.contains("99") && msg.contains("100 and 1000"), "{msg}");
 }
+
+#[test]
+fn patient_context_is_chunk_invariant_causal_and_learns_the_patient() {
+    use holterd::dsp::context::CONTEXT_FEATURES;
+    for name in FIXTURES {
+        let f = load(name);
+        let reference = extract(f.fs, &f.signal, f.signal.len());
+        let contexts = |beats: &[Beat]| -> Vec<[f32; CONTEXT_FEATURES]> {
+            beats.iter().map(|b| b.context).collect()
+        };
+        for chunk in [1, 7, 360, 100_000] {
+            let beats = extract_chunked(f.fs, &f.signal, &mut std::iter::repeat(chunk));
+            assert_eq!(
+                contexts(&beats),
+                contexts(&reference),
+                "{name}: chunks of {chunk} change the context features"
+            );
+        }
+        // Causality: a beat's features never change when later samples arrive.
+        let half = extract(f.fs, &f.signal[..f.signal.len() / 2], 360);
+        let emitted: Vec<_> = reference
+            .iter()
+            .filter(|b| b.emitted_at <= (f.signal.len() / 2) as u64)
+            .collect();
+        assert!(emitted.len() > 50);
+        for (a, b) in emitted.iter().zip(&half) {
+            assert_eq!(a.context, b.context, "{name}: beat at {} changed", a.sample);
+        }
+        // After the warm-up the dominant beat is learned: most beats match it closely.
+        // (The fixtures are 3 to 5 minutes long: past half the warm-up.)
+        let warm: Vec<_> = reference.iter().filter(|b| b.context[13] >= 0.5).collect();
+        assert!(warm.len() > 50, "{name}: {} warm beats", warm.len());
+        let close = warm.iter().filter(|b| b.context[5] > 0.9).count();
+        assert!(
+            close * 2 > warm.len(),
+            "{name}: only {close} of {} beats correlate with the dominant beat",
+            warm.len()
+        );
+        assert!(
+            reference
+                .iter()
+                .all(|b| b.context.iter().all(|v| v.is_finite()))
+        );
+    }
+}

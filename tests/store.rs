@@ -46,6 +46,8 @@ fn beat(device: &str, first_seq: u64, t: i64, verdict: Verdict, p: Option<f32>) 
         searchback: t % 2 == 0,
         verdict,
         p_abnormal: p,
+        class: None,
+        class_probs: None,
         model: "m".into(),
         model_version: "v1".into(),
         values: (0..187).map(|i| i as f32 / 187.0).collect(),

@@ -385,7 +385,7 @@ pub(super) fn bench_infer(a: BenchInferArgs) -> Result<()> {
     )?;
     let naive = match &network {
         Network::Transformer(t) => Some(t),
-        Network::CnnLstm(_) | Network::PatchTransformer(_) => None,
+        Network::CnnLstm(_) | Network::PatchTransformer(_) | Network::ContextMlp(_) => None,
     };
     writeln!(
         out,

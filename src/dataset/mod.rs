@@ -9,12 +9,17 @@
 //!   Kaggle's order), one labelled beat per row, no header;
 //! - `meta.csv`: one row per line of `beats.csv`: record, R-peak sample, reference
 //!   symbol, AAMI class, binary label (0 normal = N, 1 abnormal), previous and
-//!   next RR intervals, quality, number of real values, local (median) RR;
+//!   next RR intervals, quality, number of real values, local (median) RR, then
+//!   the beat's patient-context features (`context0`…, see [`crate::dsp::context`]);
 //! - `unmatched.csv`: detected beats with no reference beat (false detections,
 //!   or beats whose symbol has no AAMI class), kept apart, never labelled;
 //! - `source.txt`: one line saying what the beats are (clean, or with which noise).
 
+use crate::dsp::context::CONTEXT_FEATURES;
 use crate::dsp::{BEAT_LEN, Beat, BeatExtractor, ExtractorConfig};
+
+/// Columns of `meta.csv`: ten, then the patient context.
+const META_COLUMNS: usize = 10 + CONTEXT_FEATURES;
 use crate::eval::{EvalError, MATCH_WINDOW_S, match_beats, read_annotated};
 use crate::formats::wfdb::AamiClass;
 use crate::formats::wfdb::LeadChoice;
@@ -147,6 +152,8 @@ pub struct BeatSet {
     pub rr_prev_ms: Vec<Option<f64>>,
     pub rr_next_ms: Vec<Option<f64>>,
     pub rr_local_ms: Vec<Option<f64>>,
+    /// Patient-context features (see [`crate::dsp::context`]).
+    pub context: Vec<[f32; CONTEXT_FEATURES]>,
 }
 
 impl BeatSet {
@@ -170,6 +177,7 @@ impl BeatSet {
         self.rr_prev_ms.extend(other.rr_prev_ms);
         self.rr_next_ms.extend(other.rr_next_ms);
         self.rr_local_ms.extend(other.rr_local_ms);
+        self.context.extend(other.context);
     }
 
     /// The seed paper's binary labels (1 = abnormal).
@@ -186,16 +194,18 @@ impl BeatSet {
         self.rr_prev_ms.push(l.beat.rr_prev_ms);
         self.rr_next_ms.push(l.beat.rr_next_ms);
         self.rr_local_ms.push(l.beat.rr_local_ms);
+        self.context.push(l.beat.context);
     }
 
-    /// Every beat's RR features (see [`crate::model::rr`]).
-    pub fn rr_features(&self) -> Vec<[f32; crate::model::rr::RR_FEATURES]> {
+    /// Every beat's side features: RR and patient context (see [`crate::model::rr`]).
+    pub fn rr_features(&self) -> Vec<[f32; crate::model::rr::SIDE_FEATURES]> {
         (0..self.len())
             .map(|i| {
-                crate::model::rr::features(
+                crate::model::rr::side_features(
                     self.rr_prev_ms[i],
                     self.rr_next_ms[i],
                     self.rr_local_ms[i],
+                    &self.context[i],
                 )
             })
             .collect()
@@ -331,11 +341,20 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
             .with_context(|| format!("meta.csv has fewer rows than beats.csv ({row})"))?
             .split(',')
             .collect();
-        if m.len() < 10 {
+        if m.len() < META_COLUMNS {
             bail!(
-                "meta.csv row {row}: expected 10 columns, found {} (a dataset from an older holterd: run `holterd dataset build` again)",
+                "meta.csv row {row}: expected {META_COLUMNS} columns, found {} (a dataset from an older holterd: run `holterd dataset build` again)",
                 m.len()
             );
+        }
+        let mut context = [0.0f32; CONTEXT_FEATURES];
+        for (k, c) in context.iter_mut().enumerate() {
+            let f = m[10 + k];
+            *c = f
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .with_context(|| format!("meta.csv row {row}: context feature {k} is {f:?}"))?;
         }
         let opt = |f: &str| f.parse::<f64>().ok();
         set.values.push(values);
@@ -349,6 +368,7 @@ pub fn load(dir: &Path) -> anyhow::Result<BeatSet> {
         set.rr_prev_ms.push(opt(m[5]));
         set.rr_next_ms.push(opt(m[6]));
         set.rr_local_ms.push(opt(m[9]));
+        set.context.push(context);
     }
     Ok(set)
 }
@@ -388,10 +408,14 @@ pub fn build(
         create("meta.csv")?,
         create("unmatched.csv")?,
     );
-    writeln!(
+    write!(
         meta_csv,
         "record,sample,symbol,aami,binary,rr_prev_ms,rr_next_ms,quality,len,rr_local_ms"
     )?;
+    for k in 0..CONTEXT_FEATURES {
+        write!(meta_csv, ",context{k}")?;
+    }
+    writeln!(meta_csv)?;
     write!(
         unmatched_csv,
         "record,sample,symbol,rr_prev_ms,rr_next_ms,quality,len"
@@ -417,9 +441,11 @@ pub fn build(
             match l.class {
                 Some(class) => {
                     writeln!(beats_csv, "{values},{}", class.index())?;
+                    // Context features in full (shortest exact) precision: no train/serve skew.
+                    let context: String = b.context.iter().map(|c| format!(",{c}")).collect();
                     writeln!(
                         meta_csv,
-                        "{},{},{},{:?},{},{},{},{},{},{}",
+                        "{},{},{},{:?},{},{},{},{},{},{}{context}",
                         l.record,
                         b.sample,
                         l.symbol.unwrap_or(""),

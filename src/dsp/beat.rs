@@ -14,6 +14,9 @@
 //! Latency (R peak to emission) is therefore about one RR interval plus the
 //! detector's ~0.3 s decision delay; [`Beat::emitted_at`] records it exactly.
 
+use super::context::{
+    BeatTiming, CONTEXT_FEATURES, MORPH_LEN, MORPH_POST, MORPH_PRE, PatientContext,
+};
 use super::quality::{Quality, QualityMonitor};
 use super::{DspError, FilterBank, QrsDetector, Resampler};
 use std::collections::VecDeque;
@@ -86,6 +89,9 @@ pub struct Beat {
     /// The local RR interval: the median of the last 10 s of RR intervals, ms
     /// (`None` before the first interval). Premature beats show against it.
     pub rr_local_ms: Option<f64>,
+    /// The beat against the patient's own rhythm and dominant beat, from the
+    /// beats before it (see [`super::context`]).
+    pub context: [f32; CONTEXT_FEATURES],
 }
 
 /// One block of [`BeatExtractor::push`]'s work: input samples from index `base`,
@@ -149,6 +155,8 @@ pub struct BeatExtractor {
     ready_at: u64,
     /// Delay of the beat signal behind the input, input samples.
     delay: f64,
+    /// The patient's running rhythm and dominant beat shapes.
+    context: PatientContext,
 }
 
 impl BeatExtractor {
@@ -185,6 +193,7 @@ impl BeatExtractor {
             rr_median: None,
             ready_at: u64::MAX,
             delay: filters.beat_delay_s() * fs,
+            context: PatientContext::new(),
             config,
         })
     }
@@ -208,6 +217,8 @@ impl BeatExtractor {
             + self.rr_history.capacity() * 16
             + self.rr_sorted.capacity() * 8
             + self.detector.heap_bytes()
+            + self.context.memory_bytes()
+            - std::mem::size_of::<PatientContext>()
     }
 
     /// Feeds a chunk of samples (mV) and appends every beat completed by them to `out`.
@@ -404,7 +415,9 @@ impl BeatExtractor {
         self.ready_at = match self.pending.front() {
             None => u64::MAX,
             Some(p) => {
-                let complete = (self.span_end(p.r_work, self.window_out) - 1) * self.decimation + 1;
+                // The beat window, and at least the patient context's morphology window.
+                let n_out = self.window_out.max(MORPH_POST);
+                let complete = (self.span_end(p.r_work, n_out) - 1) * self.decimation + 1;
                 if p.rr_next.is_some() {
                     complete
                 } else {
@@ -479,6 +492,13 @@ impl BeatExtractor {
             quality = quality.max(Quality::Flat);
         }
         let ms = |s: u64| s as f64 * 1000.0 / fs;
+        let timing = BeatTiming {
+            rr_prev_ms: p.rr_prev.map(ms),
+            rr_next_ms: p.rr_next.map(ms),
+            rr_local_ms: self.rr_median.map(|rr| rr * 1000.0 / fs),
+        };
+        let morph = self.morphology(p.r_work);
+        let context = self.context.observe(timing, &morph, quality.is_readable());
         Beat {
             sample: p.r,
             time_s: self.config.start_time_s + p.r as f64 / fs,
@@ -489,8 +509,31 @@ impl BeatExtractor {
             emitted_at: self.next,
             values,
             len: n_out,
-            rr_local_ms: self.rr_median.map(|rr| rr * 1000.0 / fs),
+            rr_local_ms: timing.rr_local_ms,
+            context,
         }
+    }
+
+    /// The beat signal (mV) around the R peak at `r_work`, [`MORPH_PRE`]
+    /// samples before it, at 125 Hz, for the patient context.
+    fn morphology(&mut self, r_work: f64) -> [f32; MORPH_LEN] {
+        let mask = self.ring.len() as u64 - 1;
+        let step = self.resampler.step();
+        let margin = self.resampler.margin() as f64;
+        let start = (r_work - MORPH_PRE as f64 * step).max(0.0);
+        let oldest = self.oldest_kept();
+        let first = ((start - margin).floor().max(0.0) as u64).max(oldest);
+        let last = self
+            .span_end(start, MORPH_LEN)
+            .min(self.work_available())
+            .max(first);
+        self.scratch.clear();
+        self.scratch
+            .extend((first..last).map(|i| self.ring[(i & mask) as usize]));
+        let mut morph = [0.0f32; MORPH_LEN];
+        self.resampler
+            .resample(&self.scratch, (start - first as f64).max(0.0), &mut morph);
+        morph
     }
 }
 

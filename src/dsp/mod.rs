@@ -12,6 +12,7 @@
 //! ```
 
 mod beat;
+pub mod context;
 mod detect;
 mod filter;
 mod quality;

@@ -8,9 +8,10 @@
 use super::card::{LoadedModel, load_model};
 use super::cpu::CpuNetwork;
 use super::params::ModelError;
-use super::rr::RR_FEATURES;
-use super::train::predict;
+use super::rr::SIDE_FEATURES;
+use super::train::predict_probabilities;
 use crate::dsp::BEAT_LEN;
+use crate::formats::wfdb::AamiClass;
 use candle_core::Device;
 use std::path::Path;
 
@@ -95,62 +96,127 @@ impl Classifier {
         self.members.iter().any(|m| m.network.rr_features() > 0)
     }
 
-    /// Probability of "abnormal" for each beat `idx` of `beats` (with their
-    /// RR features, needed when [`needs_rr`](Self::needs_rr)), in batches of `batch`.
-    pub fn p_abnormal_of(
+    /// True when every member gives the five AAMI classes, so the ensemble does.
+    pub fn five_class(&self) -> bool {
+        self.members
+            .iter()
+            .all(|m| m.network.classes() == AamiClass::ALL.len())
+    }
+
+    /// Class probabilities of each beat `idx` of `beats` (with their side
+    /// features, needed when [`needs_rr`](Self::needs_rr)), averaged over the
+    /// members, in batches of `batch`: five per beat (N, S, V, F, Q) when
+    /// [`five_class`](Self::five_class), else two (normal, abnormal; a
+    /// five-class member counts every class but N as abnormal).
+    pub fn probabilities_of(
         &self,
         beats: &[[f32; BEAT_LEN]],
-        rr: Option<&[[f32; RR_FEATURES]]>,
+        rr: Option<&[[f32; SIDE_FEATURES]]>,
         idx: &[usize],
         batch: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        let mut p = vec![0.0f32; idx.len()];
-        let n = self.members.len() as f32;
-        if let Some(nets) = &self.cpu {
-            for chunk in idx.chunks(batch.max(1)).zip(p.chunks_mut(batch.max(1))) {
-                let (ids, acc) = chunk;
-                let mut x = Vec::with_capacity(ids.len() * BEAT_LEN);
-                for &i in ids {
-                    x.extend_from_slice(&beats[i]);
+        self.probabilities_on(self.cpu.as_deref(), beats, rr, idx, batch)
+    }
+
+    /// [`probabilities_of`](Self::probabilities_of) on the CPU path `cpu`, or candle when `None`.
+    fn probabilities_on(
+        &self,
+        cpu: Option<&[CpuNetwork]>,
+        beats: &[[f32; BEAT_LEN]],
+        rr: Option<&[[f32; SIDE_FEATURES]]>,
+        idx: &[usize],
+        batch: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let width = if self.five_class() { 5 } else { 2 };
+        let mut out = vec![0.0f32; idx.len() * width];
+        let share = 1.0 / self.members.len() as f32;
+        let mut add = |at: usize, q: &[f32]| {
+            let row = &mut out[at * width..(at + 1) * width];
+            if width == q.len() {
+                for (o, p) in row.iter_mut().zip(q) {
+                    *o += share * p;
                 }
-                let r: Option<Vec<f32>> = rr.map(|rr| ids.iter().flat_map(|&i| rr[i]).collect());
-                for net in nets {
-                    let probs = net.probabilities(&x, r.as_deref())?;
-                    for (a, q) in acc.iter_mut().zip(probs.chunks_exact(net.classes())) {
-                        // Abnormal is everything but class 0 (normal).
-                        *a += (1.0 - q[0]) / n;
+            } else {
+                // Abnormal is everything but class 0 (normal).
+                row[0] += share * q[0];
+                row[1] += share * (1.0 - q[0]);
+            }
+        };
+        let batch = batch.max(1);
+        match cpu {
+            Some(nets) => {
+                for (c, ids) in idx.chunks(batch).enumerate() {
+                    let mut x = Vec::with_capacity(ids.len() * BEAT_LEN);
+                    for &i in ids {
+                        x.extend_from_slice(&beats[i]);
+                    }
+                    for net in nets {
+                        let k = net.side_features();
+                        let r: Option<Vec<f32>> = rr.filter(|_| k > 0).map(|rr| {
+                            ids.iter()
+                                .flat_map(|&i| rr[i][..k].iter().copied())
+                                .collect()
+                        });
+                        let probs = net.probabilities(&x, r.as_deref())?;
+                        for (j, q) in probs.chunks_exact(net.classes()).enumerate() {
+                            add(c * batch + j, q);
+                        }
                     }
                 }
             }
-            return Ok(p);
+            None => {
+                for m in &self.members {
+                    let classes = m.network.classes();
+                    let probs =
+                        predict_probabilities(&m.network, &m.params, beats, rr, idx, batch)?;
+                    for (j, q) in probs.chunks_exact(classes).enumerate() {
+                        add(j, q);
+                    }
+                }
+            }
         }
-        self.p_abnormal_candle(beats, rr, idx, batch)
+        Ok(out)
     }
 
-    /// [`p_abnormal_of`](Self::p_abnormal_of) computed by candle on the model's device.
-    pub fn p_abnormal_candle(
+    /// Probability of "abnormal" (any class but N) for each beat `idx`; see
+    /// [`probabilities_of`](Self::probabilities_of).
+    pub fn p_abnormal_of(
         &self,
         beats: &[[f32; BEAT_LEN]],
-        rr: Option<&[[f32; RR_FEATURES]]>,
+        rr: Option<&[[f32; SIDE_FEATURES]]>,
         idx: &[usize],
         batch: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        let mut p = vec![0.0f32; idx.len()];
-        let n = self.members.len() as f32;
-        for m in &self.members {
-            let q = predict(&m.network, &m.params, beats, rr, idx, batch)?;
-            for (acc, q) in p.iter_mut().zip(q) {
-                *acc += q / n;
-            }
-        }
-        Ok(p)
+        let width = if self.five_class() { 5 } else { 2 };
+        Ok(self
+            .probabilities_of(beats, rr, idx, batch)?
+            .chunks_exact(width)
+            .map(|q| 1.0 - q[0])
+            .collect())
+    }
+
+    /// [`p_abnormal_of`](Self::p_abnormal_of) computed by candle on the model's
+    /// device (the reference the CPU path is checked against).
+    pub fn p_abnormal_candle(
+        &self,
+        beats: &[[f32; BEAT_LEN]],
+        rr: Option<&[[f32; SIDE_FEATURES]]>,
+        idx: &[usize],
+        batch: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let width = if self.five_class() { 5 } else { 2 };
+        Ok(self
+            .probabilities_on(None, beats, rr, idx, batch)?
+            .chunks_exact(width)
+            .map(|q| 1.0 - q[0])
+            .collect())
     }
 
     /// Probability of "abnormal" for every beat, in one batch.
     pub fn p_abnormal(
         &self,
         beats: &[[f32; BEAT_LEN]],
-        rr: Option<&[[f32; RR_FEATURES]]>,
+        rr: Option<&[[f32; SIDE_FEATURES]]>,
     ) -> Result<Vec<f32>, ModelError> {
         let idx: Vec<usize> = (0..beats.len()).collect();
         self.p_abnormal_of(beats, rr, &idx, beats.len().max(1))

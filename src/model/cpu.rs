@@ -26,6 +26,7 @@
 
 use super::Network;
 use super::cnn_lstm::{CnnLstm, CnnLstmConfig};
+use super::context_mlp::ContextMlp;
 use super::params::{ModelError, Params};
 use super::transformer::PaperTransformer;
 use crate::dsp::BEAT_LEN;
@@ -42,6 +43,8 @@ pub enum CpuNetwork {
     CnnLstm(Box<CpuCnnLstm>),
     /// The paper's transformer in its closed form: an MLP on the shifted beat.
     Mlp(CpuMlp),
+    /// The patient-adaptive MLP on side features.
+    ContextMlp(CpuContextMlp),
 }
 
 impl CpuNetwork {
@@ -52,7 +55,17 @@ impl CpuNetwork {
             Network::CnnLstm(m) => CpuNetwork::CnnLstm(Box::new(CpuCnnLstm::new(m, params)?)),
             Network::Transformer(m) => CpuNetwork::Mlp(CpuMlp::new(m, params)?),
             Network::PatchTransformer(_) => return Ok(None),
+            Network::ContextMlp(m) => CpuNetwork::ContextMlp(CpuContextMlp::new(m, params)?),
         }))
+    }
+
+    /// Side features read per beat (the first this many of each beat's).
+    pub fn side_features(&self) -> usize {
+        match self {
+            CpuNetwork::CnnLstm(m) => m.rr_features,
+            CpuNetwork::Mlp(_) => 0,
+            CpuNetwork::ContextMlp(_) => super::rr::SIDE_FEATURES,
+        }
     }
 
     /// Class probabilities (softmax), `classes` per beat, for `beats` laid end
@@ -79,6 +92,15 @@ impl CpuNetwork {
                 m.logits(beats, rr)
             }
             CpuNetwork::Mlp(m) => m.logits(beats),
+            CpuNetwork::ContextMlp(m) => match rr {
+                Some(side) if side.len() == n * super::rr::SIDE_FEATURES => m.logits(beats, side),
+                _ => {
+                    return Err(ModelError::Device(format!(
+                        "this model needs {} side features per beat beside the samples",
+                        super::rr::SIDE_FEATURES
+                    )));
+                }
+            },
         };
         let classes = self.classes();
         for row in logits.chunks_mut(classes) {
@@ -92,6 +114,7 @@ impl CpuNetwork {
         match self {
             CpuNetwork::CnnLstm(m) => m.classes,
             CpuNetwork::Mlp(m) => m.classes,
+            CpuNetwork::ContextMlp(m) => m.classes,
         }
     }
 }
@@ -410,6 +433,66 @@ fn max_pool_3_2(
                     .max(x[at + 2 * channels + ch]);
             }
         }
+    }
+}
+
+/// The patient-adaptive MLP ([`ContextMlp`]): three dense layers, ReLU between.
+#[derive(Debug, Clone)]
+pub struct CpuContextMlp {
+    with_beat: bool,
+    /// `(inputs, outputs)` kernel and bias of each layer.
+    layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)>,
+    classes: usize,
+}
+
+impl CpuContextMlp {
+    fn new(model: &ContextMlp, params: &Params) -> Result<Self, ModelError> {
+        let layers = super::context_mlp::LAYERS
+            .iter()
+            .map(|name| {
+                let kernel = params.get(&format!("{name}.kernel"))?;
+                let (i, o) = kernel.dims2()?;
+                Ok((
+                    i,
+                    o,
+                    kernel.flatten_all()?.to_vec1()?,
+                    params.get(&format!("{name}.bias"))?.to_vec1()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(CpuContextMlp {
+            with_beat: model.config().with_beat,
+            layers,
+            classes: model.config().classes,
+        })
+    }
+
+    fn logits(&self, beats: &[f32], side: &[f32]) -> Vec<f32> {
+        use super::rr::SIDE_FEATURES;
+        let n = beats.len() / BEAT_LEN;
+        let width = SIDE_FEATURES + if self.with_beat { BEAT_LEN } else { 0 };
+        let mut h = Vec::with_capacity(n * width);
+        for b in 0..n {
+            h.extend_from_slice(&side[b * SIDE_FEATURES..(b + 1) * SIDE_FEATURES]);
+            if self.with_beat {
+                h.extend_from_slice(&beats[b * BEAT_LEN..(b + 1) * BEAT_LEN]);
+            }
+        }
+        let last = self.layers.len() - 1;
+        for (l, (i, o, w, bias)) in self.layers.iter().enumerate() {
+            let mut out = vec![0.0; n * o];
+            matmul(n, *o, *i, &h, *i, w, &mut out, false);
+            for row in out.chunks_exact_mut(*o) {
+                for (v, b) in row.iter_mut().zip(bias) {
+                    *v += b;
+                    if l < last {
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+            h = out;
+        }
+        h
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`layers`]: max-pooling and the Keras-style LSTM that candle lacks;
 //! - [`params`]: named parameters with Keras initialisation, saved as safetensors;
 //! - [`cnn_lstm`]: the paper's CNN-LSTM and CNN-LSTM-with-dropout;
+//! - [`context_mlp`]: the patient-adaptive five-class MLP on side features;
 //! - [`transformer`]: the paper's transformer, and why it is an MLP;
 //! - [`patch_transformer`]: a transformer that attends over patches of the beat;
 //! - [`profile`]: the training beats' shape range, for abstaining on anything else;
@@ -20,6 +21,7 @@ pub mod card;
 pub mod catalog;
 pub mod classifier;
 pub mod cnn_lstm;
+pub mod context_mlp;
 pub mod cpu;
 pub mod layers;
 pub mod metrics;
@@ -54,13 +56,15 @@ pub fn locate(path: &Path) -> PathBuf {
 }
 
 /// Architectures by name.
-pub const ARCHITECTURES: [&str; 6] = [
+pub const ARCHITECTURES: [&str; 8] = [
     "cnn-lstm",
     "cnn-lstm-dropout",
     "cnn-lstm-rr",
     "cnn-lstm-rr-aami",
     "transformer",
     "patch-transformer",
+    "context-mlp",
+    "context-mlp-beat",
 ];
 
 /// A beat classifier network of any architecture.
@@ -69,6 +73,7 @@ pub enum Network {
     CnnLstm(CnnLstm),
     Transformer(PaperTransformer),
     PatchTransformer(patch_transformer::PatchTransformer),
+    ContextMlp(context_mlp::ContextMlp),
 }
 
 impl Network {
@@ -103,6 +108,16 @@ impl Network {
             "patch-transformer" => Ok(Network::PatchTransformer(
                 patch_transformer::PatchTransformer::new(params, rng, 2)?,
             )),
+            "context-mlp" => Ok(Network::ContextMlp(context_mlp::ContextMlp::new(
+                context_mlp::ContextMlpConfig::side_only(),
+                params,
+                rng,
+            )?)),
+            "context-mlp-beat" => Ok(Network::ContextMlp(context_mlp::ContextMlp::new(
+                context_mlp::ContextMlpConfig::with_beat(),
+                params,
+                rng,
+            )?)),
             other => Err(ModelError::Device(format!(
                 "unknown model {other:?}: use one of {}",
                 ARCHITECTURES.join(", ")
@@ -116,14 +131,17 @@ impl Network {
             Network::CnnLstm(m) => m.config().classes,
             Network::Transformer(m) => m.classes(),
             Network::PatchTransformer(m) => m.classes(),
+            Network::ContextMlp(m) => m.config().classes,
         }
     }
 
-    /// RR features the network needs per beat beside the samples (0 for most).
+    /// Side features the network reads per beat beside the samples (the
+    /// first this many of [`rr::side_features`]; 0 for most).
     pub fn rr_features(&self) -> usize {
         match self {
             Network::CnnLstm(m) => m.config().rr_features,
             Network::Transformer(_) | Network::PatchTransformer(_) => 0,
+            Network::ContextMlp(_) => rr::SIDE_FEATURES,
         }
     }
 
@@ -141,6 +159,7 @@ impl Network {
             Network::CnnLstm(m) => m.forward(params, x, rr, dropout),
             Network::Transformer(m) => m.forward(params, x, dropout),
             Network::PatchTransformer(m) => m.forward(params, x, dropout),
+            Network::ContextMlp(m) => m.forward(params, x, rr, dropout),
         }
     }
 }

@@ -6,9 +6,42 @@
 //! their ratios to the local RR (the median of the last 10 s, as the beat
 //! extractor keeps it). The daemon, the dataset and training all compute them
 //! here, from the same three numbers every [`crate::dsp::Beat`] carries.
+//!
+//! Models see a beat's *side features*: these four, then the patient-context
+//! features the extractor computed ([`crate::dsp::context`]). Each network
+//! reads the first [`super::Network::rr_features`] of them, so the RR-aware
+//! CNN-LSTMs read exactly the four they were trained on.
 
-/// Values per beat.
+use crate::dsp::Beat;
+use crate::dsp::context::CONTEXT_FEATURES;
+
+/// RR values per beat.
 pub const RR_FEATURES: usize = 4;
+/// Side features per beat: the RR values, then the patient context.
+pub const SIDE_FEATURES: usize = RR_FEATURES + CONTEXT_FEATURES;
+
+/// A beat's side features: [`features`] then its patient context.
+pub fn side_features(
+    rr_prev_ms: Option<f64>,
+    rr_next_ms: Option<f64>,
+    rr_local_ms: Option<f64>,
+    context: &[f32; CONTEXT_FEATURES],
+) -> [f32; SIDE_FEATURES] {
+    let mut side = [0.0f32; SIDE_FEATURES];
+    side[..RR_FEATURES].copy_from_slice(&features(rr_prev_ms, rr_next_ms, rr_local_ms));
+    side[RR_FEATURES..].copy_from_slice(context);
+    side
+}
+
+/// [`side_features`] of an extracted beat.
+pub fn side_of(beat: &Beat) -> [f32; SIDE_FEATURES] {
+    side_features(
+        beat.rr_prev_ms,
+        beat.rr_next_ms,
+        beat.rr_local_ms,
+        &beat.context,
+    )
+}
 
 /// Typical RR interval, ms, used when no interval is known yet.
 const DEFAULT_RR_MS: f64 = 800.0;

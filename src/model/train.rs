@@ -7,7 +7,7 @@
 use super::Network;
 use super::metrics::BinaryMetrics;
 use super::params::{ModelError, Params, SplitMix64};
-use super::rr::RR_FEATURES;
+use super::rr::SIDE_FEATURES;
 use crate::dsp::BEAT_LEN;
 use candle_core::{D, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
@@ -182,25 +182,26 @@ fn batch_tensor(
     )?)
 }
 
-/// RR features of beats `idx` as a (batch, 4) tensor, when the model needs them.
+/// Side features of beats `idx` as a (batch, k) tensor of the first `k` the
+/// model reads, when it reads any.
 fn rr_tensor(
     model: &Network,
     params: &Params,
-    rr: Option<&[[f32; RR_FEATURES]]>,
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
     idx: &[usize],
 ) -> Result<Option<Tensor>, ModelError> {
-    if model.rr_features() == 0 {
+    let k = model.rr_features();
+    if k == 0 {
         return Ok(None);
     }
     let rr = rr.ok_or_else(|| {
         ModelError::Device("this model needs the beats' RR intervals, which were not given".into())
     })?;
-    let v: Vec<f32> = idx.iter().flat_map(|&i| rr[i]).collect();
-    Ok(Some(Tensor::from_vec(
-        v,
-        (idx.len(), RR_FEATURES),
-        params.device(),
-    )?))
+    let v: Vec<f32> = idx
+        .iter()
+        .flat_map(|&i| rr[i][..k].iter().copied())
+        .collect();
+    Ok(Some(Tensor::from_vec(v, (idx.len(), k), params.device())?))
 }
 
 fn label_tensor(params: &Params, labels: &[u8], idx: &[usize]) -> Result<Tensor, ModelError> {
@@ -216,7 +217,7 @@ fn for_each_batch(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
-    rr: Option<&[[f32; RR_FEATURES]]>,
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
     idx: &[usize],
     batch: usize,
     mut each: impl FnMut(&[usize], &Tensor) -> Result<(), ModelError>,
@@ -235,7 +236,7 @@ pub fn predict(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
-    rr: Option<&[[f32; RR_FEATURES]]>,
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
     idx: &[usize],
     batch: usize,
 ) -> Result<Vec<f32>, ModelError> {
@@ -249,12 +250,30 @@ pub fn predict(
     Ok(out)
 }
 
+/// Class probabilities (softmax), `classes` per beat, for beats `idx`, in batches of `batch`.
+pub fn predict_probabilities(
+    model: &Network,
+    params: &Params,
+    beats: &[[f32; BEAT_LEN]],
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
+    idx: &[usize],
+    batch: usize,
+) -> Result<Vec<f32>, ModelError> {
+    let mut out = Vec::with_capacity(idx.len() * model.classes());
+    for_each_batch(model, params, beats, rr, idx, batch, |_, logits| {
+        let p = candle_nn::ops::softmax_last_dim(logits)?;
+        out.extend(p.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// The most probable class of each beat `idx`, in batches of `batch`.
 pub fn predict_classes(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
-    rr: Option<&[[f32; RR_FEATURES]]>,
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
     idx: &[usize],
     batch: usize,
 ) -> Result<Vec<usize>, ModelError> {
@@ -282,7 +301,7 @@ fn evaluate(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
-    rr: Option<&[[f32; RR_FEATURES]]>,
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
     labels: &[u8],
     idx: &[usize],
     batch: usize,
@@ -306,7 +325,7 @@ pub fn train(
     model: &Network,
     params: &Params,
     beats: &[[f32; BEAT_LEN]],
-    rr: Option<&[[f32; RR_FEATURES]]>,
+    rr: Option<&[[f32; SIDE_FEATURES]]>,
     labels: &[u8],
     split: &Split,
     config: &TrainConfig,

@@ -6,6 +6,7 @@
 
 use super::{Batch, Classified, Item};
 use crate::dsp::BEAT_LEN;
+use crate::formats::wfdb::AamiClass;
 use crate::metrics::Metrics;
 use crate::model::classifier::Classifier;
 use crate::store::{BeatRow, Verdict};
@@ -93,39 +94,54 @@ pub fn classify(
         })
         .collect();
     let values: Vec<[f32; BEAT_LEN]> = readable.iter().map(|b| b.values).collect();
-    let rr: Option<Vec<_>> = classifier.needs_rr().then(|| {
+    let side: Option<Vec<_>> = classifier.needs_rr().then(|| {
         readable
             .iter()
-            .map(|b| crate::model::rr::features(b.rr_prev_ms, b.rr_next_ms, b.rr_local_ms))
+            .map(|b| crate::model::rr::side_of(b))
             .collect()
     });
-    let p = if readable.is_empty() {
+    let five = classifier.five_class();
+    let width = if five { AamiClass::ALL.len() } else { 2 };
+    let probs = if readable.is_empty() {
         Vec::new()
     } else {
         metrics.batch_size.observe(readable.len() as f64);
         let timer = metrics.inference_seconds.start_timer();
+        let idx: Vec<usize> = (0..values.len()).collect();
         let p = classifier
-            .p_abnormal(&values, rr.as_deref())
+            .probabilities_of(&values, side.as_deref(), &idx, values.len())
             .map_err(|e| (batch.id, e))?;
         timer.observe_duration();
         p
     };
-    let mut p = p.into_iter();
+    let mut probs = probs.chunks_exact(width);
     let mut rows = Vec::with_capacity(batch.items.len());
     let mut closes = Vec::new();
     for (item, judged) in batch.items.into_iter().zip(judged) {
         match item {
             Item::Beat(b) => {
-                let (verdict, p_abnormal) = if judged {
-                    let q = p.next().unwrap_or(f32::NAN);
-                    let v = if q >= threshold {
-                        Verdict::Abnormal
-                    } else {
-                        Verdict::Normal
-                    };
-                    (v, Some(q))
-                } else {
-                    (Verdict::Unreadable, None)
+                let q = if judged { probs.next() } else { None };
+                let (verdict, p_abnormal, class, class_probs) = match q {
+                    None => (Verdict::Unreadable, None, None, None),
+                    Some(q) if five => {
+                        let class = most_probable(q);
+                        let v = if class == AamiClass::N {
+                            Verdict::Normal
+                        } else {
+                            Verdict::Abnormal
+                        };
+                        let mut p5 = [0.0f32; 5];
+                        p5.copy_from_slice(q);
+                        (v, Some(1.0 - q[0]), Some(class), Some(p5))
+                    }
+                    Some(q) => {
+                        let v = if q[1] >= threshold {
+                            Verdict::Abnormal
+                        } else {
+                            Verdict::Normal
+                        };
+                        (v, Some(q[1]), None, None)
+                    }
                 };
                 let beat = &b.beat;
                 rows.push((
@@ -139,6 +155,8 @@ pub fn classify(
                         searchback: beat.searchback,
                         verdict,
                         p_abnormal,
+                        class,
+                        class_probs,
                         model: classifier.name().to_string(),
                         model_version: classifier.version().to_string(),
                         values: beat.values.to_vec(),
@@ -154,6 +172,18 @@ pub fn classify(
         rows,
         closes,
     })
+}
+
+/// The class with the highest probability (ties: the first, N before S…).
+pub fn most_probable(q: &[f32]) -> AamiClass {
+    let best = q
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bq), (i, &p)| {
+            if p > bq { (i, p) } else { (bi, bq) }
+        })
+        .0;
+    AamiClass::ALL.get(best).copied().unwrap_or(AamiClass::N)
 }
 
 #[cfg(test)]
@@ -196,10 +226,7 @@ mod tests {
         .filter(|b| b.quality.is_readable())
         .collect();
         let values: Vec<_> = beats.iter().map(|b| b.values).collect();
-        let rr: Vec<_> = beats
-            .iter()
-            .map(|b| crate::model::rr::features(b.rr_prev_ms, b.rr_next_ms, b.rr_local_ms))
-            .collect();
+        let rr: Vec<_> = beats.iter().map(crate::model::rr::side_of).collect();
         let want = classifier.p_abnormal(&values, Some(&rr)).unwrap();
         let segment = SegmentKey {
             device: "d".into(),

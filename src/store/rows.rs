@@ -85,6 +85,10 @@ pub struct BeatRow {
     pub verdict: Verdict,
     /// Probability of "abnormal"; `None` for unreadable beats.
     pub p_abnormal: Option<f32>,
+    /// AAMI class the model gave (`None`: unreadable, or a binary model).
+    pub class: Option<crate::formats::wfdb::AamiClass>,
+    /// Probabilities of N, S, V, F, Q (`None`: unreadable, or a binary model).
+    pub class_probs: Option<[f32; 5]>,
     pub model: String,
     pub model_version: String,
     /// The 187-sample beat vector.

@@ -59,6 +59,8 @@ macro_rules! row_decoders {
                 searchback: r.try_get("searchback")?,
                 verdict: Verdict::parse(verdict)?,
                 p_abnormal: r.try_get("p_abnormal")?,
+                class: None,
+                class_probs: None,
                 model: r.try_get("model")?,
                 model_version: r.try_get("model_version")?,
                 values: super::bytes_f32(r.try_get("beat")?)?,

@@ -33,7 +33,7 @@ pub struct Fixture {
 /// reference calls the beat abnormal.
 pub struct LabelledBeats {
     pub values: Vec<[f32; holterd::dsp::BEAT_LEN]>,
-    pub rr: Vec<[f32; holterd::model::rr::RR_FEATURES]>,
+    pub rr: Vec<[f32; holterd::model::rr::SIDE_FEATURES]>,
     pub abnormal: Vec<bool>,
 }
 
@@ -49,13 +49,7 @@ pub fn labelled_beats(name: &str) -> LabelledBeats {
         values: beats.iter().map(|l| l.beat.values).collect(),
         rr: beats
             .iter()
-            .map(|l| {
-                holterd::model::rr::features(
-                    l.beat.rr_prev_ms,
-                    l.beat.rr_next_ms,
-                    l.beat.rr_local_ms,
-                )
-            })
+            .map(|l| holterd::model::rr::side_of(&l.beat))
             .collect(),
         abnormal: beats
             .iter()

@@ -1,0 +1,427 @@
+//! The patient context: what each beat looks like *relative to the same
+//! patient's own beats*, learned online without labels.
+//!
+//! Across patients, a beat's absolute shape and rate vary more than the
+//! difference between classes: one patient's normal beat is wider than
+//! another's ventricular one, and a sinus rhythm at 110 bpm has shorter RR
+//! intervals than another patient's premature beats. What generalises (de
+//! Chazal 2004, Lin & Yang 2014, Mondejar 2019, Teijeiro 2018; see
+//! `docs/accuracy.md`) is timing and morphology against the patient's own
+//! rhythm and dominant beat. Each stream's [`super::BeatExtractor`] therefore
+//! keeps a [`PatientContext`]:
+//!
+//! - two running means of the RR interval: one over the last few minutes
+//!   (exponential, ~256 beats) and one since the stream started;
+//! - up to [`TEMPLATES`] beat-shape clusters (a 0.66 s window around each R
+//!   peak, mV), updated online by correlation; the cluster with the most
+//!   recent members is the patient's dominant beat.
+//!
+//! Each beat gets [`CONTEXT_FEATURES`] numbers computed from the context as it
+//! stood *before* the beat (so no beat sees itself or anything later), then
+//! the context learns from the beat if the quality gate passed it. Beats are
+//! emitted in the same order whatever the chunking, so the features are
+//! chunk-invariant like everything else in `dsp/`.
+//!
+//! | # | feature | why |
+//! |---|---|---|
+//! | 0 | RR before / recent mean RR | premature beats (S, V) come early against the patient's own rhythm |
+//! | 1 | RR after / recent mean RR | the compensatory pause after a premature beat |
+//! | 2 | local (10 s median) RR / recent mean RR | a run of fast beats lowers the local RR as well |
+//! | 3 | RR after / RR before | prematurity independent of any mean |
+//! | 4 | RR before / mean RR since the start | the same against the long-term rhythm |
+//! | 5 | correlation with the dominant beat, QRS part (R −96…+152 ms) | V beats have another QRS shape |
+//! | 6 | correlation with the dominant beat, whole window (R −256…+400 ms) | P and T waves differ for S and V beats |
+//! | 7 | QRS amplitude / dominant QRS amplitude | ectopic beats are often larger or smaller |
+//! | 8 | QRS width, in units of 100 ms | ventricular beats are wide (> 120 ms) |
+//! | 9 | QRS width / dominant QRS width | width against the patient's own |
+//! | 10 | RMS difference from the dominant beat before the QRS (P wave), / dominant QRS amplitude | an ectopic atrial beat has another P wave |
+//! | 11 | RMS difference from the dominant beat, whole window, / dominant QRS amplitude | overall unlikeness |
+//! | 12 | share of recent beats in the cluster this beat matches (0 when none) | a common shape is usually the patient's normal |
+//! | 13 | warm-up: beats learned / 256, at most 1 | tells the classifier how far to trust 0–12 |
+//!
+//! Before the first template or interval is known, features take neutral
+//! values (ratios 1, correlation 1, differences 0), which is what a normal
+//! beat shows.
+
+/// Numbers per beat.
+pub const CONTEXT_FEATURES: usize = 14;
+/// Morphology window samples before the R peak (at 125 Hz: 256 ms).
+pub const MORPH_PRE: usize = 32;
+/// Morphology window samples from the R peak on (at 125 Hz: 400 ms).
+pub const MORPH_POST: usize = 50;
+/// Morphology window length, samples at 125 Hz.
+pub const MORPH_LEN: usize = MORPH_PRE + MORPH_POST;
+/// Beat-shape clusters kept per stream.
+pub const TEMPLATES: usize = 4;
+
+/// The QRS part of the window: R − 96 ms to R + 152 ms.
+const QRS: std::ops::Range<usize> = (MORPH_PRE - 12)..(MORPH_PRE + 19);
+/// The part before the QRS (P wave): R − 256 ms to R − 96 ms.
+const PRE_QRS: std::ops::Range<usize> = 0..(MORPH_PRE - 12);
+/// Samples at the window's start whose mean is the baseline for the width.
+const BASELINE: std::ops::Range<usize> = (MORPH_PRE - 14)..(MORPH_PRE - 10);
+/// Sampling rate of the window, Hz.
+const RATE_HZ: f32 = 125.0;
+/// Beats over which the recent mean RR and the cluster weights decay.
+const RECENT_BEATS: f32 = 256.0;
+/// Correlation over the QRS above which a beat joins a cluster.
+const JOIN_CORRELATION: f32 = 0.9;
+/// QRS amplitude ratio range within which a beat joins a cluster.
+const JOIN_AMPLITUDE: (f32, f32) = (0.7, 1.4);
+/// A cluster's centroid moves by at most 1/this of the difference per beat.
+const CENTROID_MEMORY: f32 = 32.0;
+/// Upper bound of the ratio features, so that a long pause stays in range.
+const MAX_RATIO: f32 = 5.0;
+
+/// A beat-shape cluster: its running mean shape and its decayed member count.
+#[derive(Debug, Clone)]
+struct Cluster {
+    centroid: [f32; MORPH_LEN],
+    weight: f32,
+    members: u32,
+}
+
+/// One stream's running rhythm and dominant beat shapes (about 1.5 KiB).
+#[derive(Debug, Clone, Default)]
+pub struct PatientContext {
+    /// Exponential mean RR over ~[`RECENT_BEATS`] beats, ms.
+    rr_recent: Option<f32>,
+    /// Mean RR since the stream started, ms, and the intervals counted.
+    rr_total: f64,
+    rr_count: u64,
+    clusters: Vec<Cluster>,
+    /// Beats learned from.
+    learned: u64,
+}
+
+/// A beat as the context sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct BeatTiming {
+    /// Interval from the previous R peak, ms.
+    pub rr_prev_ms: Option<f64>,
+    /// Interval to the next R peak, ms.
+    pub rr_next_ms: Option<f64>,
+    /// Median RR of the last 10 s, ms.
+    pub rr_local_ms: Option<f64>,
+}
+
+impl PatientContext {
+    /// An empty context (a new stream).
+    pub fn new() -> Self {
+        PatientContext {
+            clusters: Vec::with_capacity(TEMPLATES),
+            ..Default::default()
+        }
+    }
+
+    /// Heap and inline bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.clusters.capacity() * std::mem::size_of::<Cluster>()
+    }
+
+    /// The beat's features against the context as it stands, then (when
+    /// `learn`, i.e. the quality gate passed the beat) the context learns the
+    /// beat's interval and shape. `morph` is the beat signal (mV) around the
+    /// R peak, [`MORPH_PRE`] samples before it, at 125 Hz.
+    pub fn observe(
+        &mut self,
+        timing: BeatTiming,
+        morph: &[f32; MORPH_LEN],
+        learn: bool,
+    ) -> [f32; CONTEXT_FEATURES] {
+        // The extractor only passes finite samples; anything else is read as a flat line.
+        let finite = morph.iter().all(|v| v.is_finite() && v.abs() < 1e6);
+        let morph = if finite { morph } else { &[0.0; MORPH_LEN] };
+        let mut features = self.features(timing, morph);
+        for v in &mut features {
+            if !v.is_finite() {
+                *v = 0.0;
+            }
+        }
+        if learn && finite {
+            self.learn(timing, morph);
+        }
+        features
+    }
+
+    fn features(&self, t: BeatTiming, morph: &[f32; MORPH_LEN]) -> [f32; CONTEXT_FEATURES] {
+        let valid = |v: Option<f64>| v.map(|v| v as f32).filter(|v| v.is_finite() && *v > 0.0);
+        let ratio = |a: Option<f32>, b: Option<f32>| match (a, b) {
+            (Some(a), Some(b)) => (a / b).clamp(0.0, MAX_RATIO),
+            _ => 1.0,
+        };
+        let (prev, next, local) = (
+            valid(t.rr_prev_ms),
+            valid(t.rr_next_ms),
+            valid(t.rr_local_ms),
+        );
+        let total = (self.rr_count > 0).then(|| (self.rr_total / self.rr_count as f64) as f32);
+        let recent = self.rr_recent;
+        let mut f = [0.0f32; CONTEXT_FEATURES];
+        f[0] = ratio(prev, recent);
+        f[1] = ratio(next, recent);
+        f[2] = ratio(local, recent);
+        f[3] = ratio(next, prev);
+        f[4] = ratio(prev, total);
+        let width = qrs_width_s(morph);
+        f[8] = 10.0 * width;
+        match self.dominant() {
+            Some(d) => {
+                let c = &d.centroid;
+                let amp = qrs_amplitude(c).max(1e-3);
+                f[5] = correlation(&morph[QRS], &c[QRS]);
+                f[6] = correlation(morph, c);
+                f[7] = (qrs_amplitude(morph) / amp).clamp(0.0, MAX_RATIO);
+                f[9] = (width / qrs_width_s(c).max(1.0 / RATE_HZ)).clamp(0.0, MAX_RATIO);
+                f[10] = (rms_difference(&morph[PRE_QRS], &c[PRE_QRS]) / amp).clamp(0.0, MAX_RATIO);
+                f[11] = (rms_difference(morph, c) / amp).clamp(0.0, MAX_RATIO);
+                let total_weight: f32 = self.clusters.iter().map(|c| c.weight).sum();
+                f[12] = self
+                    .matching(morph)
+                    .map_or(0.0, |i| self.clusters[i].weight / total_weight.max(1e-6));
+            }
+            None => {
+                f[5] = 1.0;
+                f[6] = 1.0;
+                f[7] = 1.0;
+                f[9] = 1.0;
+                f[12] = 1.0;
+            }
+        }
+        f[13] = (self.learned as f32 / RECENT_BEATS).min(1.0);
+        f
+    }
+
+    fn learn(&mut self, t: BeatTiming, morph: &[f32; MORPH_LEN]) {
+        self.learned += 1;
+        if let Some(rr) = t.rr_prev_ms.filter(|v| v.is_finite() && *v > 0.0) {
+            let rr = rr as f32;
+            // Pauses and missed beats (beyond 2.5 × the mean) would drag the means.
+            let plausible = self.rr_recent.is_none_or(|m| rr < 2.5 * m);
+            if plausible {
+                self.rr_total += rr as f64;
+                self.rr_count += 1;
+                let alpha = 1.0 / (self.rr_count as f32).min(RECENT_BEATS);
+                self.rr_recent = Some(match self.rr_recent {
+                    None => rr,
+                    Some(m) => m + alpha * (rr - m),
+                });
+            }
+        }
+        let decay = 1.0 - 1.0 / RECENT_BEATS;
+        for c in &mut self.clusters {
+            c.weight *= decay;
+        }
+        match self.matching(morph) {
+            Some(i) => {
+                let c = &mut self.clusters[i];
+                c.members = c.members.saturating_add(1);
+                c.weight += 1.0;
+                let rate = 1.0 / (c.members as f32).min(CENTROID_MEMORY);
+                for (m, &x) in c.centroid.iter_mut().zip(morph) {
+                    *m += rate * (x - *m);
+                }
+            }
+            None => {
+                let fresh = Cluster {
+                    centroid: *morph,
+                    weight: 1.0,
+                    members: 1,
+                };
+                if self.clusters.len() < TEMPLATES {
+                    self.clusters.push(fresh);
+                } else if let Some(weakest) = self
+                    .clusters
+                    .iter_mut()
+                    .min_by(|a, b| a.weight.total_cmp(&b.weight))
+                {
+                    *weakest = fresh;
+                }
+            }
+        }
+    }
+
+    /// The cluster with the most recent members.
+    fn dominant(&self) -> Option<&Cluster> {
+        self.clusters
+            .iter()
+            .max_by(|a, b| a.weight.total_cmp(&b.weight))
+    }
+
+    /// The best-correlated cluster the beat is close enough to join.
+    fn matching(&self, morph: &[f32; MORPH_LEN]) -> Option<usize> {
+        let amp = qrs_amplitude(morph);
+        self.clusters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                let r = amp / qrs_amplitude(&c.centroid).max(1e-6);
+                (JOIN_AMPLITUDE.0..=JOIN_AMPLITUDE.1).contains(&r)
+            })
+            .map(|(i, c)| (i, correlation(&morph[QRS], &c.centroid[QRS])))
+            .filter(|&(_, r)| r >= JOIN_CORRELATION)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+    }
+}
+
+/// Pearson correlation; 0 when either side is constant.
+fn correlation(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len()) as f32;
+    if n == 0.0 {
+        return 0.0;
+    }
+    let (ma, mb) = (a.iter().sum::<f32>() / n, b.iter().sum::<f32>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0f32, 0.0f32, 0.0f32);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    let d = (saa * sbb).sqrt();
+    if d > 1e-12 {
+        (sab / d).clamp(-1.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// Peak-to-peak amplitude of the QRS part, mV.
+fn qrs_amplitude(m: &[f32; MORPH_LEN]) -> f32 {
+    let (lo, hi) = m[QRS]
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    (hi - lo).max(0.0)
+}
+
+/// QRS width, seconds: the span of the QRS part where the signal departs from
+/// the baseline before it by more than a quarter of its largest departure.
+fn qrs_width_s(m: &[f32; MORPH_LEN]) -> f32 {
+    let base = m[BASELINE].iter().sum::<f32>() / BASELINE.len() as f32;
+    let peak = m[QRS]
+        .iter()
+        .map(|v| (v - base).abs())
+        .fold(0.0f32, f32::max);
+    if peak <= 1e-6 {
+        return 0.0;
+    }
+    let above: Vec<usize> = QRS.filter(|&i| (m[i] - base).abs() > 0.25 * peak).collect();
+    match (above.first(), above.last()) {
+        (Some(&a), Some(&b)) => (b - a + 1) as f32 / RATE_HZ,
+        _ => 0.0,
+    }
+}
+
+/// Root-mean-square difference.
+fn rms_difference(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len()).max(1) as f32;
+    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / n).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A synthetic beat: a QRS of `width` samples and `amp` mV at the R peak, a P wave of `p` mV.
+    fn shape(width: usize, amp: f32, p: f32) -> [f32; MORPH_LEN] {
+        let mut m = [0.0f32; MORPH_LEN];
+        for (i, v) in m.iter_mut().enumerate() {
+            let t = i as f32 - MORPH_PRE as f32;
+            let w = width as f32 / 2.0;
+            *v = amp * (-(t * t) / (2.0 * (w / 2.0).powi(2))).exp();
+            let tp = i as f32 - 8.0;
+            *v += p * (-(tp * tp) / 8.0).exp();
+        }
+        m
+    }
+
+    fn timing(prev: f64, next: f64) -> BeatTiming {
+        BeatTiming {
+            rr_prev_ms: Some(prev),
+            rr_next_ms: Some(next),
+            rr_local_ms: Some(800.0),
+        }
+    }
+
+    #[test]
+    fn a_new_stream_sees_neutral_features() {
+        let mut c = PatientContext::new();
+        let f = c.observe(timing(800.0, 800.0), &shape(10, 1.0, 0.1), true);
+        assert_eq!(&f[..8], &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(f[13], 0.0);
+    }
+
+    #[test]
+    fn a_premature_wide_beat_stands_out_against_the_patients_own_beats() {
+        let mut c = PatientContext::new();
+        let normal = shape(10, 1.0, 0.1);
+        for _ in 0..300 {
+            c.observe(timing(800.0, 800.0), &normal, true);
+        }
+        let n = c.observe(timing(800.0, 800.0), &normal, false);
+        assert!((n[0] - 1.0).abs() < 1e-3 && n[5] > 0.99 && n[12] > 0.9);
+        assert_eq!(n[13], 1.0);
+        let pvc = c.observe(timing(480.0, 1120.0), &shape(20, -1.8, 0.0), false);
+        assert!((pvc[0] - 0.6).abs() < 1e-3, "{pvc:?}");
+        assert!((pvc[1] - 1.4).abs() < 1e-3);
+        assert!(pvc[5] < 0.0, "inverted QRS correlates negatively: {pvc:?}");
+        assert!(pvc[7] > 1.5);
+        assert!(pvc[8] > n[8] && pvc[9] > 1.5, "{pvc:?} vs {n:?}");
+        assert_eq!(pvc[12], 0.0);
+        // An atrial premature beat: same QRS, early, no P wave.
+        let pac = c.observe(timing(500.0, 900.0), &shape(10, 1.0, 0.0), false);
+        assert!(
+            pac[5] > 0.99 && pac[10] > 0.05 && pac[10] > n[10],
+            "{pac:?}"
+        );
+    }
+
+    #[test]
+    fn the_dominant_shape_wins_over_a_frequent_ectopic_one() {
+        let mut c = PatientContext::new();
+        let (normal, pvc) = (shape(10, 1.0, 0.1), shape(22, -1.5, 0.0));
+        for i in 0..600 {
+            let m = if i % 3 == 2 { &pvc } else { &normal };
+            c.observe(timing(800.0, 800.0), m, true);
+        }
+        let f = c.observe(timing(800.0, 800.0), &normal, false);
+        assert!(f[5] > 0.99, "{f:?}");
+        assert!(c.clusters.len() <= TEMPLATES);
+    }
+
+    #[test]
+    fn unreadable_beats_teach_nothing_and_state_stays_small() {
+        let mut c = PatientContext::new();
+        for _ in 0..50 {
+            c.observe(timing(800.0, 800.0), &shape(10, 1.0, 0.1), true);
+        }
+        let before = c.clone();
+        c.observe(timing(200.0, 3000.0), &[f32::MAX; MORPH_LEN], false);
+        assert_eq!(before.rr_recent, c.rr_recent);
+        assert_eq!(before.learned, c.learned);
+        assert!(c.memory_bytes() <= 2048, "{}", c.memory_bytes());
+    }
+
+    #[test]
+    fn hostile_values_stay_finite_and_bounded() {
+        let mut c = PatientContext::new();
+        let mut bad = [0.0f32; MORPH_LEN];
+        bad[3] = f32::NAN;
+        for m in [[0.0; MORPH_LEN], bad, shape(10, 1e6, 0.0)] {
+            let t = BeatTiming {
+                rr_prev_ms: Some(f64::NAN),
+                rr_next_ms: Some(-1.0),
+                rr_local_ms: None,
+            };
+            let f = c.observe(t, &m, true);
+            assert!(
+                f.iter()
+                    .all(|v| v.is_finite() && (0.0..=MAX_RATIO).contains(&v.abs())),
+                "{f:?}"
+            );
+        }
+    }
+}
