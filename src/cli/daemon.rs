@@ -433,17 +433,18 @@ pub fn analyze(a: AnalyzeArgs) -> Result<()> {
     let file = std::fs::File::create(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    writeln!(w, "r_time_us,sample,quality,verdict,p_abnormal,model")?;
+    writeln!(w, "r_time_us,sample,quality,verdict,p_abnormal,model,class")?;
     for r in &rows {
         writeln!(
             w,
-            "{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             r.r_time_us,
             r.sample,
             r.quality.as_str(),
             r.verdict.as_str(),
             r.p_abnormal.map(|p| format!("{p:.6}")).unwrap_or_default(),
-            r.model
+            r.model,
+            r.class.map(|c| c.letter().to_string()).unwrap_or_default()
         )?;
     }
     w.flush()?;

@@ -7,6 +7,7 @@
 mod auth;
 mod bench_pages;
 mod daemon;
+mod evaluate;
 mod models;
 mod signal;
 
@@ -95,6 +96,11 @@ impl Default for LeadArgs {
 struct Powerline(Option<f64>);
 
 impl LeadArgs {
+    /// The powerline frequency to notch.
+    fn powerline(&self) -> Option<f64> {
+        self.powerline.0
+    }
+
     fn choice(&self) -> LeadChoice {
         match (&self.channel, &self.lead) {
             (Some(c), _) => LeadChoice::Channel(*c),
@@ -126,6 +132,10 @@ enum EvalCommand {
     Detect(signal::EvalDetectArgs),
     /// Score a trained classifier on a protocol's held-out beats.
     Classify(models::EvalClassifyArgs),
+    /// Stream records through the whole pipeline and score its five-class verdicts as EC57 does.
+    Ec57(evaluate::EvalEc57Args),
+    /// Leave-records-out cross-validation of a five-class architecture inside DS1.
+    Cv(evaluate::EvalCvArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +184,8 @@ pub fn main() -> Result<()> {
         Command::Detect(a) => signal::detect(a),
         Command::Eval(EvalCommand::Detect(a)) => signal::eval_detect(a),
         Command::Eval(EvalCommand::Classify(a)) => models::eval_classify(a),
+        Command::Eval(EvalCommand::Ec57(a)) => evaluate::eval_ec57(a),
+        Command::Eval(EvalCommand::Cv(a)) => evaluate::eval_cv(a),
         Command::Train(a) => models::train(a),
         Command::Bench(BenchCommand::Dsp(a)) => signal::bench_dsp(a),
         Command::Bench(BenchCommand::Infer(a)) => models::bench_infer(a),

@@ -57,6 +57,10 @@ pub(super) struct TrainArgs {
     /// cpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Five-class models: weight of the normal class in the decision rule, as
+    /// chosen by `holterd eval cv` (default 1: the most probable class).
+    #[arg(long)]
+    normal_weight: Option<f32>,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +143,7 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
         redraw_each_epoch: a.redraw_each_epoch,
         augment: a.augment,
         device: a.device,
+        normal_weight: a.normal_weight,
     };
     let (out, card) = crate::model::recipe::train_model(&request, |event| match event {
         TrainEvent::Plan(line) => eprintln!("{line}"),

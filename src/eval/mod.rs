@@ -3,12 +3,14 @@
 //! streams whole databases through the extractor.
 
 mod detection;
+mod ec57;
 mod noise;
 mod runner;
 
 pub use detection::{
     Comparison, DetectionScore, MATCH_WINDOW_S, compare_detections, match_beats, score_detections,
 };
+pub use ec57::{AlgorithmLabel, Confusion, Ec57Report, Ec57Stats, RecordScore, score_record};
 pub use noise::{NoiseKind, add_noise, in_noisy_segment};
 pub use runner::{
     AnnotatedSignal, DetectEvalOptions, EvalError, RecordResult, eval_record, read_annotated,

@@ -117,6 +117,10 @@ pub struct ModelCard {
     /// Extra training beats beyond the protocol's clean ones (noise augmentation).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub augmentation: Vec<String>,
+    /// Five-class models: the weight of N's probability in the decision rule
+    /// (see [`super::crossval::decide`]), chosen by cross-validation inside DS1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normal_weight: Option<f32>,
 }
 
 /// A model loaded from its directory.

@@ -178,6 +178,19 @@ impl Classifier {
         Ok(out)
     }
 
+    /// The class of a beat with five-class probabilities `q`: the decision
+    /// rule with the members' mean normal weight (1 when their cards give none).
+    pub fn decide(&self, q: &[f32]) -> AamiClass {
+        let n = self.members.len().max(1) as f32;
+        let w = self
+            .members
+            .iter()
+            .map(|m| m.card.normal_weight.unwrap_or(1.0))
+            .sum::<f32>()
+            / n;
+        super::crossval::decide(q, w)
+    }
+
     /// Probability of "abnormal" (any class but N) for each beat `idx`; see
     /// [`probabilities_of`](Self::probabilities_of).
     pub fn p_abnormal_of(

@@ -23,6 +23,7 @@ pub mod classifier;
 pub mod cnn_lstm;
 pub mod context_mlp;
 pub mod cpu;
+pub mod crossval;
 pub mod layers;
 pub mod metrics;
 pub mod params;

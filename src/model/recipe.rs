@@ -41,6 +41,8 @@ pub struct TrainRequest {
     pub augment: Vec<PathBuf>,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// Five-class models: the weight of N in the decision rule (chosen by `eval cv`).
+    pub normal_weight: Option<f32>,
 }
 
 /// What a training run reports as it goes.
@@ -180,6 +182,7 @@ pub fn train_model(
         holterd_version: env!("CARGO_PKG_VERSION").to_string(),
         input_profile: Some(input_profile),
         augmentation,
+        normal_weight: a.normal_weight,
     };
     std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
         .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;

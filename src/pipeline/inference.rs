@@ -124,7 +124,7 @@ pub fn classify(
                 let (verdict, p_abnormal, class, class_probs) = match q {
                     None => (Verdict::Unreadable, None, None, None),
                     Some(q) if five => {
-                        let class = most_probable(q);
+                        let class = classifier.decide(q);
                         let v = if class == AamiClass::N {
                             Verdict::Normal
                         } else {
@@ -172,18 +172,6 @@ pub fn classify(
         rows,
         closes,
     })
-}
-
-/// The class with the highest probability (ties: the first, N before S…).
-pub fn most_probable(q: &[f32]) -> AamiClass {
-    let best = q
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bq), (i, &p)| {
-            if p > bq { (i, p) } else { (bi, bq) }
-        })
-        .0;
-    AamiClass::ALL.get(best).copied().unwrap_or(AamiClass::N)
 }
 
 #[cfg(test)]

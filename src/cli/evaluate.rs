@@ -1,0 +1,205 @@
+//! The classifier evaluations that stream or re-train: `eval ec57` (whole
+//! records through the pipeline, scored as EC57 scores arrhythmia analysers)
+//! and `eval cv` (leave-records-out cross-validation inside DS1).
+
+use super::{LeadArgs, default_db, selected_records};
+use crate::dataset::{DS1, DS2, PACED};
+use crate::eval::{AlgorithmLabel, Ec57Report, RecordScore, read_annotated, score_record};
+use crate::model::classifier::Classifier;
+use crate::model::crossval::{CvRequest, cross_validate};
+use crate::pipeline::offline::analyze_recording;
+use crate::store::Verdict;
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Seconds at the start of each record not scored (EC57's learning period).
+const LEARNING_S: f64 = 300.0;
+
+#[derive(Debug, Args)]
+pub(super) struct EvalEc57Args {
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Records: a comma-separated list, or ds1, ds2 or all (paced records left out).
+    #[arg(long, default_value = "ds2")]
+    records: String,
+    /// Five-class model directory (several, comma-separated, form an ensemble).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "models/context-mlp-beat-inter"
+    )]
+    model: Vec<PathBuf>,
+    #[command(flatten)]
+    lead: LeadArgs,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The records an `--records` value names.
+fn record_list(db: &std::path::Path, spec: &str) -> Result<Vec<String>> {
+    let named = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let wanted = match spec {
+        "ds1" => named(&DS1),
+        "ds2" => named(&DS2),
+        "all" => selected_records(db, &[])?
+            .into_iter()
+            .filter(|r| !PACED.contains(&r.as_str()))
+            .collect(),
+        list => list.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    selected_records(db, &wanted)
+}
+
+/// `holterd eval ec57`.
+pub(super) fn eval_ec57(a: EvalEc57Args) -> Result<()> {
+    let db = default_db(a.db.clone());
+    let records = record_list(&db, &a.records)?;
+    let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
+    if !classifier.five_class() {
+        bail!(
+            "{} gives binary verdicts; eval ec57 scores five-class models (e.g. models/context-mlp-beat-inter); use `eval classify` for binary ones",
+            classifier.name()
+        );
+    }
+    let mut scores = Vec::with_capacity(records.len());
+    for name in &records {
+        let rec = read_annotated(&db.join(name), &a.lead.choice())?;
+        let reference: Vec<_> = rec
+            .annotations
+            .iter()
+            .filter(|x| x.code.is_beat())
+            .filter_map(|x| x.code.aami_class().map(|c| (x.sample, c)))
+            .collect();
+        let rows = analyze_recording(
+            name,
+            0,
+            rec.fs,
+            &rec.signal,
+            a.lead.powerline(),
+            &classifier,
+            0.5,
+        )?;
+        let algorithm: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let label = match (r.verdict, r.class) {
+                    (Verdict::Unreadable, _) | (_, None) => AlgorithmLabel::Unreadable,
+                    (_, Some(c)) => AlgorithmLabel::Class(c),
+                };
+                (r.sample, label)
+            })
+            .collect();
+        let duration = rec.signal.len() as f64 / rec.fs;
+        scores.push(RecordScore {
+            record: name.clone(),
+            scored_seconds: (duration - LEARNING_S).max(0.0),
+            confusion: score_record(&reference, &algorithm, rec.fs, LEARNING_S),
+        });
+    }
+    let report = Ec57Report::new(scores);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        println!(
+            "{} on {} records of {} (EC57 beat-by-beat: 150 ms match, first 5 minutes not scored)",
+            classifier.name(),
+            records.len(),
+            db.display()
+        );
+        print!("{report}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(super) struct EvalCvArgs {
+    /// Dataset directory from `holterd dataset build`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Five-class architecture.
+    #[arg(long, default_value = "context-mlp")]
+    model: String,
+    /// Records to validate within (default: DS1); comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    records: Vec<String>,
+    /// Folds (records dealt round-robin).
+    #[arg(long, default_value_t = 4)]
+    folds: usize,
+    /// Seeds, comma-separated: one whole cross-validation each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    seeds: Vec<u64>,
+    /// Candidate weights of the normal class in the decision rule, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    normal_weights: Vec<f32>,
+    #[arg(long, default_value_t = 60)]
+    max_epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    patience: usize,
+}
+
+/// `holterd eval cv`.
+pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
+    let set = crate::dataset::load(&a.data)?;
+    let records = if a.records.is_empty() {
+        DS1.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.records.clone()
+    };
+    if let Some(r) = records.iter().find(|r| DS2.contains(&r.as_str())) {
+        bail!("record {r} is a DS2 (test) record: model choices are made inside DS1 only");
+    }
+    let req = CvRequest {
+        architecture: a.model.clone(),
+        records,
+        folds: a.folds,
+        seeds: a.seeds.clone(),
+        normal_weights: a.normal_weights.clone(),
+        max_epochs: a.max_epochs,
+        patience: a.patience,
+    };
+    let results = cross_validate(&set, &req, |line| eprintln!("{line}"))?;
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "{}: {}-fold leave-records-out cross-validation in {} records, held-out beats pooled per seed",
+        a.model,
+        a.folds,
+        req.records.len()
+    );
+    println!("w_N | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %");
+    for r in &results {
+        let s = &r.stats;
+        println!(
+            "{:>3} | {:>4} | {:>6} | {:>6} | {:>7} | {:>7} | {:>6}",
+            r.normal_weight,
+            r.seed,
+            f(s.veb_se),
+            f(s.veb_ppv),
+            f(s.sveb_se),
+            f(s.sveb_ppv),
+            s.n_flagged.map_or("-".into(), |v| format!("{v:.2}"))
+        );
+    }
+    println!("mean ± sd over seeds:");
+    for &w in &a.normal_weights {
+        let at: Vec<_> = results.iter().filter(|r| r.normal_weight == w).collect();
+        let stat = |g: &dyn Fn(&crate::eval::Ec57Stats) -> Option<f64>| {
+            let v: Vec<f64> = at.iter().filter_map(|r| g(&r.stats)).collect();
+            let n = v.len().max(1) as f64;
+            let m = v.iter().sum::<f64>() / n;
+            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt();
+            format!("{m:.1}±{sd:.1}")
+        };
+        println!(
+            "w_N {w}: VEB Se {} +P {} | SVEB Se {} +P {} | N flagged {}",
+            stat(&|s| s.veb_se),
+            stat(&|s| s.veb_ppv),
+            stat(&|s| s.sveb_se),
+            stat(&|s| s.sveb_ppv),
+            stat(&|s| s.n_flagged)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Leave-records-out cross-validation inside a training set (DS1): how model
+//! choices are made without looking at the test patients.
+//!
+//! The training records are dealt round-robin into folds; for each fold and
+//! seed a model is trained on the other folds' records (the recipe of
+//! [`super::recipe`]: five classes, N down-sampled, redrawn each epoch) and
+//! scored on the held-out records' beats with the EC57 beat statistics, for
+//! every candidate weight on the normal class (the decision rule: the class
+//! maximising `w_N · p_N` against the others' `p`). Scores are pooled over
+//! folds (gross) per seed, then summarised over seeds.
+//!
+//! Beats are scored as the dataset holds them (detected, matched to a
+//! reference beat, readable), over whole records: close to, not the same as,
+//! `holterd eval ec57`, which streams records and skips their first 5 minutes.
+
+use super::train::{TrainConfig, class_balanced_split, predict_probabilities, train};
+use super::{Network, Params, SplitMix64};
+use crate::dataset::BeatSet;
+use crate::eval::{AlgorithmLabel, Confusion, Ec57Stats};
+use crate::formats::wfdb::AamiClass;
+use anyhow::{Result, bail};
+
+/// What to cross-validate.
+#[derive(Debug, Clone)]
+pub struct CvRequest {
+    /// Architecture name (see [`super::ARCHITECTURES`]); five-class only.
+    pub architecture: String,
+    /// The records to validate within (e.g. DS1).
+    pub records: Vec<String>,
+    /// Number of folds.
+    pub folds: usize,
+    /// One full cross-validation per seed.
+    pub seeds: Vec<u64>,
+    /// Candidate weights of the normal class in the decision rule.
+    pub normal_weights: Vec<f32>,
+    /// Upper limit on epochs per training run.
+    pub max_epochs: usize,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+}
+
+/// The pooled held-out result of one seed at one normal weight.
+#[derive(Debug, Clone)]
+pub struct CvResult {
+    pub seed: u64,
+    pub normal_weight: f32,
+    pub confusion: Confusion,
+    pub stats: Ec57Stats,
+}
+
+/// The decision rule: the class with the largest probability, N's weighted by `normal_weight`.
+pub fn decide(q: &[f32], normal_weight: f32) -> AamiClass {
+    let mut best = (
+        0,
+        q.first().map_or(f32::NEG_INFINITY, |p| p * normal_weight),
+    );
+    for (i, &p) in q.iter().enumerate().skip(1) {
+        if p > best.1 {
+            best = (i, p);
+        }
+    }
+    AamiClass::ALL.get(best.0).copied().unwrap_or(AamiClass::N)
+}
+
+/// The records of `records` in each of `folds` folds, dealt round-robin.
+pub fn folds_of(records: &[String], folds: usize) -> Vec<Vec<String>> {
+    let mut out = vec![Vec::new(); folds.max(1)];
+    for (i, r) in records.iter().enumerate() {
+        out[i % folds.max(1)].push(r.clone());
+    }
+    out
+}
+
+/// Runs the cross-validation; `progress` hears one line per training run.
+pub fn cross_validate(
+    set: &BeatSet,
+    req: &CvRequest,
+    mut progress: impl FnMut(String),
+) -> Result<Vec<CvResult>> {
+    if req.folds < 2 || req.folds > req.records.len() {
+        bail!(
+            "--folds must be between 2 and the number of records ({})",
+            req.records.len()
+        );
+    }
+    let labels: Vec<u8> = set.class.iter().map(|c| c.index() as u8).collect();
+    let side = set.rr_features();
+    let folds = folds_of(&req.records, req.folds);
+    let mut results = Vec::new();
+    for &seed in &req.seeds {
+        let mut pooled = vec![Confusion::default(); req.normal_weights.len()];
+        for (f, held_out) in folds.iter().enumerate() {
+            let in_records = |i: &usize, rs: &[String]| {
+                set.readable[*i] && rs.iter().any(|r| *r == set.record[*i])
+            };
+            let train_records: Vec<String> = req
+                .records
+                .iter()
+                .filter(|r| !held_out.contains(r))
+                .cloned()
+                .collect();
+            let train_idx: Vec<usize> = (0..set.len())
+                .filter(|i| in_records(i, &train_records))
+                .collect();
+            let test_idx: Vec<usize> = (0..set.len()).filter(|i| in_records(i, held_out)).collect();
+            let mut params = Params::new(&candle_core::Device::Cpu);
+            let network =
+                Network::build(&req.architecture, &mut params, &mut SplitMix64::new(seed))?;
+            if network.classes() != AamiClass::ALL.len() {
+                bail!("{} is not a five-class architecture", req.architecture);
+            }
+            let split = class_balanced_split(&labels, &train_idx, seed);
+            let config = TrainConfig {
+                seed,
+                max_epochs: req.max_epochs,
+                patience: req.patience,
+                redraw_each_epoch: true,
+                ..TrainConfig::default()
+            };
+            let outcome = train(
+                &network,
+                &params,
+                &set.values,
+                Some(&side),
+                &labels,
+                &split,
+                &config,
+                |_, _, _, _| {},
+            )?;
+            let q = predict_probabilities(
+                &network,
+                &params,
+                &set.values,
+                Some(&side),
+                &test_idx,
+                1024,
+            )?;
+            for (w, c) in req.normal_weights.iter().zip(pooled.iter_mut()) {
+                for (&i, q) in test_idx.iter().zip(q.chunks_exact(AamiClass::ALL.len())) {
+                    c.tally(
+                        Some(set.class[i]),
+                        Some(AlgorithmLabel::Class(decide(q, *w))),
+                        1,
+                    );
+                }
+            }
+            progress(format!(
+                "seed {seed} fold {}/{} (held out {}): {} epochs, best {}",
+                f + 1,
+                folds.len(),
+                held_out.join(","),
+                outcome.history.len(),
+                outcome.best_epoch
+            ));
+        }
+        for (w, confusion) in req.normal_weights.iter().zip(pooled) {
+            results.push(CvResult {
+                seed,
+                normal_weight: *w,
+                stats: Ec57Stats::from_confusion(&confusion, 0.0),
+                confusion,
+            });
+        }
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_normal_weight_moves_only_close_calls() {
+        let q = [0.3, 0.5, 0.1, 0.05, 0.05];
+        assert_eq!(decide(&q, 1.0), AamiClass::S);
+        assert_eq!(decide(&q, 2.0), AamiClass::N);
+        assert_eq!(decide(&[0.05, 0.0, 0.95, 0.0, 0.0], 8.0), AamiClass::V);
+    }
+
+    #[test]
+    fn folds_hold_every_record_once() {
+        let records: Vec<String> = (0..22).map(|i| i.to_string()).collect();
+        let folds = folds_of(&records, 4);
+        assert_eq!(folds.iter().map(Vec::len).sum::<usize>(), 22);
+        assert_eq!(folds[0][..2], ["0".to_string(), "4".to_string()]);
+    }
+}
