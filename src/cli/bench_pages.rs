@@ -267,6 +267,8 @@ async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
                 Verdict::Normal
             },
             p_abnormal: (!unreadable).then_some(p),
+            class: None,
+            class_probs: None,
             model: "cnn-lstm-inter".into(),
             model_version: "bench".into(),
             values: template.clone(),

@@ -139,6 +139,8 @@ pub fn classify(
                         searchback: beat.searchback,
                         verdict,
                         p_abnormal,
+                        class: None,
+                        class_probs: None,
                         model: classifier.name().to_string(),
                         model_version: classifier.version().to_string(),
                         values: beat.values.to_vec(),
