@@ -5,9 +5,21 @@
 //! Everything is read from the per-minute rollup (`beat_minutes`) and the
 //! flagged-beat index, never by scanning all beats, so a device with a
 //! million beats stays fast.
+//!
+//! Runs of consecutive beats (abnormal beats of binary models, V or S beats)
+//! are found among the flagged beats alone (every S, V, F or Q beat is
+//! flagged): a flagged beat continues the run of the flagged beat before it
+//! when its previous R peak (its time minus its previous RR interval, which
+//! the extractor measures to the previous detected beat of any verdict) is
+//! that beat. A normal or unreadable beat in between, a beat of another
+//! class, or a segment start (no previous RR) ends a run. This reads about
+//! 8,000 rows of an index for a 24-hour recording of 100,000 beats.
 
 use crate::clock::{MINUTE_US, format_utc};
-use crate::store::{BeatQuery, MinuteRow, Store, StoreError, Verdict, VerdictCounts};
+use crate::formats::wfdb::AamiClass;
+use crate::store::{
+    BeatQuery, ClassCounts, FlaggedLink, MinuteRow, Store, StoreError, Verdict, VerdictCounts,
+};
 use serde::Serialize;
 
 /// A device counts as live when it published within this long.
@@ -111,20 +123,78 @@ pub fn heart_rate_trend(
         .collect()
 }
 
-/// Beats by verdict and the heart-rate trend (at most `buckets` points) of `device` over `[from_us, to_us)`.
+/// Beats of a range by verdict and by class, from the rollup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RangeCounts {
+    pub counts: VerdictCounts,
+    pub classes: ClassCounts,
+    /// Minutes that hold beats (the recording time the hourly rates divide by).
+    pub recorded_minutes: i64,
+}
+
+impl RangeCounts {
+    /// Sums the rollup `minutes`.
+    pub fn of(minutes: &[MinuteRow]) -> Self {
+        let mut r = RangeCounts {
+            recorded_minutes: minutes.len() as i64,
+            ..RangeCounts::default()
+        };
+        for m in minutes {
+            r.counts.add(&m.counts);
+            r.classes.add(&m.classes);
+        }
+        r
+    }
+
+    /// Each class's count, share of classified beats and rate per recorded hour.
+    pub fn burdens(&self) -> Vec<ClassBurden> {
+        let hours = self.recorded_minutes as f64 / 60.0;
+        AamiClass::ALL
+            .into_iter()
+            .map(|class| {
+                let beats = self.classes.get(class);
+                ClassBurden {
+                    class,
+                    beats,
+                    share: share(beats, self.classes.classified()),
+                    per_hour: (hours > 0.0).then(|| beats as f64 / hours),
+                }
+            })
+            .collect()
+    }
+
+    /// Readable beats without a class (a binary model's).
+    pub fn unclassified_readable(&self) -> i64 {
+        self.counts.beats - self.counts.unreadable - self.classes.classified()
+    }
+}
+
+/// One AAMI class's count and burden over a range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClassBurden {
+    pub class: AamiClass,
+    pub beats: i64,
+    /// Share of the classified beats.
+    pub share: Option<f64>,
+    /// Beats per hour of recording (minutes that hold beats).
+    pub per_hour: Option<f64>,
+}
+
+/// Beats by verdict and class, and the heart-rate trend (at most `buckets` points), of `device` over `[from_us, to_us)`.
 pub async fn counts_and_trend<S: Store>(
     store: &S,
     device: &str,
     from_us: i64,
     to_us: i64,
     buckets: usize,
-) -> Result<(VerdictCounts, Vec<TrendPoint>), StoreError> {
+) -> Result<(RangeCounts, Vec<TrendPoint>), StoreError> {
     let minutes = store
         .minutes(device, from_us.div_euclid(MINUTE_US), minute_after(to_us))
         .await?;
-    let mut counts = VerdictCounts::default();
-    minutes.iter().for_each(|m| counts.add(&m.counts));
-    Ok((counts, heart_rate_trend(&minutes, from_us, to_us, buckets)))
+    Ok((
+        RangeCounts::of(&minutes),
+        heart_rate_trend(&minutes, from_us, to_us, buckets),
+    ))
 }
 
 /// A value and when it happened.
@@ -134,16 +204,39 @@ pub struct AtTime {
     pub at_us: i64,
 }
 
-/// Consecutive abnormal beats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Couplets and runs kept per kind of beat in a summary (the counts are never capped).
+pub const MAX_EPISODES: usize = 100;
+
+/// Consecutive beats of one kind (abnormal beats of a binary model, or one
+/// AAMI class). Times are R times of first beats: the beat page's and the
+/// beat API's id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Runs {
-    /// Exactly two abnormal beats in a row.
+    /// Exactly two in a row.
     pub couplets: u64,
     /// Three or more in a row.
     pub runs: u64,
-    /// The longest sequence, in beats, and when it started.
+    /// The longest sequence (couplets included), in beats, and when it started.
     pub longest: u64,
     pub longest_at_us: Option<i64>,
+    /// The first couplet and the first run.
+    pub first_couplet_us: Option<i64>,
+    pub first_run_us: Option<i64>,
+    /// The fastest run of three or more (mean rate of its RR intervals), and when it started.
+    pub fastest_bpm: Option<f64>,
+    pub fastest_at_us: Option<i64>,
+    /// Couplets and runs by time, the first [`MAX_EPISODES`].
+    pub episodes: Vec<Episode>,
+}
+
+/// One couplet or run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Episode {
+    /// R time of its first beat.
+    pub start_us: i64,
+    pub beats: u64,
+    /// Mean rate of its RR intervals.
+    pub bpm: f64,
 }
 
 /// The report a Holter service hands a cardiologist for one device and time range.
@@ -167,7 +260,14 @@ pub struct HolterSummary {
     pub heart_rate_max: Option<AtTime>,
     /// Longest RR interval between readable beats, ms, at the beat ending it.
     pub longest_pause: Option<AtTime>,
+    /// Runs of abnormal beats without a class (a binary model's).
     pub runs: Runs,
+    /// Beats with an AAMI class, and each class's count and burden.
+    pub classified: i64,
+    pub classes: Vec<ClassBurden>,
+    /// Runs of V beats and of S beats.
+    pub v_runs: Runs,
+    pub s_runs: Runs,
 }
 
 /// Computes the summary of `device` over `[from_us, to_us)`.
@@ -180,12 +280,12 @@ pub async fn holter_summary<S: Store>(
     let minutes = store
         .minutes(device, from_us.div_euclid(MINUTE_US), minute_after(to_us))
         .await?;
-    let mut counts = VerdictCounts::default();
+    let range = RangeCounts::of(&minutes);
+    let counts = range.counts;
     let (mut rr_n, mut rr_sum) = (0i64, 0.0f64);
     let (mut hr_min, mut hr_max): (Option<AtTime>, Option<AtTime>) = (None, None);
     let mut pause: Option<(f32, i64)> = None;
     for m in &minutes {
-        counts.add(&m.counts);
         rr_n += m.rr_n;
         rr_sum += m.rr_sum_ms;
         if let Some(bpm) = minute_bpm(m).filter(|_| m.rr_n >= MIN_RR_PER_MINUTE) {
@@ -227,11 +327,9 @@ pub async fn holter_summary<S: Store>(
         None => None,
     };
     let flagged = store.flagged_links(device, from_us, to_us).await?;
-    let runs = count_runs(
-        flagged
-            .iter()
-            .map(|(t, rr)| (*t, rr.map(|rr| (rr as f64 * 1000.0) as i64))),
-    );
+    let runs = count_runs(&flagged, |l| l.class.is_none());
+    let v_runs = count_runs(&flagged, |l| l.class == Some(AamiClass::V));
+    let s_runs = count_runs(&flagged, |l| l.class == Some(AamiClass::S));
     let readable = counts.beats - counts.unreadable;
     let (first_beat_us, last_beat_us) = if counts.beats > 0 {
         let first = minutes.first().map(|m| m.minute * MINUTE_US);
@@ -261,6 +359,10 @@ pub async fn holter_summary<S: Store>(
         heart_rate_max: hr_max,
         longest_pause,
         runs,
+        classified: range.classes.classified(),
+        classes: range.burdens(),
+        v_runs,
+        s_runs,
     })
 }
 
@@ -292,37 +394,81 @@ async fn beat_bounds<S: Store>(
     ))
 }
 
-/// Counts runs among flagged beats given as (R time µs, previous RR µs): two
-/// flagged beats are consecutive when the later one's previous R peak is the
-/// earlier one (within 5 ms).
-pub fn count_runs(flagged: impl Iterator<Item = (i64, Option<i64>)>) -> Runs {
+/// Couplets and runs among the flagged beats `flagged` (by time) of those
+/// that are `member`s: a member continues the sequence of the member just
+/// before it in `flagged` when its previous R peak is that beat (within 5 ms).
+/// A flagged beat that is no member, or an unlinked one, ends a sequence.
+pub fn count_runs(flagged: &[FlaggedLink], member: impl Fn(&FlaggedLink) -> bool) -> Runs {
+    /// A sequence: first and last R time (µs), beats, sum of its RR intervals (ms).
+    struct Open {
+        start: i64,
+        last: i64,
+        beats: u64,
+        rr_sum_ms: f64,
+    }
     let mut runs = Runs::default();
-    let close = |len: u64, start: i64, runs: &mut Runs| {
-        match len {
-            2 => runs.couplets += 1,
-            n if n >= 3 => runs.runs += 1,
-            _ => {}
+    let close = |o: Open, runs: &mut Runs| {
+        if o.beats < 2 {
+            return;
         }
-        if len >= 2 && len > runs.longest {
-            runs.longest = len;
-            runs.longest_at_us = Some(start);
+        let bpm = 60_000.0 * (o.beats - 1) as f64 / o.rr_sum_ms.max(f64::MIN_POSITIVE);
+        if o.beats == 2 {
+            runs.couplets += 1;
+            runs.first_couplet_us.get_or_insert(o.start);
+        } else {
+            runs.runs += 1;
+            runs.first_run_us.get_or_insert(o.start);
+            if runs.fastest_bpm.is_none_or(|f| bpm > f) {
+                runs.fastest_bpm = Some(bpm);
+                runs.fastest_at_us = Some(o.start);
+            }
+        }
+        if o.beats > runs.longest {
+            runs.longest = o.beats;
+            runs.longest_at_us = Some(o.start);
+        }
+        if runs.episodes.len() < MAX_EPISODES {
+            runs.episodes.push(Episode {
+                start_us: o.start,
+                beats: o.beats,
+                bpm,
+            });
         }
     };
-    let mut current: Option<(i64, u64, i64)> = None; // (start, length, last R)
-    for (t, rr) in flagged {
-        current = match current {
-            Some((start, len, last)) if rr.is_some_and(|rr| (t - rr - last).abs() <= 5_000) => {
-                Some((start, len + 1, t))
+    let mut current: Option<Open> = None;
+    for l in flagged {
+        if !member(l) {
+            if let Some(o) = current.take() {
+                close(o, &mut runs);
             }
-            Some((start, len, _)) => {
-                close(len, start, &mut runs);
-                Some((t, 1, t))
-            }
-            None => Some((t, 1, t)),
+            continue;
+        }
+        let rr = l.rr_prev_ms.map(f64::from);
+        let linked = match (&current, rr) {
+            (Some(o), Some(rr)) => (l.r_time_us - (rr * 1000.0) as i64 - o.last).abs() <= 5_000,
+            _ => false,
         };
+        match (current.as_mut(), rr) {
+            (Some(o), Some(rr)) if linked => {
+                o.beats += 1;
+                o.last = l.r_time_us;
+                o.rr_sum_ms += rr;
+            }
+            _ => {
+                if let Some(o) = current.take() {
+                    close(o, &mut runs);
+                }
+                current = Some(Open {
+                    start: l.r_time_us,
+                    last: l.r_time_us,
+                    beats: 1,
+                    rr_sum_ms: 0.0,
+                });
+            }
+        }
     }
-    if let Some((start, len, _)) = current {
-        close(len, start, &mut runs);
+    if let Some(o) = current {
+        close(o, &mut runs);
     }
     runs
 }
@@ -366,13 +512,50 @@ pub fn summary_csv(s: &HolterSummary) -> String {
         opt(s.longest_pause.map(|p| p.value), 0),
         s.longest_pause.map(|p| p.at_us),
     );
-    row("abnormal_couplets", s.runs.couplets.to_string(), None);
-    row("abnormal_runs_3_or_more", s.runs.runs.to_string(), None);
+    row(
+        "abnormal_couplets",
+        s.runs.couplets.to_string(),
+        s.runs.first_couplet_us,
+    );
+    row(
+        "abnormal_runs_3_or_more",
+        s.runs.runs.to_string(),
+        s.runs.first_run_us,
+    );
     row(
         "longest_abnormal_run_beats",
         s.runs.longest.to_string(),
         s.runs.longest_at_us,
     );
+    row("classified_beats", s.classified.to_string(), None);
+    for b in &s.classes {
+        let c = b.class.as_str();
+        row(&format!("class_{c}_beats"), b.beats.to_string(), None);
+        row(&format!("class_{c}_share"), opt(b.share, 4), None);
+        row(&format!("class_{c}_per_hour"), opt(b.per_hour, 1), None);
+    }
+    for (c, r) in [("v", &s.v_runs), ("s", &s.s_runs)] {
+        row(
+            &format!("{c}_couplets"),
+            r.couplets.to_string(),
+            r.first_couplet_us,
+        );
+        row(
+            &format!("{c}_runs_3_or_more"),
+            r.runs.to_string(),
+            r.first_run_us,
+        );
+        row(
+            &format!("longest_{c}_run_beats"),
+            r.longest.to_string(),
+            r.longest_at_us,
+        );
+        row(
+            &format!("fastest_{c}_run_bpm"),
+            opt(r.fastest_bpm, 0),
+            r.fastest_at_us,
+        );
+    }
     out
 }
 
@@ -394,24 +577,130 @@ fn csv_field(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Flagged beats at `i` × 800 ms with the class given (every beat linked
+    /// to the beat just before it in time, as the extractor measures RR).
+    fn links(beats: &[(i64, Option<AamiClass>)]) -> Vec<FlaggedLink> {
+        beats
+            .iter()
+            .map(|&(i, class)| FlaggedLink {
+                r_time_us: i * 800_000,
+                rr_prev_ms: Some(800.0),
+                class,
+            })
+            .collect()
+    }
+
     #[test]
     fn runs_follow_rr_links() {
-        // Beats every 800 ms; flagged: 1,2 (couplet), 5,6,7,8 (run of 4), 10 (single).
         let t = |i: i64| i * 800_000;
-        let flagged = [1, 2, 5, 6, 7, 8, 10].map(|i| (t(i), Some(800_000)));
-        let r = count_runs(flagged.into_iter());
-        assert_eq!(
-            r,
-            Runs {
-                couplets: 1,
-                runs: 1,
-                longest: 4,
-                longest_at_us: Some(t(5))
-            }
-        );
+        // Binary: 1,2 (couplet), 5,6,7,8 (run of 4), 10 (single).
+        let flagged = links(&[1, 2, 5, 6, 7, 8, 10].map(|i| (i, None)));
+        let r = count_runs(&flagged, |_| true);
+        assert_eq!((r.couplets, r.runs, r.longest), (1, 1, 4));
+        assert_eq!(r.longest_at_us, Some(t(5)));
+        assert_eq!(r.first_couplet_us, Some(t(1)));
+        assert_eq!(r.episodes.len(), 2);
         // A gap (no previous RR) breaks a run.
-        let r = count_runs([(t(1), Some(800_000)), (t(2), None)].into_iter());
-        assert_eq!(r.couplets, 0);
+        let mut gap = links(&[(1, None), (2, None)]);
+        gap[1].rr_prev_ms = None;
+        assert_eq!(count_runs(&gap, |_| true).couplets, 0);
+    }
+
+    #[test]
+    fn class_runs_are_broken_by_other_beats() {
+        use AamiClass::{S, V};
+        let t = |i: i64| i * 800_000;
+        let v = |l: &FlaggedLink| l.class == Some(V);
+        // V V: a couplet. V V V (with an N beat at 5 between): the N breaks
+        // the later sequence into a single and a couplet. V V V V at 10–13:
+        // a run of 4. An unreadable beat (at 16, not flagged) splits
+        // 15,17,18 into a single and a couplet. V S V: singles.
+        let flagged = links(&[
+            (1, Some(V)),
+            (2, Some(V)),
+            (4, Some(V)),
+            (6, Some(V)),
+            (7, Some(V)),
+            (10, Some(V)),
+            (11, Some(V)),
+            (12, Some(V)),
+            (13, Some(V)),
+            (15, Some(V)),
+            (17, Some(V)),
+            (18, Some(V)),
+            (20, Some(V)),
+            (21, Some(S)),
+            (22, Some(V)),
+        ]);
+        let r = count_runs(&flagged, v);
+        assert_eq!((r.couplets, r.runs), (3, 1), "{r:?}");
+        assert_eq!((r.longest, r.longest_at_us), (4, Some(t(10))));
+        assert_eq!(r.first_couplet_us, Some(t(1)));
+        assert_eq!(r.first_run_us, Some(t(10)));
+        assert_eq!(
+            r.episodes
+                .iter()
+                .map(|e| (e.start_us, e.beats))
+                .collect::<Vec<_>>(),
+            [(t(1), 2), (t(6), 2), (t(10), 4), (t(17), 2)]
+        );
+        // The S beats: none consecutive.
+        let s = count_runs(&flagged, |l| l.class == Some(S));
+        assert_eq!((s.couplets, s.runs, s.longest), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_fastest_run_is_the_one_with_the_shortest_rr() {
+        use AamiClass::V;
+        let at = |t_ms: i64, rr: f32| FlaggedLink {
+            r_time_us: t_ms * 1000,
+            rr_prev_ms: Some(rr),
+            class: Some(V),
+        };
+        // A run of 3 at 150 /min (400 ms), a run of 5 at 120 /min (500 ms).
+        let flagged = [
+            at(10_000, 800.0),
+            at(10_400, 400.0),
+            at(10_800, 400.0),
+            at(20_000, 900.0),
+            at(20_500, 500.0),
+            at(21_000, 500.0),
+            at(21_500, 500.0),
+            at(22_000, 500.0),
+        ];
+        let r = count_runs(&flagged, |_| true);
+        assert_eq!(
+            (r.runs, r.longest, r.longest_at_us),
+            (2, 5, Some(20_000_000))
+        );
+        assert_eq!(r.fastest_at_us, Some(10_000_000));
+        assert!((r.fastest_bpm.unwrap_or(0.0) - 150.0).abs() < 1e-9);
+        assert!((r.episodes[1].bpm - 120.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn burdens_are_shares_of_classified_beats_per_recorded_hour() {
+        let m = |minute: i64, classes: [i64; 5]| MinuteRow {
+            minute,
+            counts: VerdictCounts {
+                beats: classes.iter().sum::<i64>() + 10,
+                abnormal: classes[1..].iter().sum(),
+                unreadable: 5,
+            },
+            classes: ClassCounts { counts: classes },
+            rr_n: 0,
+            rr_sum_ms: 0.0,
+            rr_max_ms: None,
+        };
+        let r = RangeCounts::of(&[m(0, [60, 10, 30, 0, 0]), m(1, [90, 0, 10, 0, 0])]);
+        assert_eq!(r.recorded_minutes, 2);
+        assert_eq!(r.unclassified_readable(), 10);
+        let b = r.burdens();
+        assert_eq!(b[2].class, AamiClass::V);
+        assert_eq!(b[2].beats, 40);
+        assert_eq!(b[2].share, Some(0.2));
+        assert_eq!(b[2].per_hour, Some(1200.0));
+        assert_eq!(RangeCounts::default().burdens()[0].share, None);
     }
 
     #[test]
@@ -419,6 +708,7 @@ mod tests {
         let m = |minute: i64, n: i64, sum: f64| MinuteRow {
             minute,
             counts: VerdictCounts::default(),
+            classes: ClassCounts::default(),
             rr_n: n,
             rr_sum_ms: sum,
             rr_max_ms: None,

@@ -5,9 +5,10 @@ mod common;
 
 use holterd::clock::MINUTE_US;
 use holterd::dsp::Quality;
+use holterd::formats::wfdb::AamiClass;
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, SegmentKey, SegmentRow, Store, UploadBeatRow,
-    UploadRow, Verdict, VerdictCounts,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, FlaggedLink, SegmentKey, SegmentRow,
+    Store, UploadBeatRow, UploadRow, Verdict, VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
@@ -127,6 +128,7 @@ async fn suite(s: AnyStore) {
         from_us,
         to_us,
         verdict,
+        class: None,
         min_p_abnormal: min_p,
         limit,
         offset,
@@ -259,7 +261,12 @@ async fn review_suite(s: AnyStore) {
     }
     s.write_beats(&linked, &[]).await.unwrap();
     assert_eq!(
-        s.flagged_links(&dev, t(5, 0), t(6, 0)).await.unwrap(),
+        s.flagged_links(&dev, t(5, 0), t(6, 0))
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| (l.r_time_us, l.rr_prev_ms))
+            .collect::<Vec<_>>(),
         [
             (t(5, 0), Some(800.0)),
             (t(5, 0) + 800_000, Some(800.0)),
@@ -292,6 +299,8 @@ async fn review_suite(s: AnyStore) {
         label: Some(i % 2),
         verdict: v,
         p_abnormal: Some(0.25 * i as f32),
+        class: (v == Verdict::Abnormal).then_some(AamiClass::F),
+        class_probs: (v == Verdict::Abnormal).then_some([0.1, 0.1, 0.1, 0.6, 0.1]),
         values: vec![i as f32; 187],
     };
     let rows = [
@@ -327,11 +336,229 @@ async fn review_suite(s: AnyStore) {
     assert_eq!(s.upload_beat(&upload.id, 9).await.unwrap(), None);
 }
 
+/// A beat of a five-class model: its class, its probabilities, and the verdict it implies.
+fn classed(device: &str, t: i64, class: AamiClass) -> BeatRow {
+    let mut probs = [0.01; 5];
+    probs[class.index()] = 0.96;
+    let verdict = if class == AamiClass::N {
+        Verdict::Normal
+    } else {
+        Verdict::Abnormal
+    };
+    BeatRow {
+        class: Some(class),
+        class_probs: Some(probs),
+        ..beat(device, 0, t, verdict, Some(1.0 - probs[0]))
+    }
+}
+
+/// Five-class beats: stored and read back whole, filtered by class, counted
+/// per class in the rollup, and carried by the flagged-beat links.
+async fn class_suite(s: AnyStore) {
+    use AamiClass::{F, N, Q, S, V};
+    let dev = common::unique("cls-");
+    let m0 = 29_100_000;
+    let t = |sec: i64| m0 * MINUTE_US + sec * 1_000_000;
+    let mut beats: Vec<BeatRow> = [N, V, V, S, N, F, Q]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| classed(&dev, t(i as i64), *c))
+        .collect();
+    beats.push(beat(&dev, 0, t(8), Verdict::Unreadable, None));
+    beats.push(beat(&dev, 0, t(61), Verdict::Abnormal, Some(0.8)));
+    s.write_beats(&beats, &[]).await.unwrap();
+    assert_eq!(s.beats(&BeatQuery::all(&dev, 100)).await.unwrap(), beats);
+    assert_eq!(s.beat(&dev, t(1)).await.unwrap(), Some(beats[1].clone()));
+    let of = |class: Option<AamiClass>, verdict: Option<Verdict>| BeatQuery {
+        class,
+        verdict,
+        ..BeatQuery::all(&dev, 100)
+    };
+    for (class, want) in [
+        (N, vec![t(0), t(4)]),
+        (V, vec![t(1), t(2)]),
+        (S, vec![t(3)]),
+        (F, vec![t(5)]),
+        (Q, vec![t(6)]),
+    ] {
+        let marks = s.beat_marks(&of(Some(class), None)).await.unwrap();
+        assert_eq!(
+            marks.iter().map(|m| m.r_time_us).collect::<Vec<_>>(),
+            want,
+            "{class:?}"
+        );
+        assert!(marks.iter().all(|m| m.class == Some(class)));
+        let rows = s.beats(&of(Some(class), None)).await.unwrap();
+        assert_eq!(rows.len(), want.len());
+    }
+    assert!(
+        s.beats(&of(Some(V), Some(Verdict::Normal)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let minutes = s.minutes(&dev, m0, m0 + 2).await.unwrap();
+    assert_eq!(
+        minutes[0].classes,
+        ClassCounts {
+            counts: [2, 1, 2, 1, 1]
+        }
+    );
+    assert_eq!(minutes[0].counts.beats, 8);
+    assert_eq!(
+        minutes[1].classes,
+        ClassCounts::default(),
+        "binary beats have no class"
+    );
+    assert_eq!(
+        s.flagged_links(&dev, t(0), t(62)).await.unwrap(),
+        [
+            (t(1), Some(V)),
+            (t(2), Some(V)),
+            (t(3), Some(S)),
+            (t(5), Some(F)),
+            (t(6), Some(Q)),
+            (t(61), None)
+        ]
+        .map(|(r_time_us, class)| FlaggedLink {
+            r_time_us,
+            rr_prev_ms: Some(812.5),
+            class
+        })
+    );
+    // The schema refuses a class that contradicts the verdict (the class
+    // filter reads abnormal classes from the flagged-beat index).
+    let mut wrong = classed(&dev, t(30), V);
+    wrong.verdict = Verdict::Normal;
+    assert!(s.write_beats(&[wrong], &[]).await.is_err());
+}
+
+const BEFORE_CLASSES: i64 = 20261202000001;
+
+/// Rows as the schema before the AAMI classes wrote them: a beat, its minute, an upload.
+macro_rules! write_old_rows {
+    ($pool:expr, $dev:expr, $t:expr) => {{
+        sqlx::query(
+            "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index, rr_prev_ms,
+                                rr_next_ms, quality, searchback, verdict, p_abnormal, model,
+                                model_version, beat)
+             VALUES ($1, $2, 7, 0, 12, 800, NULL, 'good', FALSE, 'abnormal', 0.75, 'm', 'v1', $3)",
+        )
+        .bind($dev)
+        .bind($t)
+        .bind(holterd::store::f32_bytes(&[0.5; 187]))
+        .execute($pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n,
+                                       rr_sum_ms, rr_max_ms)
+             VALUES ($1, $2, 1, 1, 0, 1, 800, 800)",
+        )
+        .bind($dev)
+        .bind($t / MINUTE_US)
+        .execute($pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO uploads (id, filename, uploaded_by, created_us, model, model_version,
+                                  beats, labelled, evaluation)
+             VALUES ($1, 'old.csv', 'alice', 1, 'm', 'v1', 1, FALSE, NULL)",
+        )
+        .bind($dev)
+        .execute($pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, beat)
+             VALUES ($1, 0, NULL, 'normal', 0.25, $2)",
+        )
+        .bind($dev)
+        .bind(holterd::store::f32_bytes(&[0.5; 187]))
+        .execute($pool)
+        .await
+        .unwrap();
+    }};
+}
+
+/// After migrating, the previous schema's rows read as beats without a class,
+/// and classed beats join them.
+async fn old_rows_read_after_migration(s: AnyStore, dev: &str, t: i64) {
+    s.migrate().await.unwrap();
+    let old = s.beat(dev, t).await.unwrap().unwrap();
+    assert_eq!((old.class, old.class_probs), (None, None));
+    assert_eq!(
+        (old.verdict, old.p_abnormal),
+        (Verdict::Abnormal, Some(0.75))
+    );
+    let m = s
+        .minutes(dev, t / MINUTE_US, t / MINUTE_US + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (m[0].counts.beats, m[0].classes),
+        (1, ClassCounts::default())
+    );
+    let ub = s.upload_beat(dev, 0).await.unwrap().unwrap();
+    assert_eq!((ub.class, ub.class_probs), (None, None));
+    assert_eq!(s.flagged_links(dev, t, t + 1).await.unwrap()[0].class, None);
+    s.write_beats(&[classed(dev, t + 1_000_000, AamiClass::V)], &[])
+        .await
+        .unwrap();
+    let m = s
+        .minutes(dev, t / MINUTE_US, t / MINUTE_US + 1)
+        .await
+        .unwrap();
+    assert_eq!(m[0].counts.abnormal, 2);
+    assert_eq!(m[0].classes.get(AamiClass::V), 1);
+}
+
+fn migrations(store: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(store)
+}
+
+#[tokio::test]
+async fn sqlite_rows_of_the_previous_schema_read_after_migration() {
+    let dir = common::temp_dir("class-migration");
+    let inner = holterd::store::SqliteStore::open(&dir.join("old.sqlite"))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(migrations("sqlite"))
+        .await
+        .unwrap()
+        .run_to(BEFORE_CLASSES, inner.pool())
+        .await
+        .unwrap();
+    let (dev, t) = (common::unique("old-"), 29_200_000 * MINUTE_US + 5_000_000);
+    write_old_rows!(inner.pool(), &dev, t);
+    old_rows_read_after_migration(AnyStore::Sqlite(inner), &dev, t).await;
+}
+
+#[tokio::test]
+async fn postgres_rows_of_the_previous_schema_read_after_migration() {
+    let Some(inner) = common::postgres_unmigrated(2).await else {
+        eprintln!("skipped: set HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    sqlx::migrate::Migrator::new(migrations("postgres"))
+        .await
+        .unwrap()
+        .run_to(BEFORE_CLASSES, inner.pool())
+        .await
+        .unwrap();
+    let (dev, t) = (common::unique("old-"), 29_200_000 * MINUTE_US + 5_000_000);
+    write_old_rows!(inner.pool(), &dev, t);
+    old_rows_read_after_migration(AnyStore::Postgres(inner), &dev, t).await;
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let s = common::sqlite_store().await;
     suite(s.clone()).await;
-    review_suite(s).await;
+    review_suite(s.clone()).await;
+    class_suite(s).await;
 }
 
 #[tokio::test]
@@ -341,7 +568,8 @@ async fn postgres_store() {
         return;
     };
     suite(s.clone()).await;
-    review_suite(s).await;
+    review_suite(s.clone()).await;
+    class_suite(s).await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 use super::paper::PAPER;
 use super::range::{DeviceRange, RangeQuery, stored_beat};
 use super::{Failure, HttpState, Uploader, Viewer, jobs, upload};
+use crate::formats::wfdb::AamiClass;
 use crate::store::{BeatRow, Store, UploadRow};
 use crate::{clock, review};
 use axum::extract::{Multipart, Path, Query, State};
@@ -71,12 +72,31 @@ async fn devices<S: Store>(State(s): State<HttpState<S>>, Viewer(_): Viewer) -> 
     Ok(Json(json!({ "devices": rows })))
 }
 
+/// A beat's class as its letter, or null.
+fn class_json(c: Option<AamiClass>) -> Value {
+    json!(c.map(AamiClass::as_str))
+}
+
+/// Class probabilities as `{"N": p, "S": p, "V": p, "F": p, "Q": p}`, or null.
+fn class_probs_json(p: Option<[f32; 5]>) -> Value {
+    p.map_or(Value::Null, |p| {
+        Value::Object(
+            AamiClass::ALL
+                .iter()
+                .map(|c| (c.as_str().to_string(), json!(p[c.index()])))
+                .collect(),
+        )
+    })
+}
+
 fn beat_json(b: &BeatRow, with_values: bool) -> Value {
     let mut v = json!({
         "r_time_us": b.r_time_us,
         "time_utc": clock::format_utc(b.r_time_us),
         "verdict": b.verdict.as_str(),
         "p_abnormal": b.p_abnormal,
+        "class": class_json(b.class),
+        "class_probs": class_probs_json(b.class_probs),
         "quality": b.quality.as_str(),
         "rr_prev_ms": b.rr_prev_ms,
         "rr_next_ms": b.rr_next_ms,
@@ -113,6 +133,7 @@ async fn beats<S: Store>(
                 "time_utc": clock::format_utc(m.r_time_us),
                 "verdict": m.verdict.as_str(),
                 "p_abnormal": m.p_abnormal,
+                "class": class_json(m.class),
                 "quality": m.quality.as_str(),
                 "rr_prev_ms": m.rr_prev_ms,
                 "model": m.model,
@@ -161,7 +182,8 @@ async fn trend<S: Store>(
         review::counts_and_trend(&s.store, &device, r.from_us, r.to_us, 288).await?;
     Ok(Json(json!({
         "device": device, "from_us": r.from_us, "to_us": r.to_us,
-        "counts": counts, "heart_rate": points,
+        "counts": counts.counts, "classes": counts.burdens(),
+        "recorded_minutes": counts.recorded_minutes, "heart_rate": points,
     })))
 }
 
@@ -273,7 +295,13 @@ async fn upload_result<S: Store>(
     let counts = s.store.upload_counts(&id).await?;
     let beats: Vec<Value> = rows
         .iter()
-        .map(|r| json!({ "row": r.row_index, "label": r.label, "verdict": r.verdict.as_str(), "p_abnormal": r.p_abnormal }))
+        .map(|r| {
+            json!({
+                "row": r.row_index, "label": r.label, "verdict": r.verdict.as_str(),
+                "p_abnormal": r.p_abnormal, "class": class_json(r.class),
+                "class_probs": class_probs_json(r.class_probs),
+            })
+        })
         .collect();
     let mut v = upload_json(&u);
     v["counts"] = json!(counts);
@@ -293,7 +321,8 @@ async fn upload_beat<S: Store>(
         .ok_or_else(|| Failure::not_found("no such beat in this upload"))?;
     Ok(Json(json!({
         "row": b.row_index, "label": b.label, "verdict": b.verdict.as_str(),
-        "p_abnormal": b.p_abnormal, "beat": b.values,
+        "p_abnormal": b.p_abnormal, "class": class_json(b.class),
+        "class_probs": class_probs_json(b.class_probs), "beat": b.values,
     })))
 }
 

@@ -226,6 +226,8 @@ async fn run_beats<S: Store>(
                 Some(_) => Verdict::Normal,
             },
             p_abnormal: *p,
+            class: None,
+            class_probs: None,
             values: b.to_vec(),
         })
         .collect();

@@ -53,7 +53,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/devices/{device}/beats",
-        summary: "A device's beats in a time range, filtered by verdict and minimum p(abnormal); page with `after`",
+        summary: "A device's beats in a time range, filtered by verdict, AAMI class and minimum p(abnormal); page with `after`. Each beat carries `class` (N, S, V, F, Q or null)",
         role: "viewer",
         params: &[
             DEVICE,
@@ -63,7 +63,13 @@ pub const OPERATIONS: &[Operation] = &[
                 "verdict",
                 In::Query,
                 "string",
-                "abnormal (default), normal, unreadable or all",
+                "abnormal (default; all when `class` is given), normal, unreadable or all",
+            ),
+            (
+                "class",
+                In::Query,
+                "string",
+                "Only beats of this AAMI class: N, S, V, F or Q (empty: any)",
             ),
             ("min_p", In::Query, "number", "Minimum p(abnormal), 0 to 1"),
             (
@@ -83,7 +89,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/devices/{device}/beats/{t}",
-        summary: "One beat: verdict, probability, its 187 values, the raw ECG within ±5 s, previous/next flagged beat",
+        summary: "One beat: verdict, probability, `class` (N, S, V, F, Q or null) and `class_probs` ({\"N\": p, …} or null), its 187 values, the raw ECG within ±5 s, previous/next flagged beat",
         role: "viewer",
         params: &[
             DEVICE,
@@ -93,14 +99,14 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/devices/{device}/trend",
-        summary: "Heart-rate trend (up to 288 points) and beat counts by verdict over a range",
+        summary: "Heart-rate trend (up to 288 points), beat counts by verdict, and by AAMI class (count, share of classified beats, per recorded hour) over a range",
         role: "viewer",
         params: &[DEVICE, RANGE[0], RANGE[1]],
     },
     Operation {
         method: "get",
         path: "/devices/{device}/summary",
-        summary: "Holter summary: recording length, analysable share, beats by verdict, burden, heart rate min/mean/max, longest pause, abnormal runs",
+        summary: "Holter summary: recording length, analysable share, beats by verdict, burden, heart rate min/mean/max, longest pause, abnormal runs (binary models); beats and burden by AAMI class, V and S couplets and runs (count, longest, fastest, each by its first beat's R time)",
         role: "viewer",
         params: &[DEVICE, RANGE[0], RANGE[1]],
     },
@@ -135,7 +141,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/uploads/{id}",
-        summary: "An uploaded beat file's verdicts, counts and (when labelled) evaluation",
+        summary: "An uploaded beat file's verdicts and classes (`class`, `class_probs`), counts and (when labelled) evaluation",
         role: "viewer",
         params: &[
             ("id", In::Path, "string", "Upload id"),
@@ -157,7 +163,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/uploads/{id}/beats/{row}",
-        summary: "One beat of an upload with its 187 values",
+        summary: "One beat of an upload with its class, class probabilities and 187 values",
         role: "viewer",
         params: &[
             ("id", In::Path, "string", "Upload id"),

@@ -4,6 +4,7 @@
 
 use super::{Failure, HttpState};
 use crate::clock::{self, MINUTE_US};
+use crate::formats::wfdb::AamiClass;
 use crate::store::{BeatQuery, Store, Verdict};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
@@ -20,8 +21,10 @@ const DAY_US: i64 = 86_400_000_000;
 pub struct RangeQuery {
     pub from: Option<String>,
     pub to: Option<String>,
-    /// `abnormal` (default), `normal`, `unreadable` or `all`.
+    /// `abnormal` (default; `all` when a class is asked for), `normal`, `unreadable` or `all`.
     pub verdict: Option<String>,
+    /// An AAMI class letter (`N`, `S`, `V`, `F`, `Q`), or empty for any.
+    pub class: Option<String>,
     pub min_p: Option<String>,
     /// Show flagged beats after this R time (µs): the next page.
     pub after: Option<i64>,
@@ -62,9 +65,40 @@ impl RangeQuery {
         Ok(Range { from_us, to_us })
     }
 
+    /// The verdict asked for, as given or by default (`abnormal`, or `all`
+    /// when a class is asked for).
+    pub fn verdict_name(&self) -> &str {
+        match self.verdict.as_deref() {
+            Some(v) => v,
+            None if self.class_letter().is_some() => "all",
+            None => "abnormal",
+        }
+    }
+
+    fn class_letter(&self) -> Option<&str> {
+        self.class
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+    }
+
+    /// The class filter: `None` means every class (and beats without one).
+    pub fn class(&self) -> Result<Option<AamiClass>, Failure> {
+        let Some(c) = self.class_letter() else {
+            return Ok(None);
+        };
+        let mut chars = c.chars();
+        match (chars.next().and_then(AamiClass::from_letter), chars.next()) {
+            (Some(class), None) => Ok(Some(class)),
+            _ => Err(Failure::bad_request(format!(
+                "class {c:?}: choose N, S, V, F or Q (or leave it empty for any)"
+            ))),
+        }
+    }
+
     /// The verdict filter: `None` means every verdict.
     pub fn verdict(&self) -> Result<Option<Verdict>, Failure> {
-        match self.verdict.as_deref().unwrap_or("abnormal") {
+        match self.verdict_name() {
             "all" | "" => Ok(None),
             v => Verdict::parse(v).map(Some).map_err(|_| {
                 Failure::bad_request(format!(
@@ -106,6 +140,7 @@ impl RangeQuery {
                 .map_or(r.from_us, |a| a.saturating_add(1).max(r.from_us)),
             to_us: r.to_us,
             verdict: self.verdict()?,
+            class: self.class()?,
             min_p_abnormal: self.min_p()?,
             limit: self.limit.unwrap_or(PAGE_SIZE).clamp(1, max_limit),
             offset: 0,

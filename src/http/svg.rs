@@ -199,6 +199,119 @@ fn clock_ticks(us: f64) -> String {
     s.get(11..end).unwrap_or(&s).to_string()
 }
 
+/// Pixels per millimetre of ECG paper: the strip's fixed scale.
+pub const PX_PER_MM: f64 = 4.0;
+/// Paper speed and gain of the strip: the standard 25 mm/s and 10 mm/mV.
+const MM_PER_S: f64 = 25.0;
+const MM_PER_MV: f64 = 10.0;
+/// Height of the band above the paper that holds the beat labels, mm.
+const LABEL_BAND_MM: f64 = 6.0;
+const PAPER_PAD_L: f64 = 34.0;
+const PAPER_PAD_B: f64 = 16.0;
+/// The strip shows at most ±5 mV (anything beyond is drawn at the edge).
+const PAPER_MAX_MV: f64 = 5.0;
+
+/// A beat on an ECG strip: a label above its R peak, or (for a binary
+/// model's beat, `text` empty) a line through it.
+pub struct PeakLabel {
+    /// R time, s on the strip's axis.
+    pub t_s: f64,
+    /// The class letter, `?` (unreadable) or empty.
+    pub text: String,
+    /// CSS class: the verdict.
+    pub class: &'static str,
+    pub title: String,
+    pub href: Option<String>,
+}
+
+/// Raw ECG on standard paper: minor lines every 1 mm (40 ms, 0.1 mV), major
+/// every 5 mm (200 ms, 0.5 mV), at 25 mm/s and 10 mm/mV, [`PX_PER_MM`] px per mm.
+pub struct EcgStrip {
+    /// (s, mV).
+    pub points: Vec<(f64, f64)>,
+    /// The time axis, s.
+    pub from_s: f64,
+    pub to_s: f64,
+    pub beats: Vec<PeakLabel>,
+}
+
+impl EcgStrip {
+    /// The strip as inline SVG with a fixed size in px; an empty strip says so.
+    pub fn render(&self) -> Markup {
+        let Some((lo, hi)) = range(self.points.iter().map(|p| p.1), false) else {
+            return html! { p.empty { "No raw ECG stored around this beat." } };
+        };
+        if !(self.to_s - self.from_s).is_finite() || self.to_s <= self.from_s {
+            return html! { p.empty { "No raw ECG stored around this beat." } };
+        }
+        // Whole major squares (0.5 mV) around the signal, at least −0.5 to 1 mV.
+        let lo = ((lo.max(-PAPER_MAX_MV) * 2.0).floor() / 2.0).min(-0.5);
+        let hi = ((hi.min(PAPER_MAX_MV) * 2.0).ceil() / 2.0).max(1.0);
+        let mm = PX_PER_MM;
+        let cols = ((self.to_s - self.from_s) * MM_PER_S).round() as i64;
+        let rows = ((hi - lo) * MM_PER_MV).round() as i64;
+        let top = LABEL_BAND_MM * mm;
+        let (w, h) = (cols as f64 * mm, rows as f64 * mm);
+        let (width, height) = (PAPER_PAD_L + w + 4.0, top + h + PAPER_PAD_B);
+        let sx = |t: f64| PAPER_PAD_L + (t - self.from_s) * MM_PER_S * mm;
+        let sy = |v: f64| top + (hi - v.clamp(lo, hi)) * MM_PER_MV * mm;
+        let mut d = String::with_capacity(self.points.len() * 14);
+        for (i, (t, v)) in self.points.iter().filter(|p| p.1.is_finite()).enumerate() {
+            d.push_str(&format!(
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { "L" },
+                sx(*t),
+                sy(*v)
+            ));
+        }
+        let line_class = |i: i64| {
+            if i % 5 == 0 {
+                "paper-major"
+            } else {
+                "paper-minor"
+            }
+        };
+        html! {
+            svg.ecg-paper width=(width) height=(height) viewBox=(format!("0 0 {width} {height}"))
+                role="img" aria-label="ECG at 25 mm/s and 10 mm/mV" {
+                @for i in (0..=cols).filter(|i| i % 5 != 0).chain((0..=cols).filter(|i| i % 5 == 0)) {
+                    line class=(line_class(i)) x1=(PAPER_PAD_L + i as f64 * mm) x2=(PAPER_PAD_L + i as f64 * mm)
+                        y1=(top) y2=(top + h) {}
+                }
+                @for i in (0..=rows).filter(|i| i % 5 != 0).chain((0..=rows).filter(|i| i % 5 == 0)) {
+                    line class=(line_class(i)) x1=(PAPER_PAD_L) x2=(PAPER_PAD_L + w)
+                        y1=(top + i as f64 * mm) y2=(top + i as f64 * mm) {}
+                }
+                // Seconds below every 25 mm, mV beside every major line.
+                @for i in (0..=cols).filter(|i| i % 25 == 0) {
+                    text.tick x=(PAPER_PAD_L + i as f64 * mm) y=(top + h + 12.0) text-anchor="middle" {
+                        (format_tick(self.from_s + i as f64 / MM_PER_S, 1.0)) " s"
+                    }
+                }
+                @for i in (0..=rows).filter(|i| i % 5 == 0) {
+                    text.tick x=(PAPER_PAD_L - 4.0) y=(top + i as f64 * mm + 4.0) text-anchor="end" {
+                        (format_tick(hi - i as f64 / MM_PER_MV, 0.5))
+                    }
+                }
+                @for b in self.beats.iter().filter(|b| b.t_s.is_finite() && (self.from_s..=self.to_s).contains(&b.t_s)) {
+                    @let x = format!("{:.1}", sx(b.t_s));
+                    @let mark = html! {
+                        @if b.text.is_empty() {
+                            line class=(b.class) x1=(x) x2=(x) y1=(top) y2=(top + h) { title { (b.title) } }
+                        } @else {
+                            text class=(format!("peak {}", b.class)) x=(x) y=(top - 6.0) text-anchor="middle" {
+                                title { (b.title) } (b.text)
+                            }
+                        }
+                    };
+                    @if let Some(href) = &b.href { a href=(href) { (mark) } } @else { (mark) }
+                }
+                path.ecg d=(d) {}
+            }
+        }
+    }
+}
+
 /// The 187-sample beat vector.
 pub fn beat_chart(values: &[f32], fs_label: &str) -> Markup {
     Chart {
@@ -335,5 +448,56 @@ mod tests {
             .render()
             .into_string();
         assert!(flat.contains("<path") && !flat.contains("NaN"), "{flat}");
+    }
+
+    #[test]
+    fn the_strip_is_on_standard_paper_at_a_fixed_scale() {
+        let strip = EcgStrip {
+            points: (0..3600)
+                .map(|i| (-5.0 + i as f64 / 360.0, (i as f64 / 20.0).sin() * 1.2))
+                .collect(),
+            from_s: -5.0,
+            to_s: 5.0,
+            beats: vec![
+                PeakLabel {
+                    t_s: 0.0,
+                    text: "V".into(),
+                    class: "abnormal",
+                    title: "V".into(),
+                    href: Some("/b".into()),
+                },
+                PeakLabel {
+                    t_s: 1.0,
+                    text: String::new(),
+                    class: "normal",
+                    title: "normal".into(),
+                    href: None,
+                },
+            ],
+        };
+        let svg = strip.render().into_string();
+        // 10 s at 25 mm/s: 250 mm, 251 vertical lines, 51 of them major.
+        let lines = |c: &str| svg.matches(&format!("line class=\"{c}\" x1")).count();
+        let (minor, major) = (lines("paper-minor"), lines("paper-major"));
+        // −1.5 to 1.5 mV at 10 mm/mV: 31 horizontal lines, 7 major.
+        assert_eq!((minor, major), (200 + 24, 51 + 7), "{minor} {major}");
+        let width = PAPER_PAD_L + 250.0 * PX_PER_MM + 4.0;
+        assert!(svg.contains(&format!("width=\"{width}\"")), "{svg}");
+        // One major square (5 mm) is 20 px apart.
+        let x = |i: f64| PAPER_PAD_L + i * PX_PER_MM;
+        assert!(svg.contains(&format!("line class=\"paper-major\" x1=\"{}\"", x(5.0))));
+        assert!(
+            svg.contains(">V</text>") && svg.contains("href=\"/b\""),
+            "{svg}"
+        );
+        assert!(svg.contains("line class=\"normal\""), "{svg}");
+        assert!(!svg.contains("NaN"));
+        let empty = EcgStrip {
+            points: vec![],
+            from_s: -5.0,
+            to_s: 5.0,
+            beats: vec![],
+        };
+        assert!(empty.render().into_string().contains("No raw ECG"));
     }
 }

@@ -106,7 +106,7 @@ impl Store for AnyStore {
         d: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(i64, Option<f32>)>, StoreError> {
+    ) -> Result<Vec<FlaggedLink>, StoreError> {
         dispatch!(self, s => s.flagged_links(d, from, to).await)
     }
     async fn chunks_between(

@@ -140,13 +140,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         later: bool,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
-    /// (R time, previous RR in ms) of a device's flagged beats in `[from_us, to_us)`, by time.
+    /// A device's flagged beats in `[from_us, to_us)` (R time, previous RR,
+    /// class), by time, read from the flagged-beat index alone.
     fn flagged_links(
         &self,
         device: &str,
         from_us: i64,
         to_us: i64,
-    ) -> impl Future<Output = Result<Vec<(i64, Option<f32>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<FlaggedLink>, StoreError>> + Send;
 
     /// Raw chunks of a device that may overlap `[from_us, to_us)`, by time.
     fn chunks_between(

@@ -1,9 +1,11 @@
 //! The Postgres store: bulk writes as one `INSERT … SELECT FROM UNNEST(arrays)`
 //! per table and transaction, never row by row.
 
+use super::rows::class_probs_bytes;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, DeviceRow, MinuteRow, SegmentKey, SegmentRow, Store,
-    StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, FlaggedLink, MinuteRow,
+    SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict,
+    VerdictCounts, f32_bytes, shared,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -54,8 +56,10 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         insert_upload(&mut tx, u).await?;
         sqlx::query(
-            "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, beat)
-             SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::text[], $5::real[], $6::bytea[])",
+            "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, class,
+                                       class_probs, beat)
+             SELECT $1, * FROM UNNEST($2::int[], $3::int[], $4::text[], $5::real[], $6::text[],
+                                      $7::bytea[], $8::bytea[])",
         )
         .bind(&u.id)
         .bind(beats.iter().map(|b| b.row_index as i32).collect::<Vec<_>>())
@@ -67,6 +71,18 @@ impl Store for PgStore {
         )
         .bind(beats.iter().map(|b| b.verdict.as_str()).collect::<Vec<_>>())
         .bind(beats.iter().map(|b| b.p_abnormal).collect::<Vec<_>>())
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.class.map(|c| c.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            beats
+                .iter()
+                .map(|b| class_probs_bytes(b.class_probs))
+                .collect::<Vec<_>>(),
+        )
         .bind(
             beats
                 .iter()
@@ -165,11 +181,11 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
         inserted = sqlx::query(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
                                 rr_prev_ms, rr_next_ms, quality, searchback, verdict,
-                                p_abnormal, model, model_version, beat)
+                                p_abnormal, model, model_version, beat, class, class_probs)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
                                   $5::bigint[], $6::real[], $7::real[], $8::text[],
                                   $9::bool[], $10::text[], $11::real[], $12::text[],
-                                  $13::text[], $14::bytea[])
+                                  $13::text[], $14::bytea[], $15::text[], $16::bytea[])
              ON CONFLICT DO NOTHING",
         )
         .bind(
@@ -209,6 +225,18 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
             beats
                 .iter()
                 .map(|b| f32_bytes(&b.values))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            beats
+                .iter()
+                .map(|b| b.class.map(|c| c.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            beats
+                .iter()
+                .map(|b| class_probs_bytes(b.class_probs))
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *tx)

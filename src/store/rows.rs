@@ -3,6 +3,7 @@
 
 use super::StoreError;
 use crate::dsp::Quality;
+use crate::formats::wfdb::AamiClass;
 
 /// A segment: consecutive messages of one device stream analysed by one extractor.
 /// It starts at the stream's first message, after a gap, or after the stream expired.
@@ -70,6 +71,32 @@ pub(crate) fn parse_quality(s: &str) -> Result<Quality, StoreError> {
     Quality::parse(s).ok_or_else(|| StoreError::Corrupt(format!("quality {s:?}")))
 }
 
+/// A stored class letter (`NULL`: no class).
+pub(crate) fn parse_class(s: Option<&str>) -> Result<Option<AamiClass>, StoreError> {
+    s.map(|s| {
+        let mut c = s.chars();
+        match (c.next().and_then(AamiClass::from_letter), c.next()) {
+            (Some(class), None) => Ok(class),
+            _ => Err(StoreError::Corrupt(format!("class {s:?}"))),
+        }
+    })
+    .transpose()
+}
+
+/// Class probabilities as stored: five f32 little-endian.
+pub(crate) fn class_probs_bytes(p: Option<[f32; 5]>) -> Option<Vec<u8>> {
+    p.map(|p| f32_bytes(&p))
+}
+
+/// The inverse of [`class_probs_bytes`].
+pub(crate) fn parse_class_probs(b: Option<&[u8]>) -> Result<Option<[f32; 5]>, StoreError> {
+    b.map(|b| {
+        <[f32; 5]>::try_from(bytes_f32(b)?)
+            .map_err(|v| StoreError::Corrupt(format!("{} class probabilities, not 5", v.len())))
+    })
+    .transpose()
+}
+
 /// One classified beat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeatRow {
@@ -104,13 +131,15 @@ pub struct StreamHead {
     pub last_seq: u64,
 }
 
-/// A beat search: one device, a time range, optional verdict and minimum probability.
+/// A beat search: one device, a time range, optional verdict, class and minimum probability.
 #[derive(Debug, Clone)]
 pub struct BeatQuery {
     pub device: String,
     pub from_us: i64,
     pub to_us: i64,
     pub verdict: Option<Verdict>,
+    /// Only beats of this AAMI class.
+    pub class: Option<AamiClass>,
     pub min_p_abnormal: Option<f32>,
     pub limit: u32,
     pub offset: u64,
@@ -124,6 +153,7 @@ impl BeatQuery {
             from_us: i64::MIN,
             to_us: i64::MAX,
             verdict: None,
+            class: None,
             min_p_abnormal: None,
             limit,
             offset: 0,
@@ -139,7 +169,44 @@ pub struct BeatMark {
     pub quality: Quality,
     pub verdict: Verdict,
     pub p_abnormal: Option<f32>,
+    pub class: Option<AamiClass>,
     pub model: String,
+}
+
+/// A flagged (abnormal) beat as the flagged-beat index holds it: enough to
+/// follow runs of consecutive abnormal beats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlaggedLink {
+    pub r_time_us: i64,
+    /// RR interval to the previous detected beat (any verdict) of its segment.
+    pub rr_prev_ms: Option<f32>,
+    pub class: Option<AamiClass>,
+}
+
+/// Beats by AAMI class (beats without a class are in none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClassCounts {
+    /// Counts of N, S, V, F and Q, in [`AamiClass::ALL`] order.
+    pub counts: [i64; 5],
+}
+
+impl ClassCounts {
+    /// Beats of `class`.
+    pub fn get(&self, class: AamiClass) -> i64 {
+        self.counts[class.index()]
+    }
+
+    /// Beats with a class.
+    pub fn classified(&self) -> i64 {
+        self.counts.iter().sum()
+    }
+
+    /// Adds `o` to these counts.
+    pub fn add(&mut self, o: &ClassCounts) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a += b;
+        }
+    }
 }
 
 /// Beats by verdict (normal = beats − abnormal − unreadable).
@@ -168,6 +235,8 @@ pub struct MinuteRow {
     /// Minutes since the Unix epoch.
     pub minute: i64,
     pub counts: VerdictCounts,
+    /// Beats by AAMI class (zero for beats of binary models).
+    pub classes: ClassCounts,
     /// Readable beats with a previous RR interval, and their sum (for the mean heart rate).
     pub rr_n: i64,
     pub rr_sum_ms: f64,
@@ -213,6 +282,10 @@ pub struct UploadBeatRow {
     pub label: Option<i64>,
     pub verdict: Verdict,
     pub p_abnormal: Option<f32>,
+    /// AAMI class the model gave (`None`: unreadable, or a binary model).
+    pub class: Option<AamiClass>,
+    /// Probabilities of N, S, V, F, Q (`None`: unreadable, or a binary model).
+    pub class_probs: Option<[f32; 5]>,
     pub values: Vec<f32>,
 }
 

@@ -3,8 +3,8 @@
 //! expands inside a store's module, so the text exists once.
 
 /// Row decoding: expands to `segment_from`, `head_from`, `chunk_from`,
-/// `beat_from`, `mark_from`, `minute_from`, `device_from`, `upload_from` and
-/// `upload_beat_from` for the row type `$row`.
+/// `beat_from`, `mark_from`, `minute_from`, `device_from`, `link_from`,
+/// `upload_from` and `upload_beat_from` for the row type `$row`.
 macro_rules! row_decoders {
     ($row:ty) => {
         fn segment_from(r: &$row) -> Result<SegmentRow, StoreError> {
@@ -59,8 +59,8 @@ macro_rules! row_decoders {
                 searchback: r.try_get("searchback")?,
                 verdict: Verdict::parse(verdict)?,
                 p_abnormal: r.try_get("p_abnormal")?,
-                class: None,
-                class_probs: None,
+                class: super::rows::parse_class(r.try_get("class")?)?,
+                class_probs: super::rows::parse_class_probs(r.try_get("class_probs")?)?,
                 model: r.try_get("model")?,
                 model_version: r.try_get("model_version")?,
                 values: super::bytes_f32(r.try_get("beat")?)?,
@@ -76,6 +76,7 @@ macro_rules! row_decoders {
                 quality: super::rows::parse_quality(quality)?,
                 verdict: Verdict::parse(verdict)?,
                 p_abnormal: r.try_get("p_abnormal")?,
+                class: super::rows::parse_class(r.try_get("class")?)?,
                 model: r.try_get("model")?,
             })
         }
@@ -87,6 +88,15 @@ macro_rules! row_decoders {
                     beats: r.try_get::<i64, _>("beats")?,
                     abnormal: r.try_get::<i64, _>("abnormal")?,
                     unreadable: r.try_get::<i64, _>("unreadable")?,
+                },
+                classes: ClassCounts {
+                    counts: [
+                        r.try_get::<i64, _>("n_n")?,
+                        r.try_get::<i64, _>("n_s")?,
+                        r.try_get::<i64, _>("n_v")?,
+                        r.try_get::<i64, _>("n_f")?,
+                        r.try_get::<i64, _>("n_q")?,
+                    ],
                 },
                 rr_n: r.try_get::<i64, _>("rr_n")?,
                 rr_sum_ms: r.try_get("rr_sum_ms")?,
@@ -106,6 +116,14 @@ macro_rules! row_decoders {
                 },
                 last_minute: r.try_get("last_minute")?,
                 last_minute_rr_ms: r.try_get("last_rr_ms")?,
+            })
+        }
+
+        fn link_from(r: &$row) -> Result<FlaggedLink, StoreError> {
+            Ok(FlaggedLink {
+                r_time_us: r.try_get("r_time_us")?,
+                rr_prev_ms: r.try_get("rr_prev_ms")?,
+                class: super::rows::parse_class(r.try_get("class")?)?,
             })
         }
 
@@ -130,6 +148,8 @@ macro_rules! row_decoders {
                 label: r.try_get::<Option<i64>, _>("label")?,
                 verdict: Verdict::parse(verdict)?,
                 p_abnormal: r.try_get("p_abnormal")?,
+                class: super::rows::parse_class(r.try_get("class")?)?,
+                class_probs: super::rows::parse_class_probs(r.try_get("class_probs")?)?,
                 values: super::bytes_f32(r.try_get("beat")?)?,
             })
         }
@@ -139,18 +159,26 @@ macro_rules! row_decoders {
 /// Recomputes the `beat_minutes` rollup of one device over `[$2, $3)` µs from
 /// the beats table; run in the transaction that stored beats there.
 pub(crate) const RECOMPUTE_MINUTES: &str = "
-    INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n, rr_sum_ms, rr_max_ms)
+    INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n, rr_sum_ms, rr_max_ms,
+                              n_n, n_s, n_v, n_f, n_q)
     SELECT device_id, r_time_us / 60000000, count(*),
            sum(CASE WHEN verdict = 'abnormal' THEN 1 ELSE 0 END),
            sum(CASE WHEN verdict = 'unreadable' THEN 1 ELSE 0 END),
            sum(CASE WHEN verdict <> 'unreadable' AND rr_prev_ms IS NOT NULL THEN 1 ELSE 0 END),
            coalesce(sum(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END), 0),
-           max(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END)
+           max(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END),
+           sum(CASE WHEN class = 'N' THEN 1 ELSE 0 END),
+           sum(CASE WHEN class = 'S' THEN 1 ELSE 0 END),
+           sum(CASE WHEN class = 'V' THEN 1 ELSE 0 END),
+           sum(CASE WHEN class = 'F' THEN 1 ELSE 0 END),
+           sum(CASE WHEN class = 'Q' THEN 1 ELSE 0 END)
     FROM beats WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
     GROUP BY device_id, r_time_us / 60000000
     ON CONFLICT (device_id, minute) DO UPDATE SET
         beats = excluded.beats, abnormal = excluded.abnormal, unreadable = excluded.unreadable,
-        rr_n = excluded.rr_n, rr_sum_ms = excluded.rr_sum_ms, rr_max_ms = excluded.rr_max_ms";
+        rr_n = excluded.rr_n, rr_sum_ms = excluded.rr_sum_ms, rr_max_ms = excluded.rr_max_ms,
+        n_n = excluded.n_n, n_s = excluded.n_s, n_v = excluded.n_v, n_f = excluded.n_f,
+        n_q = excluded.n_q";
 
 /// For each device among `beats`, the whole minutes its beats fall in, as `[from, to)` µs.
 pub(crate) fn touched_minutes(beats: &[super::BeatRow]) -> Vec<(String, i64, i64)> {
@@ -247,28 +275,46 @@ macro_rules! upload_insert {
 }
 
 /// The rows of `beats` a [`BeatQuery`] selects (its device, range, verdict,
-/// minimum probability, limit and offset), with the columns `$columns`.
+/// class, minimum probability, limit and offset), with the columns `$columns`.
+///
+/// A class other than N is read from the flagged-beat index (which carries
+/// the class): a classed beat is abnormal exactly when its class is not N
+/// (a CHECK of the schema), and the literal `verdict = 'abnormal'` is what
+/// lets both planners use that partial index. Class N and no class scan the
+/// primary key by time, as most beats are N.
 macro_rules! select_beats {
-    ($pool:expr, $q:expr, $columns:literal) => {
-        sqlx::query(concat!(
-            "SELECT ",
-            $columns,
-            " FROM beats
-             WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
-               AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
-               AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5)
-             ORDER BY r_time_us LIMIT $6 OFFSET $7"
-        ))
-        .bind(&$q.device)
-        .bind($q.from_us)
-        .bind($q.to_us)
-        .bind($q.verdict.map(|v| v.as_str()))
-        .bind($q.min_p_abnormal)
-        .bind($q.limit as i64)
-        .bind($q.offset.min(i64::MAX as u64) as i64)
-        .fetch_all(&$pool)
-        .await?
-    };
+    ($pool:expr, $q:expr, $columns:literal) => {{
+        macro_rules! sql {
+            ($class:literal) => {
+                concat!(
+                    "SELECT ",
+                    $columns,
+                    " FROM beats
+                     WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
+                       AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
+                       AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5) AND ",
+                    $class,
+                    " ORDER BY r_time_us LIMIT $6 OFFSET $7"
+                )
+            };
+        }
+        let sql = match $q.class {
+            None => sql!("CAST($8 AS TEXT) IS NULL"),
+            Some(crate::formats::wfdb::AamiClass::N) => sql!("class = $8"),
+            Some(_) => sql!("verdict = 'abnormal' AND class = $8"),
+        };
+        sqlx::query(sql)
+            .bind(&$q.device)
+            .bind($q.from_us)
+            .bind($q.to_us)
+            .bind($q.verdict.map(|v| v.as_str()))
+            .bind($q.min_p_abnormal)
+            .bind($q.limit as i64)
+            .bind($q.offset.min(i64::MAX as u64) as i64)
+            .bind($q.class.map(|c| c.as_str()))
+            .fetch_all(&$pool)
+            .await?
+    }};
 }
 
 /// The stream reads the daemon needs at start and for re-analysis, identical
@@ -327,7 +373,8 @@ macro_rules! stream_reads {
                 self.pool,
                 q,
                 "device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
-                 quality, searchback, verdict, p_abnormal, model, model_version, beat"
+                 quality, searchback, verdict, p_abnormal, class, class_probs, model,
+                 model_version, beat"
             );
             rows.iter().map(beat_from).collect()
         }
@@ -391,7 +438,9 @@ macro_rules! review_reads {
             let rows = sqlx::query(
                 "SELECT minute, CAST(beats AS BIGINT) AS beats, CAST(abnormal AS BIGINT) AS abnormal,
                         CAST(unreadable AS BIGINT) AS unreadable, CAST(rr_n AS BIGINT) AS rr_n,
-                        rr_sum_ms, rr_max_ms
+                        rr_sum_ms, rr_max_ms, CAST(n_n AS BIGINT) AS n_n, CAST(n_s AS BIGINT) AS n_s,
+                        CAST(n_v AS BIGINT) AS n_v, CAST(n_f AS BIGINT) AS n_f,
+                        CAST(n_q AS BIGINT) AS n_q
                  FROM beat_minutes WHERE device_id = $1 AND minute >= $2 AND minute < $3
                  ORDER BY minute",
             )
@@ -406,7 +455,8 @@ macro_rules! review_reads {
         async fn beat(&self, device: &str, r_time_us: i64) -> Result<Option<BeatRow>, StoreError> {
             let row = sqlx::query(
                 "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
-                        quality, searchback, verdict, p_abnormal, model, model_version, beat
+                        quality, searchback, verdict, p_abnormal, class, class_probs, model,
+                        model_version, beat
                  FROM beats WHERE device_id = $1 AND r_time_us = $2",
             )
             .bind(device)
@@ -420,7 +470,7 @@ macro_rules! review_reads {
             let rows = select_beats!(
                 self.pool,
                 q,
-                "r_time_us, rr_prev_ms, quality, verdict, p_abnormal, model"
+                "r_time_us, rr_prev_ms, quality, verdict, p_abnormal, class, model"
             );
             rows.iter().map(mark_from).collect()
         }
@@ -450,9 +500,9 @@ macro_rules! review_reads {
             device: &str,
             from_us: i64,
             to_us: i64,
-        ) -> Result<Vec<(i64, Option<f32>)>, StoreError> {
-            Ok(sqlx::query_as(
-                "SELECT r_time_us, rr_prev_ms FROM beats
+        ) -> Result<Vec<FlaggedLink>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT r_time_us, rr_prev_ms, class FROM beats
                  WHERE device_id = $1 AND verdict = 'abnormal' AND r_time_us >= $2 AND r_time_us < $3
                  ORDER BY r_time_us",
             )
@@ -460,7 +510,8 @@ macro_rules! review_reads {
             .bind(from_us)
             .bind(to_us)
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+            rows.iter().map(link_from).collect()
         }
 
         async fn chunks_between(
@@ -545,7 +596,8 @@ macro_rules! review_reads {
             offset: u64,
         ) -> Result<Vec<UploadBeatRow>, StoreError> {
             let rows = sqlx::query(
-                "SELECT CAST(row_index AS BIGINT) AS row_index, CAST(label AS BIGINT) AS label, verdict, p_abnormal, beat
+                "SELECT CAST(row_index AS BIGINT) AS row_index, CAST(label AS BIGINT) AS label, verdict, p_abnormal,
+                        class, class_probs, beat
                  FROM upload_beats
                  WHERE upload_id = $1 AND (CAST($2 AS TEXT) IS NULL OR verdict = $2)
                  ORDER BY row_index LIMIT $3 OFFSET $4",
@@ -565,7 +617,8 @@ macro_rules! review_reads {
             row_index: i64,
         ) -> Result<Option<UploadBeatRow>, StoreError> {
             let row = sqlx::query(
-                "SELECT CAST(row_index AS BIGINT) AS row_index, CAST(label AS BIGINT) AS label, verdict, p_abnormal, beat
+                "SELECT CAST(row_index AS BIGINT) AS row_index, CAST(label AS BIGINT) AS label, verdict, p_abnormal,
+                        class, class_probs, beat
                  FROM upload_beats WHERE upload_id = $1 AND row_index = $2",
             )
             .bind(id)

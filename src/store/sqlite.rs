@@ -1,9 +1,11 @@
 //! The SQLite store: the embedded default, a single file in WAL mode with
 //! full synchronisation, so a commit survives the process being killed.
 
+use super::rows::class_probs_bytes;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, DeviceRow, MinuteRow, SegmentKey, SegmentRow, Store,
-    StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, FlaggedLink, MinuteRow,
+    SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict,
+    VerdictCounts, f32_bytes, shared,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -63,7 +65,8 @@ impl Store for SqliteStore {
         insert_upload(&mut tx, u).await?;
         for part in beats.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, beat) ",
+                "INSERT INTO upload_beats (upload_id, row_index, label, verdict, p_abnormal, class,
+                    class_probs, beat) ",
             );
             q.push_values(part, |mut b, r| {
                 b.push_bind(u.id.clone())
@@ -71,6 +74,8 @@ impl Store for SqliteStore {
                     .push_bind(r.label)
                     .push_bind(r.verdict.as_str())
                     .push_bind(r.p_abnormal)
+                    .push_bind(r.class.map(|c| c.as_str()))
+                    .push_bind(class_probs_bytes(r.class_probs))
                     .push_bind(f32_bytes(&r.values));
             });
             q.build().execute(&mut *tx).await?;
@@ -140,9 +145,9 @@ async fn insert_beats(
     let mut inserted = 0;
     for part in beats.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
+            "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
                 rr_prev_ms, rr_next_ms, quality, searchback, verdict, p_abnormal, model,
-                model_version, beat) ",
+                model_version, beat, class, class_probs) ",
         );
         q.push_values(part, |mut b, r| {
             b.push_bind(r.segment.device.clone())
@@ -158,8 +163,13 @@ async fn insert_beats(
                 .push_bind(r.p_abnormal)
                 .push_bind(r.model.clone())
                 .push_bind(r.model_version.clone())
-                .push_bind(f32_bytes(&r.values));
+                .push_bind(f32_bytes(&r.values))
+                .push_bind(r.class.map(|c| c.as_str()))
+                .push_bind(class_probs_bytes(r.class_probs));
         });
+        // Only a stored beat is skipped (as on Postgres): a row a CHECK refuses
+        // is an error, which `INSERT OR IGNORE` would drop silently.
+        q.push(" ON CONFLICT DO NOTHING");
         inserted += q.build().execute(&mut *tx).await?.rows_affected();
     }
     for (device, from, to) in shared::touched_minutes(beats) {

@@ -263,7 +263,16 @@ pub fn chunk_rows(
 /// A Postgres store in a fresh schema of its own, migrated, when
 /// `HOLTER_TEST_POSTGRES_URL` is set (`.ci/run` drops old test schemas).
 pub async fn postgres_store(connections: u32) -> Option<holterd::store::AnyStore> {
-    use holterd::store::{AnyStore, PgStore, Store};
+    use holterd::store::{AnyStore, Store};
+    let store = AnyStore::Postgres(postgres_unmigrated(connections).await?);
+    store.migrate().await.unwrap();
+    Some(store)
+}
+
+/// A Postgres store in a fresh, empty schema of its own (no migrations run),
+/// when `HOLTER_TEST_POSTGRES_URL` is set.
+pub async fn postgres_unmigrated(connections: u32) -> Option<holterd::store::PgStore> {
+    use holterd::store::PgStore;
     let url = std::env::var("HOLTER_TEST_POSTGRES_URL").ok()?;
     let schema = unique("holterd_test_");
     let admin = PgStore::connect(&url, 1).await.unwrap();
@@ -273,9 +282,7 @@ pub async fn postgres_store(connections: u32) -> Option<holterd::store::AnyStore
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    let store = AnyStore::Postgres(PgStore::connect(&url, connections).await.unwrap());
-    store.migrate().await.unwrap();
-    Some(store)
+    Some(PgStore::connect(&url, connections).await.unwrap())
 }
 
 /// A fresh, migrated SQLite store in a temporary directory.

@@ -88,6 +88,11 @@ impl AamiClass {
         ['N', 'S', 'V', 'F', 'Q'][self as usize]
     }
 
+    /// The class's letter as a string (how stores and the API write it).
+    pub fn as_str(self) -> &'static str {
+        ["N", "S", "V", "F", "Q"][self as usize]
+    }
+
     /// Label index (0 to 4).
     pub fn index(self) -> usize {
         self as usize

@@ -4,11 +4,12 @@
 
 use super::layout;
 use crate::clock::{format_datetime_local, format_utc};
+use crate::formats::wfdb::AamiClass;
 use crate::http::range::{DeviceRange, Range, RangeQuery, stored_beat};
-use crate::http::svg::{Chart, Marker, Series, beat_chart};
+use crate::http::svg::{Chart, EcgStrip, PeakLabel, Series, beat_chart};
 use crate::http::{Failure, HttpState, Viewer};
-use crate::review;
-use crate::store::{BeatQuery, Store, VerdictCounts};
+use crate::review::{self, ClassBurden};
+use crate::store::{BeatQuery, Store, Verdict, VerdictCounts};
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -64,8 +65,31 @@ pub(super) async fn overview<S: Store>(
     ))
 }
 
+/// Counts and burdens by AAMI class, when any beat of the range has a class.
+fn class_table(burdens: &[ClassBurden]) -> Markup {
+    let classified: i64 = burdens.iter().map(|b| b.beats).sum();
+    html! {
+        @if classified > 0 {
+            table.counts {
+                tr { th { "Class" } @for b in burdens { th { (b.class.as_str()) } } }
+                tr { th { "Beats" } @for b in burdens { td { (b.beats) } } }
+                tr { th { "% of classified" } @for b in burdens { td { (pct(b.share)) } } }
+                tr { th { "Per hour" } @for b in burdens {
+                    td { (b.per_hour.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into())) } } }
+            }
+            p.note { (classified) " beats classified (N normal, S supraventricular, V ventricular, F fusion, Q unclassifiable); per hour of recorded minutes." }
+        }
+    }
+}
+
+/// A class letter for tables ("–" for none).
+fn class_cell(c: Option<AamiClass>) -> &'static str {
+    c.map_or("–", AamiClass::as_str)
+}
+
 fn range_form(device: &str, q: &RangeQuery, r: &Range, action: &str, with_filters: bool) -> Markup {
-    let verdict = q.verdict.as_deref().unwrap_or("abnormal");
+    let verdict = q.verdict_name();
+    let class = q.class.as_deref().unwrap_or("");
     html! {
         form.filters method="get" action=(action) {
             label { "From (UTC)" input type="datetime-local" name="from" value=(format_datetime_local(r.from_us)); }
@@ -74,6 +98,12 @@ fn range_form(device: &str, q: &RangeQuery, r: &Range, action: &str, with_filter
                 label { "Verdict" select name="verdict" {
                     @for v in ["abnormal", "normal", "unreadable", "all"] {
                         option value=(v) selected[v == verdict] { (v) }
+                    }
+                } }
+                label { "Class" select name="class" {
+                    option value="" selected[class.is_empty()] { "any" }
+                    @for c in AamiClass::ALL {
+                        option value=(c.as_str()) selected[c.as_str() == class] { (c.as_str()) }
                     }
                 } }
                 label { "Min. p(abnormal)" input type="number" name="min_p" min="0" max="1" step="0.01"
@@ -98,6 +128,7 @@ pub(super) async fn device<S: Store>(
     let (counts, trend) =
         review::counts_and_trend(&s.store, &device, r.from_us, r.to_us, 288).await?;
     let bq = q.beat_query(&device, &r, 500)?;
+    let class_filter = bq.class;
     let beats = s.store.beat_marks(&bq).await?;
     let chart = Chart {
         width: 900.0,
@@ -114,10 +145,11 @@ pub(super) async fn device<S: Store>(
     };
     let base = |extra: &str| {
         format!(
-            "/devices/{device}?from={}&to={}&verdict={}&min_p={}{extra}",
+            "/devices/{device}?from={}&to={}&verdict={}&class={}&min_p={}{extra}",
             r.from_us,
             r.to_us,
-            q.verdict.as_deref().unwrap_or("abnormal"),
+            q.verdict_name(),
+            class_filter.map_or("", AamiClass::as_str),
             q.min_p.as_deref().unwrap_or("")
         )
     };
@@ -137,17 +169,22 @@ pub(super) async fn device<S: Store>(
             h2 { "Heart rate" }
             (chart.render())
             h2 { "Beats by verdict" }
-            (counts_table(&counts))
-            h2 { "Beats (" (q.verdict.as_deref().unwrap_or("abnormal")) ")" }
+            (counts_table(&counts.counts))
+            @if counts.classes.classified() > 0 {
+                h2 { "Beats by class" }
+                (class_table(&counts.burdens()))
+            }
+            h2 { "Beats (" (q.verdict_name()) @if let Some(c) = class_filter { ", class " (c.as_str()) } ")" }
             @if beats.is_empty() {
                 p { "None in this range." }
             } @else {
                 div.scroll { table {
-                    tr { th { "Time (UTC)" } th { "Verdict" } th { "p(abnormal)" } th { "Quality" } th { "Model" } }
+                    tr { th { "Time (UTC)" } th { "Verdict" } th { "Class" } th { "p(abnormal)" } th { "Quality" } th { "Model" } }
                     @for b in &beats {
                         tr {
                             td { a href=(format!("/devices/{device}/beats/{}", b.r_time_us)) { (format_utc_ms(b.r_time_us)) } }
                             td class=(b.verdict.as_str()) { (b.verdict.as_str()) }
+                            td class=(b.verdict.as_str()) { (class_cell(b.class)) }
                             td { (b.p_abnormal.map(|p| format!("{p:.3}")).unwrap_or_else(|| "–".into())) }
                             td { (b.quality.as_str()) }
                             td { (b.model) }
@@ -188,13 +225,22 @@ pub(super) async fn beat<S: Store>(
             table.facts {
                 tr { th { "Verdict" } td class=(b.verdict.as_str()) { (b.verdict.as_str()) } }
                 tr { th { "p(abnormal)" } td { (b.p_abnormal.map(|p| format!("{p:.4}")).unwrap_or_else(|| "–".into())) } }
+                tr { th { "AAMI class" } td class=(b.verdict.as_str()) { (class_cell(b.class)) } }
+                @if let Some(p) = b.class_probs {
+                    tr { th { "Class probabilities" } td {
+                        @for c in AamiClass::ALL {
+                            (c.as_str()) " " (format!("{:.3}", p[c.index()])) @if c != AamiClass::Q { " · " }
+                        }
+                    } }
+                }
                 tr { th { "Model" } td { (b.model) " (" (b.model_version) ")" } }
                 tr { th { "Signal quality" } td { (b.quality.as_str()) @if b.searchback { " (found by search-back)" } } }
                 tr { th { "RR before / after" } td { (rr(b.rr_prev_ms)) " / " (rr(b.rr_next_ms)) } }
             }
-            h2 { "ECG, ±5 s (mV)" }
-            (strip.render())
-            p.legend { span.normal { "| normal" } " " span.abnormal { "| abnormal" } " " span.unreadable { "| unreadable" } }
+            h2 { "ECG, ±5 s (25 mm/s, 10 mm/mV)" }
+            div.scroll { (strip.render()) }
+            p.legend { "Above each R peak its class: " span.normal { "N" } " " span.abnormal { "S V F Q" } " " span.unreadable { "? unreadable" }
+                "; beats of binary models: " span.normal { "| normal" } " " span.abnormal { "| abnormal" } }
             h2 { "The beat as classified (187 samples at 125 Hz)" }
             (beat_chart(&b.values, "125 Hz"))
         },
@@ -206,12 +252,13 @@ fn rr(ms: Option<f32>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
-/// The raw ECG within ±5 s of `t` with every beat marked by its verdict.
+/// The raw ECG within ±5 s of `t` on ECG paper, every beat labelled by its
+/// class (`?` when unreadable) or, for binary models, marked by its verdict.
 pub(super) async fn beat_strip<S: Store>(
     store: &S,
     device: &str,
     t: i64,
-) -> Result<Chart, Failure> {
+) -> Result<EcgStrip, Failure> {
     let (from, to) = (t - STRIP_US, t + STRIP_US);
     let chunks = store.chunks_between(device, from, to).await?;
     let mut points = Vec::new();
@@ -230,32 +277,33 @@ pub(super) async fn beat_strip<S: Store>(
             ..BeatQuery::all(device, 200)
         })
         .await?;
-    Ok(Chart {
-        width: 900.0,
-        height: 260.0,
-        x_label: "seconds from this beat".into(),
-        y_label: "mV".into(),
-        series: vec![Series {
-            points,
-            class: "ecg",
-            label: "ECG".into(),
-        }],
-        markers: marks
+    Ok(EcgStrip {
+        points,
+        from_s: -(STRIP_US as f64) / 1e6,
+        to_s: STRIP_US as f64 / 1e6,
+        beats: marks
             .iter()
-            .map(|m| Marker {
-                x: (m.r_time_us - t) as f64 / 1e6,
-                class: m.verdict.as_str(),
-                title: format!(
-                    "{} {}",
-                    m.verdict.as_str(),
-                    m.p_abnormal
-                        .map(|p| format!("p={p:.2}"))
-                        .unwrap_or_default()
-                ),
-                href: Some(format!("/devices/{device}/beats/{}", m.r_time_us)),
+            .map(|m| {
+                let text = match (m.verdict, m.class) {
+                    (Verdict::Unreadable, _) => "?".to_string(),
+                    (_, Some(c)) => c.as_str().to_string(),
+                    (_, None) => String::new(),
+                };
+                let what = m.class.map_or(m.verdict.as_str(), AamiClass::as_str);
+                PeakLabel {
+                    t_s: (m.r_time_us - t) as f64 / 1e6,
+                    text,
+                    class: m.verdict.as_str(),
+                    title: format!(
+                        "{what} {}",
+                        m.p_abnormal
+                            .map(|p| format!("p(abnormal)={p:.2}"))
+                            .unwrap_or_default()
+                    ),
+                    href: Some(format!("/devices/{device}/beats/{}", m.r_time_us)),
+                }
             })
             .collect(),
-        x_clock: false,
     })
 }
 
@@ -275,6 +323,13 @@ pub(super) async fn summary<S: Store>(
         None => "–".into(),
     };
     let link = |t: Option<i64>| t.map(|t| format!("/devices/{device}/beats/{t}"));
+    let range = review::RangeCounts {
+        counts: h.counts,
+        classes: Default::default(),
+        recorded_minutes: h.recorded_minutes,
+    };
+    // The binary lines: beats of binary models in the range (or no classified beat at all).
+    let binary = h.classified == 0 || range.counts.beats - range.counts.unreadable > h.classified;
     Ok(layout(
         &format!("Holter summary: {device}"),
         Some(&p),
@@ -294,15 +349,57 @@ pub(super) async fn summary<S: Store>(
                 tr { th { "Heart rate max" } td { (at(h.heart_rate_max, "/min", 0)) } }
                 tr { th { "Longest RR pause" } td {
                     @if let Some(l) = link(h.longest_pause.map(|p| p.at_us)) { a href=(l) { (at(h.longest_pause, "ms", 0)) } } @else { "–" } } }
-                tr { th { "Abnormal couplets" } td { (h.runs.couplets) } }
-                tr { th { "Abnormal runs (≥ 3 beats)" } td { (h.runs.runs) } }
-                tr { th { "Longest abnormal run" } td {
-                    (h.runs.longest) " beats"
-                    @if let Some(l) = link(h.runs.longest_at_us) { " (" a href=(l) { "starts " (format_utc(h.runs.longest_at_us.unwrap_or(0))) } ")" } } }
+                @if binary {
+                    (runs_rows("Abnormal", &h.runs, &link))
+                }
             }
-            p.note { "Heart rates are one-minute means over minutes with at least 10 readable beats. Abnormal means the model's binary verdict; the models give no AAMI class." }
+            @if h.classified > 0 {
+                h2 { "By AAMI class" }
+                (class_table(&h.classes))
+                table.facts {
+                    @for (name, class, runs) in [("Ventricular (V)", AamiClass::V, &h.v_runs), ("Supraventricular (S)", AamiClass::S, &h.s_runs)] {
+                        @if let Some(b) = h.classes.iter().find(|b| b.class == class) {
+                            tr { th { (name) " beats" } td { (b.beats) " (" (pct(b.share)) " of classified, "
+                                (b.per_hour.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into())) " per hour)" } }
+                        }
+                        (runs_rows(name, runs, &link))
+                    }
+                }
+                @for (name, runs) in [("V", &h.v_runs), ("S", &h.s_runs)] {
+                    @if !runs.episodes.is_empty() {
+                        h3 { (name) " couplets and runs" @if runs.episodes.len() == review::MAX_EPISODES { " (the first " (review::MAX_EPISODES) ")" } }
+                        div.scroll { table {
+                            tr { th { "First beat (UTC)" } th { "Beats" } th { "Rate" } }
+                            @for e in &runs.episodes {
+                                tr {
+                                    td { a href=(format!("/devices/{device}/beats/{}", e.start_us)) { (format_utc_ms(e.start_us)) } }
+                                    td { (e.beats) }
+                                    td { (format!("{:.0} /min", e.bpm)) }
+                                }
+                            }
+                        } }
+                    }
+                }
+            }
+            p.note { "Heart rates are one-minute means over minutes with at least 10 readable beats. Abnormal means the binary verdict; abnormal couplets and runs count beats of binary models (no class). Consecutive means adjacent detected beats of one segment: a beat of another class, or an unreadable one, ends a run. Rates are the mean of a run's RR intervals." }
         },
     ))
+}
+
+/// A summary's couplet and run lines for one kind of beat, each linked to its first beat.
+fn runs_rows(name: &str, r: &review::Runs, link: &dyn Fn(Option<i64>) -> Option<String>) -> Markup {
+    let at = |t: Option<i64>, text: String| match link(t) {
+        Some(l) => html! { " (" a href=(l) { (text) " " (format_utc(t.unwrap_or(0))) } ")" },
+        None => html! {},
+    };
+    html! {
+        tr { th { (name) " couplets" } td { (r.couplets) (at(r.first_couplet_us, "first".into())) } }
+        tr { th { (name) " runs (≥ 3 beats)" } td { (r.runs) (at(r.first_run_us, "first".into())) } }
+        tr { th { "Longest " (name.to_lowercase()) " run" } td { (r.longest) " beats" (at(r.longest_at_us, "starts".into())) } }
+        @if let Some(bpm) = r.fastest_bpm {
+            tr { th { "Fastest " (name.to_lowercase()) " run" } td { (format!("{bpm:.0} /min")) (at(r.fastest_at_us, "starts".into())) } }
+        }
+    }
 }
 
 pub(super) async fn summary_csv<S: Store>(
