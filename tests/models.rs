@@ -227,3 +227,90 @@ fn eval_classify_writes_probabilities_that_match_its_metrics() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The five-class model's statistics on the fixtures, recorded beside it.
+const FIXTURE_STATS: &str = "models/context-mlp-beat-inter/fixtures.json";
+
+/// The shipped five-class model, run through the whole pipeline (extractor,
+/// patient context, gate, classifier, decision rule) on each fixture record,
+/// gives exactly the beat-by-beat confusion recorded in its `fixtures.json`:
+/// a broken weight file, feature pipeline or decision rule fails here without
+/// the database. (`HOLTER_WRITE_FIXTURE_STATS=1` rewrites the file after a
+/// deliberate change of model or features.)
+#[test]
+fn the_five_class_model_reproduces_its_fixture_statistics() {
+    use holterd::eval::{AlgorithmLabel, Ec57Stats, read_annotated, score_record};
+    use holterd::formats::wfdb::LeadChoice;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("models/context-mlp-beat-inter");
+    let c = Classifier::load(&[&model], &candle_core::Device::Cpu).unwrap();
+    assert!(c.five_class());
+    let mut measured = serde_json::Map::new();
+    for name in FIXTURES {
+        let rec = read_annotated(&common::fixture(name), &LeadChoice::Default).unwrap();
+        let reference: Vec<_> = rec
+            .annotations
+            .iter()
+            .filter(|a| a.code.is_beat())
+            .filter_map(|a| a.code.aami_class().map(|k| (a.sample, k)))
+            .collect();
+        let rows = holterd::pipeline::offline::analyze_recording(
+            name,
+            0,
+            rec.fs,
+            &rec.signal,
+            Some(60.0),
+            &c,
+            0.5,
+        )
+        .unwrap();
+        let algorithm: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let label = r
+                    .class
+                    .map_or(AlgorithmLabel::Unreadable, AlgorithmLabel::Class);
+                (r.sample, label)
+            })
+            .collect();
+        let confusion = score_record(&reference, &algorithm, rec.fs, 0.0);
+        let stats = Ec57Stats::from_confusion(&confusion, rec.signal.len() as f64 / rec.fs);
+        measured.insert(
+            name.to_string(),
+            serde_json::json!({ "confusion": confusion, "stats": stats }),
+        );
+    }
+    let measured = serde_json::Value::Object(measured);
+    let path = root.join(FIXTURE_STATS);
+    if std::env::var_os("HOLTER_WRITE_FIXTURE_STATS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&measured).unwrap()).unwrap();
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Cell by cell; one beat either way is allowed in all, for a decision at
+    // a tie rounding differently under another compiler profile or CPU.
+    for name in FIXTURES {
+        let (m, r) = (&measured[name]["confusion"], &recorded[name]["confusion"]);
+        let rows = r.as_object().unwrap();
+        assert!(
+            !rows.is_empty(),
+            "{name}: nothing recorded in {FIXTURE_STATS}"
+        );
+        let mut moved = 0;
+        for (row, columns) in rows {
+            for (column, want) in columns.as_object().unwrap() {
+                let got = m[row][column].as_i64().unwrap();
+                moved += (got - want.as_i64().unwrap()).abs();
+            }
+        }
+        assert!(
+            moved <= 2,
+            "{name}: the confusion differs from {FIXTURE_STATS}: {m} vs {r}"
+        );
+    }
+    // And the model is useful there: record 119 is a ventricular bigeminy.
+    let v = &measured["119_180"]["stats"];
+    assert!(v["veb_se"].as_f64().unwrap() > 90.0, "{v}");
+}

@@ -9,7 +9,8 @@ use super::card::{Evaluation, ModelCard};
 use super::metrics::AamiConfusion;
 use super::profile::InputProfile;
 use super::train::{
-    EpochStats, TrainConfig, class_balanced_split, paper_split, predict, predict_classes, train,
+    EpochStats, TrainConfig, class_balanced_split, paper_split, predict, predict_probabilities,
+    train,
 };
 use super::{Network, Params, SplitMix64};
 use crate::dataset::{self, Protocol, protocol_split};
@@ -159,8 +160,13 @@ pub fn train_model(
     let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
     evaluation.abstained = Some(input_profile.count_outliers(&set.values, &test_idx));
     if five_class {
-        let predicted =
-            predict_classes(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?;
+        // The classes the daemon would give: the decision rule with the card's normal weight.
+        let w = a.normal_weight.unwrap_or(1.0);
+        let predicted: Vec<usize> =
+            predict_probabilities(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?
+                .chunks_exact(AamiClass::ALL.len())
+                .map(|q| super::crossval::decide(q, w).index())
+                .collect();
         let reference: Vec<usize> = classes.iter().map(|c| c.index()).collect();
         evaluation.aami = Some(AamiConfusion::compute(&predicted, &reference));
     }
