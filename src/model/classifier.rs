@@ -191,6 +191,12 @@ impl Classifier {
         super::crossval::decide(q, w)
     }
 
+    /// 1 − p(N) of each beat's row of class probabilities.
+    fn abnormal(&self, probs: &[f32]) -> Vec<f32> {
+        let width = if self.five_class() { 5 } else { 2 };
+        probs.chunks_exact(width).map(|q| 1.0 - q[0]).collect()
+    }
+
     /// Probability of "abnormal" (any class but N) for each beat `idx`; see
     /// [`probabilities_of`](Self::probabilities_of).
     pub fn p_abnormal_of(
@@ -200,12 +206,7 @@ impl Classifier {
         idx: &[usize],
         batch: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        let width = if self.five_class() { 5 } else { 2 };
-        Ok(self
-            .probabilities_of(beats, rr, idx, batch)?
-            .chunks_exact(width)
-            .map(|q| 1.0 - q[0])
-            .collect())
+        Ok(self.abnormal(&self.probabilities_of(beats, rr, idx, batch)?))
     }
 
     /// [`p_abnormal_of`](Self::p_abnormal_of) computed by candle on the model's
@@ -217,12 +218,7 @@ impl Classifier {
         idx: &[usize],
         batch: usize,
     ) -> Result<Vec<f32>, ModelError> {
-        let width = if self.five_class() { 5 } else { 2 };
-        Ok(self
-            .probabilities_on(None, beats, rr, idx, batch)?
-            .chunks_exact(width)
-            .map(|q| 1.0 - q[0])
-            .collect())
+        Ok(self.abnormal(&self.probabilities_on(None, beats, rr, idx, batch)?))
     }
 
     /// Probability of "abnormal" for every beat, in one batch.

@@ -240,14 +240,10 @@ pub fn predict(
     idx: &[usize],
     batch: usize,
 ) -> Result<Vec<f32>, ModelError> {
-    let mut out = Vec::with_capacity(idx.len());
-    for_each_batch(model, params, beats, rr, idx, batch, |_, logits| {
-        let p = candle_nn::ops::softmax_last_dim(logits)?;
-        let normal = p.narrow(D::Minus1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
-        out.extend(normal.iter().map(|p| 1.0 - p));
-        Ok(())
-    })?;
-    Ok(out)
+    let p = predict_probabilities(model, params, beats, rr, idx, batch)?;
+    Ok(p.chunks_exact(model.classes())
+        .map(|q| 1.0 - q[0])
+        .collect())
 }
 
 /// Class probabilities (softmax), `classes` per beat, for beats `idx`, in batches of `batch`.
