@@ -465,7 +465,11 @@ async fn beats_filters_pagination_beat_and_summary() {
     let page = a
         .get(&format!("/devices/rec-100/beats/{}", b.r_time_us), tok)
         .await;
-    assert!(page.body.contains("<svg") && page.body.contains("seconds from this beat"));
+    // The ±5 s strip on ECG paper, and the 187-sample beat as a chart.
+    assert!(
+        page.body.contains("<svg class=\"ecg-paper\"") && page.body.contains("25 mm/s, 10 mm/mV")
+    );
+    assert!(page.body.contains("<svg class=\"chart\""));
 
     // The summary counts what was stored.
     let s = a.get("/api/v1/devices/rec-100/summary", tok).await.json();

@@ -371,10 +371,12 @@ mod tests {
         assert!(pvc[7] > 1.5);
         assert!(pvc[8] > n[8] && pvc[9] > 1.5, "{pvc:?} vs {n:?}");
         assert_eq!(pvc[12], 0.0);
-        // An atrial premature beat: same QRS, early, no P wave.
+        // An atrial premature beat: same QRS, early, no P wave. The missing
+        // 0.1 mV P wave is an RMS difference of about 0.04 of the QRS
+        // amplitude over the 160 ms before the QRS.
         let pac = c.observe(timing(500.0, 900.0), &shape(10, 1.0, 0.0), false);
         assert!(
-            pac[5] > 0.99 && pac[10] > 0.05 && pac[10] > n[10],
+            pac[5] > 0.99 && pac[10] > 0.03 && pac[10] > n[10] + 0.03,
             "{pac:?}"
         );
     }

@@ -132,14 +132,15 @@ impl Classifier {
         let share = 1.0 / self.members.len() as f32;
         let mut add = |at: usize, q: &[f32]| {
             let row = &mut out[at * width..(at + 1) * width];
-            if width == q.len() {
+            if width == 2 {
+                // Abnormal is everything but class 0 (normal), for binary and
+                // five-class members alike (1 − p(N), as `train::predict`).
+                row[0] += share * q[0];
+                row[1] += share * (1.0 - q[0]);
+            } else {
                 for (o, p) in row.iter_mut().zip(q) {
                     *o += share * p;
                 }
-            } else {
-                // Abnormal is everything but class 0 (normal).
-                row[0] += share * q[0];
-                row[1] += share * (1.0 - q[0]);
             }
         };
         let batch = batch.max(1);
@@ -191,10 +192,10 @@ impl Classifier {
         super::crossval::decide(q, w)
     }
 
-    /// 1 − p(N) of each beat's row of class probabilities.
+    /// The probability of "abnormal" in each beat's row of class probabilities.
     fn abnormal(&self, probs: &[f32]) -> Vec<f32> {
         let width = if self.five_class() { 5 } else { 2 };
-        probs.chunks_exact(width).map(|q| 1.0 - q[0]).collect()
+        probs.chunks_exact(width).map(p_abnormal_in).collect()
     }
 
     /// Probability of "abnormal" (any class but N) for each beat `idx`; see
@@ -229,6 +230,17 @@ impl Classifier {
     ) -> Result<Vec<f32>, ModelError> {
         let idx: Vec<usize> = (0..beats.len()).collect();
         self.p_abnormal_of(beats, rr, &idx, beats.len().max(1))
+    }
+}
+
+/// The probability of "abnormal" in one beat's row of class probabilities
+/// from [`Classifier::probabilities_of`]: the abnormal column of a binary row,
+/// 1 − p(N) of a five-class row.
+pub fn p_abnormal_in(q: &[f32]) -> f32 {
+    match q {
+        [_, abnormal] => *abnormal,
+        [normal, ..] => 1.0 - normal,
+        [] => 0.0,
     }
 }
 

@@ -664,7 +664,6 @@ fn exp(x: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::model::SplitMix64;
-    use crate::model::rr::RR_FEATURES;
     use candle_core::{Device, Tensor};
 
     #[test]
@@ -701,7 +700,8 @@ mod tests {
     fn candle_probabilities(network: &Network, params: &Params, x: &[f32], rr: &[f32]) -> Vec<f32> {
         let n = x.len() / BEAT_LEN;
         let t = Tensor::from_vec(x.to_vec(), (n, BEAT_LEN), &Device::Cpu).unwrap();
-        let rr = Tensor::from_vec(rr.to_vec(), (n, RR_FEATURES), &Device::Cpu).unwrap();
+        let k = rr.len() / n;
+        let rr = Tensor::from_vec(rr.to_vec(), (n, k), &Device::Cpu).unwrap();
         let logits = network.forward(params, &t, Some(&rr), None).unwrap();
         candle_nn::ops::softmax_last_dim(&logits)
             .unwrap()
@@ -723,7 +723,10 @@ mod tests {
             // Sizes that fill, split and undershoot a tile.
             for n in [1, 7, TILE, TILE + 5, 3 * TILE] {
                 let x = beats(n, &mut rng);
-                let rr: Vec<f32> = (0..n * RR_FEATURES).map(|_| 0.5 + rng.next_f32()).collect();
+                // Every network gets the side features it reads (at least one
+                // column, which the networks that read none ignore).
+                let k = network.rr_features().max(1);
+                let rr: Vec<f32> = (0..n * k).map(|_| 0.5 + rng.next_f32()).collect();
                 let want = candle_probabilities(&network, &params, &x, &rr);
                 let cpu = CpuNetwork::from_network(&network, &params)
                     .unwrap()

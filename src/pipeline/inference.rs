@@ -8,7 +8,7 @@ use super::{Batch, Classified, Item};
 use crate::dsp::BEAT_LEN;
 use crate::formats::wfdb::AamiClass;
 use crate::metrics::Metrics;
-use crate::model::classifier::Classifier;
+use crate::model::classifier::{Classifier, p_abnormal_in};
 use crate::store::{BeatRow, Verdict};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -132,7 +132,7 @@ pub fn classify(
                         };
                         let mut p5 = [0.0f32; 5];
                         p5.copy_from_slice(q);
-                        (v, Some(1.0 - q[0]), Some(class), Some(p5))
+                        (v, Some(p_abnormal_in(q)), Some(class), Some(p5))
                     }
                     Some(q) => {
                         let v = if q[1] >= threshold {
@@ -140,7 +140,7 @@ pub fn classify(
                         } else {
                             Verdict::Normal
                         };
-                        (v, Some(q[1]), None, None)
+                        (v, Some(p_abnormal_in(q)), None, None)
                     }
                 };
                 let beat = &b.beat;

@@ -226,8 +226,11 @@ users = [{{ name = "alice", role = "uploader", password_hash = "{pw_hash}" }}]
         page_ok(d, "device page, all beats")
         d.click("table a[href*='/beats/']")
         d.wait_for(lambda: "/beats/" in d.url(), "a beat page")
-        check(len(d.find_all("svg.chart")) == 2, "beat page draws the strip and the beat")
-        check(len(d.find_all("svg.chart line.normal, svg.chart line.abnormal")) >= 5,
+        check(len(d.find_all("svg.ecg-paper")) == 1 and len(d.find_all("svg.chart")) == 1,
+              "beat page draws the strip on ECG paper and the beat")
+        check(len(d.find_all("svg.ecg-paper line.paper-major")) >= 10, "the strip's 5 mm grid")
+        check(len(d.find_all("svg.ecg-paper line.normal, svg.ecg-paper line.abnormal, "
+                             "svg.ecg-paper text.peak")) >= 5,
               "R peaks of the ±5 s strip are marked")
         page_ok(d, "beat page")
         d.click("a[href*='-1 h'], p.pager a[href*='/devices/e2e-100?']")
