@@ -12,6 +12,8 @@
 //! - [`pipeline`]: the daemon's stages from a decoded message to a stored
 //!   verdict (ingest, analysis, batcher, inference, writer), with
 //!   acknowledgement after commit, and the same analysis offline;
+//! - [`rhythm`]: one causal rhythm analyser per stream, from classified
+//!   beats to episodes (AF, runs, bigeminy, pauses, rate episodes);
 //! - [`store`]: Postgres or SQLite behind one interface;
 //! - [`review`]: what clinicians read, computed from the store (overview,
 //!   trend, Holter summary);
@@ -38,6 +40,7 @@ pub mod model;
 pub mod pipeline;
 pub mod replay;
 pub mod review;
+pub mod rhythm;
 pub mod server;
 pub mod source;
 pub mod store;

@@ -1,14 +1,20 @@
-//! The classifier evaluations that stream or re-train: `eval ec57` (whole
-//! records through the pipeline, scored as EC57 scores arrhythmia analysers)
-//! and `eval cv` (leave-records-out cross-validation inside DS1).
+//! The evaluations that stream or re-train: `eval ec57` (whole records
+//! through the pipeline, beats scored as EC57 scores arrhythmia analysers),
+//! `eval rhythm` (the same, rhythm episodes scored as EC57 and `epic` do) and
+//! `eval cv` (leave-records-out cross-validation inside DS1).
 
 use super::{LeadArgs, default_db, selected_records};
 use crate::dataset::{DS1, DS2, PACED};
-use crate::eval::{AlgorithmLabel, Ec57Report, RecordScore, read_annotated, score_record};
+use crate::eval::{
+    AlgorithmLabel, Ec57Report, RecordScore, RhythmRecordScore, RhythmReport, ScoredRhythm, Span,
+    read_annotated, reference_spans, score_record, score_rhythms,
+};
+use crate::formats::wfdb::AamiClass;
 use crate::model::classifier::Classifier;
 use crate::model::crossval::{CvRequest, cross_validate};
 use crate::pipeline::offline::analyze_recording;
-use crate::store::Verdict;
+use crate::rhythm::{AfConfig, RhythmAnalyser, RhythmBeat, RhythmConfig, RhythmEvent};
+use crate::store::{BeatRow, Verdict};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -38,15 +44,16 @@ pub(super) struct EvalEc57Args {
     json: bool,
 }
 
-/// The records an `--records` value names.
-fn record_list(db: &std::path::Path, spec: &str) -> Result<Vec<String>> {
+/// The records an `--records` value names; `all` leaves the paced records
+/// out unless `paced`.
+fn record_list(db: &std::path::Path, spec: &str, paced: bool) -> Result<Vec<String>> {
     let named = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let wanted = match spec {
         "ds1" => named(&DS1),
         "ds2" => named(&DS2),
         "all" => selected_records(db, &[])?
             .into_iter()
-            .filter(|r| !PACED.contains(&r.as_str()))
+            .filter(|r| paced || !PACED.contains(&r.as_str()))
             .collect(),
         list => list.split(',').map(|s| s.trim().to_string()).collect(),
     };
@@ -56,7 +63,7 @@ fn record_list(db: &std::path::Path, spec: &str) -> Result<Vec<String>> {
 /// `holterd eval ec57`.
 pub(super) fn eval_ec57(a: EvalEc57Args) -> Result<()> {
     let db = default_db(a.db.clone());
-    let records = record_list(&db, &a.records)?;
+    let records = record_list(&db, &a.records, false)?;
     let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
     if !classifier.five_class() {
         bail!(
@@ -85,10 +92,7 @@ pub(super) fn eval_ec57(a: EvalEc57Args) -> Result<()> {
         let algorithm: Vec<_> = rows
             .iter()
             .map(|r| {
-                let label = match (r.verdict, r.class) {
-                    (Verdict::Unreadable, _) | (_, None) => AlgorithmLabel::Unreadable,
-                    (_, Some(c)) => AlgorithmLabel::Class(c),
-                };
+                let label = beat_class(r).map_or(AlgorithmLabel::Unreadable, AlgorithmLabel::Class);
                 (r.sample, label)
             })
             .collect();
@@ -105,6 +109,223 @@ pub(super) fn eval_ec57(a: EvalEc57Args) -> Result<()> {
     } else {
         println!(
             "{} on {} records of {} (EC57 beat-by-beat: 150 ms match, first 5 minutes not scored)",
+            classifier.name(),
+            records.len(),
+            db.display()
+        );
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// A stored beat's class; `None` when it is unreadable (gate or abstention).
+fn beat_class(row: &BeatRow) -> Option<AamiClass> {
+    match row.verdict {
+        Verdict::Unreadable => None,
+        _ => row.class,
+    }
+}
+
+#[derive(Debug, Args)]
+pub(super) struct EvalRhythmArgs {
+    /// Database directory (default: $HOLTER_DATA_DIR/mitdb).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Records: a comma-separated list, or ds1, ds2 or all (all 48, paced ones included).
+    #[arg(long, default_value = "all")]
+    records: String,
+    /// Five-class model directory (several, comma-separated, form an ensemble).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "models/context-mlp-beat-inter"
+    )]
+    model: Vec<PathBuf>,
+    #[command(flatten)]
+    lead: LeadArgs,
+    /// AF detector: irregularity that opens an episode (comma-separated: each is evaluated).
+    #[arg(long, value_delimiter = ',')]
+    af_on: Vec<f64>,
+    /// AF detector: irregularity below which an episode ends (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    af_off: Vec<f64>,
+    /// AF detector: successive-interval pairs in its window (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    af_window: Vec<usize>,
+    /// AF detector: shortest episode reported, s (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    af_min_s: Vec<f64>,
+    /// Readable beats (1 or 2) a pause needs among the two bounding it.
+    #[arg(long)]
+    pause_readable_flanks: Option<u8>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One record's beats as the rhythm analyser sees them, and its reference episodes.
+struct RhythmCase {
+    record: String,
+    duration_s: f64,
+    beats: Vec<RhythmBeat>,
+    reference: Vec<Span>,
+}
+
+/// The analyser settings an `eval rhythm` grid names (defaults where a list is empty).
+fn rhythm_grid(a: &EvalRhythmArgs) -> Vec<RhythmConfig> {
+    let d = AfConfig::default();
+    let base = RhythmConfig::default();
+    let flanks = a
+        .pause_readable_flanks
+        .unwrap_or(base.pause_readable_flanks);
+    let or = |v: &[f64], x: f64| if v.is_empty() { vec![x] } else { v.to_vec() };
+    let windows = if a.af_window.is_empty() {
+        vec![d.window]
+    } else {
+        a.af_window.clone()
+    };
+    let mut grid = Vec::new();
+    for &on in &or(&a.af_on, d.on) {
+        for &off in &or(&a.af_off, d.off) {
+            for &window in &windows {
+                for &min_s in &or(&a.af_min_s, d.min_s) {
+                    if off > on {
+                        // Hysteresis runs one way only; the pair is not a setting.
+                        continue;
+                    }
+                    grid.push(RhythmConfig {
+                        af: AfConfig {
+                            window,
+                            on,
+                            off,
+                            min_s,
+                        },
+                        pause_readable_flanks: flanks,
+                        ..base.clone()
+                    });
+                }
+            }
+        }
+    }
+    grid
+}
+
+/// Runs the rhythm analyser over every case with `config` and scores it.
+fn score_rhythm_cases(cases: &[RhythmCase], config: &RhythmConfig) -> RhythmReport {
+    let records = cases
+        .iter()
+        .map(|case| {
+            let mut analyser = RhythmAnalyser::new(config.clone());
+            let mut events = Vec::new();
+            for &b in &case.beats {
+                analyser.push(b, &mut events);
+            }
+            analyser.finish(&mut events);
+            let algorithm: Vec<Span> = events
+                .iter()
+                .filter_map(|e| match e {
+                    RhythmEvent::Closed(e) => {
+                        ScoredRhythm::from_episode(e.kind).map(|rhythm| Span {
+                            rhythm,
+                            start_s: e.start_us as f64 / 1e6,
+                            end_s: e.end_us as f64 / 1e6,
+                        })
+                    }
+                    RhythmEvent::Opened(_) => None,
+                })
+                .collect();
+            RhythmRecordScore {
+                record: case.record.clone(),
+                stats: score_rhythms(&case.reference, &algorithm, LEARNING_S, case.duration_s),
+            }
+        })
+        .collect();
+    RhythmReport { records }
+}
+
+/// `holterd eval rhythm`.
+pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
+    let db = default_db(a.db.clone());
+    let records = record_list(&db, &a.records, true)?;
+    let grid = rhythm_grid(&a);
+    if grid.is_empty() {
+        bail!("no setting to evaluate: every --af-off given is above every --af-on");
+    }
+    for config in &grid {
+        config.validate().map_err(anyhow::Error::msg)?;
+    }
+    let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
+    if !classifier.five_class() {
+        bail!(
+            "{} gives binary verdicts; the rhythm analyser needs beat classes (e.g. models/context-mlp-beat-inter)",
+            classifier.name()
+        );
+    }
+    let pause_s = RhythmConfig::default().pause_s;
+    let mut cases = Vec::with_capacity(records.len());
+    for name in &records {
+        let rec = read_annotated(&db.join(name), &a.lead.choice())?;
+        let rows = analyze_recording(
+            name,
+            0,
+            rec.fs,
+            &rec.signal,
+            a.lead.powerline(),
+            &classifier,
+            0.5,
+        )?;
+        let duration_s = rec.signal.len() as f64 / rec.fs;
+        cases.push(RhythmCase {
+            record: name.clone(),
+            duration_s,
+            beats: rows
+                .iter()
+                .map(|r| RhythmBeat {
+                    r_time_us: r.r_time_us,
+                    class: beat_class(r),
+                })
+                .collect(),
+            reference: reference_spans(&rec.annotations, rec.fs, duration_s, pause_s),
+        });
+    }
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    if grid.len() > 1 {
+        let mut json = Vec::new();
+        println!("af.on | af.off | af.window | af.min_s | AF ep Se | ep +P | dur Se | dur +P");
+        for config in &grid {
+            let report = score_rhythm_cases(&cases, config);
+            let af = report
+                .gross()
+                .get(&ScoredRhythm::Af)
+                .copied()
+                .unwrap_or_default();
+            println!(
+                "{:>5} | {:>6} | {:>9} | {:>8} | {:>8} | {:>5} | {:>6} | {:>6}",
+                config.af.on,
+                config.af.off,
+                config.af.window,
+                config.af.min_s,
+                f(af.episode_se()),
+                f(af.episode_ppv()),
+                f(af.duration_se()),
+                f(af.duration_ppv())
+            );
+            json.push(serde_json::json!({
+                "af": {"on": config.af.on, "off": config.af.off, "window": config.af.window, "min_s": config.af.min_s},
+                "gross": report.to_json()["gross"].clone(),
+            }));
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        return Ok(());
+    }
+    let report = score_rhythm_cases(&cases, &grid[0]);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        println!(
+            "rhythm episodes of {} on {} records of {} (EC57/epic: overlap matching, first 5 minutes not scored)",
             classifier.name(),
             records.len(),
             db.display()

@@ -134,6 +134,8 @@ enum EvalCommand {
     Classify(models::EvalClassifyArgs),
     /// Stream records through the whole pipeline and score its five-class verdicts as EC57 does.
     Ec57(evaluate::EvalEc57Args),
+    /// Stream records through the whole pipeline and score its rhythm episodes (AF, VT, SVT, pauses …).
+    Rhythm(evaluate::EvalRhythmArgs),
     /// Leave-records-out cross-validation of a five-class architecture inside DS1.
     Cv(evaluate::EvalCvArgs),
 }
@@ -185,6 +187,7 @@ pub fn main() -> Result<()> {
         Command::Eval(EvalCommand::Detect(a)) => signal::eval_detect(a),
         Command::Eval(EvalCommand::Classify(a)) => models::eval_classify(a),
         Command::Eval(EvalCommand::Ec57(a)) => evaluate::eval_ec57(a),
+        Command::Eval(EvalCommand::Rhythm(a)) => evaluate::eval_rhythm(a),
         Command::Eval(EvalCommand::Cv(a)) => evaluate::eval_cv(a),
         Command::Train(a) => models::train(a),
         Command::Bench(BenchCommand::Dsp(a)) => signal::bench_dsp(a),

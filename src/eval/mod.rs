@@ -1,10 +1,12 @@
 //! Scoring the beat extractor against reference annotations: beat-by-beat
-//! matching per ANSI/AAMI EC57, the noise stress test, and a runner that
-//! streams whole databases through the extractor.
+//! matching per ANSI/AAMI EC57, rhythm episodes as EC57 and `epic` score
+//! them, the noise stress test, and a runner that streams whole databases
+//! through the extractor.
 
 mod detection;
 mod ec57;
 mod noise;
+mod rhythm;
 mod runner;
 
 pub use detection::{
@@ -12,6 +14,10 @@ pub use detection::{
 };
 pub use ec57::{AlgorithmLabel, Confusion, Ec57Report, Ec57Stats, RecordScore, score_record};
 pub use noise::{NoiseKind, add_noise, in_noisy_segment};
+pub use rhythm::{
+    EpisodeStats, RhythmRecordScore, RhythmReport, ScoredRhythm, Span, reference_spans,
+    score_rhythms,
+};
 pub use runner::{
     AnnotatedSignal, DetectEvalOptions, EvalError, RecordResult, eval_record, read_annotated,
 };

@@ -1,0 +1,323 @@
+//! The analyser on synthetic beat sequences: each episode kind's onset and
+//! offset, nothing invented on sinus rhythm with isolated ectopics.
+
+use super::*;
+use crate::formats::wfdb::AamiClass::{N, S, V};
+
+/// Beats at the given RR intervals (s) with the given classes, from t = 0.
+fn beats(seq: &[(f64, Option<AamiClass>)]) -> Vec<RhythmBeat> {
+    let mut t = 0.0;
+    seq.iter()
+        .map(|&(rr, class)| {
+            t += rr;
+            RhythmBeat {
+                r_time_us: (t * 1e6).round() as i64,
+                class,
+            }
+        })
+        .collect()
+}
+
+fn sinus(n: usize, rr: f64) -> Vec<(f64, Option<AamiClass>)> {
+    vec![(rr, Some(N)); n]
+}
+
+/// Closed episodes after feeding everything and finishing.
+fn run(seq: &[(f64, Option<AamiClass>)]) -> (Vec<RhythmEvent>, Vec<Episode>) {
+    run_with(RhythmConfig::default(), seq)
+}
+
+fn run_with(
+    config: RhythmConfig,
+    seq: &[(f64, Option<AamiClass>)],
+) -> (Vec<RhythmEvent>, Vec<Episode>) {
+    let mut a = RhythmAnalyser::new(config);
+    let mut out = Vec::new();
+    for b in beats(seq) {
+        a.push(b, &mut out);
+    }
+    a.finish(&mut out);
+    let closed = out
+        .iter()
+        .filter_map(|e| match e {
+            RhythmEvent::Closed(e) => Some(e.clone()),
+            RhythmEvent::Opened(_) => None,
+        })
+        .collect();
+    (out, closed)
+}
+
+fn kinds(episodes: &[Episode]) -> Vec<EpisodeKind> {
+    episodes.iter().map(|e| e.kind).collect()
+}
+
+/// A small deterministic generator of irregular intervals.
+fn irregular(n: usize, seed: u64) -> Vec<(f64, Option<AamiClass>)> {
+    let mut rng = crate::model::SplitMix64::new(seed);
+    (0..n)
+        .map(|_| (0.45 + 0.5 * f64::from(rng.next_f32()), Some(N)))
+        .collect()
+}
+
+#[test]
+fn sinus_rhythm_with_isolated_ectopics_gives_nothing() {
+    let mut seq = sinus(400, 0.8);
+    for i in (20..400).step_by(37) {
+        // A PVC: early, then a compensatory pause.
+        seq[i] = (0.5, Some(V));
+        seq[i + 1] = (1.1, Some(N));
+    }
+    for i in (40..400).step_by(53) {
+        // A PAC: early, then a shorter, non-compensatory interval.
+        seq[i] = (0.55, Some(S));
+        seq[i + 1] = (0.9, Some(N));
+    }
+    let (events, closed) = run(&seq);
+    assert!(events.is_empty(), "{events:?}");
+    assert!(closed.is_empty());
+}
+
+#[test]
+fn a_ventricular_run_is_vt_when_fast_and_idioventricular_when_slow() {
+    let mut seq = sinus(30, 0.8);
+    seq.extend([
+        (0.45, Some(V)),
+        (0.45, Some(V)),
+        (0.45, Some(V)),
+        (0.45, Some(V)),
+    ]);
+    seq.extend(sinus(30, 0.8));
+    let (events, closed) = run(&seq);
+    assert_eq!(kinds(&closed), [EpisodeKind::VentricularTachycardia]);
+    let vt = &closed[0];
+    assert_eq!(vt.beats, 4);
+    let first_v = beats(&seq)[30].r_time_us;
+    assert_eq!((vt.start_us, vt.end_us), (first_v, first_v + 1_350_000));
+    assert!((vt.max_bpm - 133.3).abs() < 0.1);
+    // Opened at the third V, before the run ended.
+    match &events[0] {
+        RhythmEvent::Opened(e) => assert_eq!((e.beats, e.end_us), (3, first_v + 900_000)),
+        e => panic!("{e:?}"),
+    }
+    let mut slow = sinus(30, 0.8);
+    slow.extend([(1.0, Some(V)); 5]);
+    slow.extend(sinus(30, 0.8));
+    assert_eq!(kinds(&run(&slow).1), [EpisodeKind::IdioventricularRhythm]);
+    // A couplet is no run.
+    let mut couplet = sinus(30, 0.8);
+    couplet.extend([(0.45, Some(V)), (0.45, Some(V))]);
+    couplet.extend(sinus(30, 0.8));
+    assert!(run(&couplet).1.is_empty());
+}
+
+#[test]
+fn a_supraventricular_run_is_svt_when_fast() {
+    let mut seq = sinus(30, 0.8);
+    seq.extend([(0.4, Some(S)); 6]);
+    seq.extend(sinus(30, 0.8));
+    let (_, closed) = run(&seq);
+    assert_eq!(kinds(&closed), [EpisodeKind::SupraventricularTachycardia]);
+    assert_eq!(closed[0].beats, 6);
+}
+
+#[test]
+fn bigeminy_and_trigeminy_after_three_cycles() {
+    let mut seq = sinus(20, 0.8);
+    for _ in 0..10 {
+        seq.extend([(0.9, Some(N)), (0.5, Some(V))]);
+    }
+    seq.extend(sinus(20, 0.8));
+    let (_, closed) = run(&seq);
+    assert_eq!(kinds(&closed), [EpisodeKind::Bigeminy]);
+    let b = beats(&seq);
+    assert_eq!(closed[0].start_us, b[20].r_time_us);
+    // Ends with the last beat in its place in the cycle.
+    assert_eq!(closed[0].end_us, b[40].r_time_us);
+
+    let mut tri = sinus(20, 0.8);
+    for _ in 0..6 {
+        tri.extend([(0.8, Some(N)), (0.8, Some(N)), (0.5, Some(V))]);
+    }
+    tri.extend(sinus(20, 0.8));
+    assert_eq!(kinds(&run(&tri).1), [EpisodeKind::Trigeminy]);
+
+    // Two cycles are not yet bigeminy.
+    let mut two = sinus(20, 0.8);
+    two.extend([
+        (0.9, Some(N)),
+        (0.5, Some(V)),
+        (0.9, Some(N)),
+        (0.5, Some(V)),
+    ]);
+    two.extend(sinus(20, 0.8));
+    assert!(run(&two).1.is_empty());
+}
+
+#[test]
+fn pauses_and_asystole_by_their_interval_and_not_across_noise() {
+    let mut seq = sinus(20, 0.8);
+    seq.push((2.4, Some(N)));
+    seq.extend(sinus(10, 0.8));
+    seq.push((3.5, Some(N)));
+    seq.extend(sinus(10, 0.8));
+    seq.push((1.9, Some(N)));
+    seq.extend(sinus(10, 0.8));
+    // Between unreadable beats a long interval is no pause.
+    seq.push((0.8, None));
+    seq.push((2.5, None));
+    seq.extend(sinus(10, 0.8));
+    let (_, closed) = run(&seq);
+    assert_eq!(kinds(&closed), [EpisodeKind::Pause, EpisodeKind::Asystole]);
+    assert!((closed[0].duration_s() - 2.4).abs() < 1e-6);
+    assert!((closed[1].duration_s() - 3.5).abs() < 1e-6);
+}
+
+#[test]
+fn a_silence_is_announced_before_the_beat_that_ends_it() {
+    let mut a = RhythmAnalyser::new(RhythmConfig::default());
+    let mut out = Vec::new();
+    for b in beats(&sinus(10, 0.8)) {
+        a.push(b, &mut out);
+    }
+    let last = 8_000_000;
+    a.advance(last + 1_000_000, &mut out);
+    assert!(out.is_empty());
+    a.advance(last + 2_100_000, &mut out);
+    a.advance(last + 2_500_000, &mut out);
+    assert!(matches!(&out[..], [RhythmEvent::Opened(e)] if e.kind == EpisodeKind::Pause));
+    a.advance(last + 3_200_000, &mut out);
+    assert!(matches!(&out[1], RhythmEvent::Opened(e) if e.kind == EpisodeKind::Asystole));
+    a.push(
+        RhythmBeat {
+            r_time_us: last + 3_600_000,
+            class: Some(N),
+        },
+        &mut out,
+    );
+    // The closing beat closes the asystole already opened, without reopening it.
+    assert_eq!(out.len(), 3);
+    assert!(
+        matches!(&out[2], RhythmEvent::Closed(e) if e.kind == EpisodeKind::Asystole && e.end_us == last + 3_600_000)
+    );
+}
+
+#[test]
+fn bradycardia_and_tachycardia_need_their_minimum_duration() {
+    let mut seq = sinus(20, 0.8);
+    seq.extend(sinus(20, 1.5)); // 40 /min for 30 s
+    seq.extend(sinus(20, 0.8));
+    seq.extend(sinus(30, 0.5)); // 120 /min for 15 s
+    seq.extend(sinus(20, 0.8));
+    seq.extend(sinus(6, 0.5)); // 3 s: too short
+    seq.extend(sinus(20, 0.8));
+    let (_, closed) = run(&seq);
+    assert_eq!(
+        kinds(&closed),
+        [EpisodeKind::Bradycardia, EpisodeKind::Tachycardia]
+    );
+    let b = beats(&seq);
+    // Onset: the first beat of the first window entirely at the slow rate.
+    assert_eq!(closed[0].start_us, b[19].r_time_us);
+    assert!(closed[0].min_bpm < 41.0);
+}
+
+#[test]
+fn signal_loss_after_its_minimum_span() {
+    let mut seq = sinus(20, 0.8);
+    seq.extend([(0.8, None); 10]);
+    seq.extend(sinus(20, 0.8));
+    seq.extend([(0.8, None); 3]);
+    seq.extend(sinus(20, 0.8));
+    let (_, closed) = run(&seq);
+    assert_eq!(kinds(&closed), [EpisodeKind::SignalLoss]);
+    let b = beats(&seq);
+    assert_eq!(
+        (closed[0].start_us, closed[0].end_us),
+        (b[20].r_time_us, b[30].r_time_us)
+    );
+}
+
+#[test]
+fn atrial_fibrillation_is_found_and_dated_to_its_onset() {
+    let mut seq = sinus(200, 0.8);
+    seq.extend(irregular(300, 7));
+    seq.extend(sinus(200, 0.8));
+    let (_, closed) = run(&seq);
+    assert_eq!(kinds(&closed), [EpisodeKind::AtrialFibrillation]);
+    let b = beats(&seq);
+    let (onset, offset) = (b[200].r_time_us, b[499].r_time_us);
+    let af = &closed[0];
+    // Within a quarter of the window (8 beats, about 6 s) of the true onset and offset.
+    assert!((af.start_us - onset).abs() < 6_000_000, "{af:?} vs {onset}");
+    assert!((af.end_us - offset).abs() < 6_000_000, "{af:?} vs {offset}");
+}
+
+#[test]
+fn bigeminal_and_ectopic_rhythms_are_not_atrial_fibrillation() {
+    // Atrial bigeminy: alternating short and long intervals.
+    let mut seq = sinus(50, 0.8);
+    for _ in 0..150 {
+        seq.extend([(0.5, Some(S)), (1.0, Some(N))]);
+    }
+    seq.extend(sinus(50, 0.8));
+    assert!(
+        !kinds(&run(&seq).1).contains(&EpisodeKind::AtrialFibrillation),
+        "atrial bigeminy"
+    );
+    // Frequent PVCs at irregular places: their intervals are left out.
+    let mut pvc = sinus(400, 0.8);
+    let mut rng = crate::model::SplitMix64::new(3);
+    let mut i = 10;
+    while i + 2 < pvc.len() {
+        pvc[i] = (0.45, Some(V));
+        pvc[i + 1] = (1.15, Some(N));
+        i += 3 + (rng.next_f32() * 4.0) as usize;
+    }
+    assert!(!kinds(&run(&pvc).1).contains(&EpisodeKind::AtrialFibrillation));
+    // An irregular stretch shorter than the shortest AF episode.
+    let mut short = sinus(200, 0.8);
+    short.extend(irregular(20, 9));
+    short.extend(sinus(200, 0.8));
+    assert!(run(&short).1.is_empty());
+}
+
+#[test]
+fn replayed_beats_change_nothing() {
+    let mut seq = sinus(30, 0.8);
+    seq.extend([(0.45, Some(V)); 4]);
+    seq.extend(sinus(30, 0.8));
+    let b = beats(&seq);
+    let (mut once, mut twice) = (Vec::new(), Vec::new());
+    let mut a = RhythmAnalyser::new(RhythmConfig::default());
+    for x in &b {
+        a.push(*x, &mut once);
+    }
+    let mut a = RhythmAnalyser::new(RhythmConfig::default());
+    for (i, x) in b.iter().enumerate() {
+        a.push(*x, &mut twice);
+        if i > 0 {
+            a.push(b[i - 1], &mut twice);
+        }
+    }
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn the_settings_are_checked() {
+    assert!(RhythmConfig::default().validate().is_ok());
+    let bad = RhythmConfig {
+        brady_bpm: 120.0,
+        ..RhythmConfig::default()
+    };
+    assert!(bad.validate().unwrap_err().contains("brady_bpm"));
+    let bad = RhythmConfig {
+        pause_s: f64::NAN,
+        ..RhythmConfig::default()
+    };
+    assert!(bad.validate().unwrap_err().contains("pause_s"));
+    assert_eq!(
+        EpisodeKind::parse("atrial_fibrillation"),
+        Some(EpisodeKind::AtrialFibrillation)
+    );
+    assert_eq!(EpisodeKind::parse("afib"), None);
+}
