@@ -168,14 +168,15 @@ pub struct PipelineConfig {
     pub max_wait_ms: u64,
     /// Capacity of each queue between stages; a full queue pushes back on the broker.
     pub queue_capacity: usize,
-    /// Probability of "abnormal" at or above which a beat is flagged.
+    /// Probability of "abnormal" at or above which a binary model flags a beat
+    /// (five-class models decide by their card's rule).
     pub threshold: f32,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            models: vec!["models/cnn-lstm-rr-inter".into()],
+            models: vec!["models/context-mlp-beat-inter".into()],
             device: "cpu".into(),
             inference_workers: 1,
             max_batch: 64,

@@ -79,5 +79,5 @@ async fn demo_runs_from_an_empty_directory_without_the_database() {
         "{abnormal} of {} beats flagged (the excerpt has 81 V beats)",
         beats.len()
     );
-    assert!(beats.iter().all(|b| b.model == "cnn-lstm-rr-inter"));
+    assert!(beats.iter().all(|b| b.model == "context-mlp-beat-inter"));
 }

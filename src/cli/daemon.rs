@@ -140,13 +140,13 @@ pub struct AnalyzeArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "models/cnn-lstm-rr-inter"
+        default_value = "models/context-mlp-beat-inter"
     )]
     model: Vec<PathBuf>,
     /// Time of the first sample, µs since the Unix epoch.
     #[arg(long, default_value_t = 0)]
     t0_us: i64,
-    /// Probability of "abnormal" at or above which a beat is flagged.
+    /// Probability of "abnormal" at or above which a binary model flags a beat (five-class models decide by their card's rule).
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
     /// Output CSV.

@@ -42,7 +42,7 @@ use candle_core::Tensor;
 use std::path::{Path, PathBuf};
 
 /// A model path as given when it exists; else, for a relative path such as the
-/// default `models/cnn-lstm-rr-inter`, the same path in the source tree this
+/// default `models/context-mlp-beat-inter`, the same path in the source tree this
 /// binary was built from, so that `cargo run` works from any directory.
 pub fn locate(path: &Path) -> PathBuf {
     if path.exists() || path.is_absolute() {
