@@ -39,6 +39,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub streams: StreamsConfig,
     pub pipeline: PipelineConfig,
+    /// The rhythm analyser's thresholds (pauses, rates, runs, AF).
+    pub rhythm: crate::rhythm::RhythmConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -384,6 +386,9 @@ impl Config {
         if !(self.pipeline.threshold > 0.0 && self.pipeline.threshold < 1.0) {
             return Err(key_error("pipeline.threshold", "must be between 0 and 1"));
         }
+        self.rhythm
+            .validate()
+            .map_err(|message| key_error("rhythm", message))?;
         if !self.http.metrics_listen.is_empty()
             && self.http.metrics_listen.parse::<SocketAddr>().is_err()
         {
@@ -482,11 +487,38 @@ fn env_key(table: &Table, name: &str) -> Result<Option<(String, String)>, Config
 }
 
 /// Sets `section.key` from a string, parsed as the type the key's default has.
+/// A key of a nested table is `sub.key` (flags) or `sub_key` (environment),
+/// e.g. `rhythm.af.on` and `HOLTER_RHYTHM_AF_ON`.
 fn set(table: &mut Table, section: &str, key: &str, raw: &str) -> Result<(), ConfigError> {
     let name = format!("{section}.{key}");
+    let Some(Value::Table(top)) = table.get(section) else {
+        return Err(key_error(&name, "unknown section"));
+    };
+    // The nested tables the key walks through, then the key inside the last.
+    let (mut path, mut key, mut current) = (Vec::new(), key.to_string(), top);
+    while !current.contains_key(&key) {
+        let nested = current.iter().find_map(|(k, v)| match v {
+            Value::Table(t) => key
+                .strip_prefix(k.as_str())
+                .and_then(|r| r.strip_prefix('.').or_else(|| r.strip_prefix('_')))
+                .map(|rest| (k.clone(), rest.to_string(), t)),
+            _ => None,
+        });
+        let Some((k, rest, t)) = nested else { break };
+        (key, current) = (rest, t);
+        path.push(k);
+    }
     let Some(Value::Table(sub)) = table.get_mut(section) else {
         return Err(key_error(&name, "unknown section"));
     };
+    let mut sub = sub;
+    for k in &path {
+        let Some(Value::Table(inner)) = sub.get_mut(k) else {
+            return Err(key_error(&name, "unknown key"));
+        };
+        sub = inner;
+    }
+    let key = key.as_str();
     let Some(slot) = sub.get_mut(key) else {
         return Err(key_error(&name, "unknown key"));
     };
@@ -530,6 +562,22 @@ mod tests {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/holterd.toml");
         let c = Config::load(Some(&shipped), [], &[]).unwrap();
         assert_eq!(to_table(&c), to_table(&Config::default()));
+    }
+
+    #[test]
+    fn nested_keys_are_set_by_flag_and_by_environment() {
+        let c = load_str(
+            "",
+            &[("HOLTER_RHYTHM_AF_WINDOW", "48")],
+            &["rhythm.af.on=0.2", "rhythm.pause_s=2.5"],
+        )
+        .unwrap();
+        assert_eq!((c.rhythm.af.on, c.rhythm.af.window), (0.2, 48));
+        assert_eq!(c.rhythm.pause_s, 2.5);
+        let e = load_str("", &[], &["rhythm.af.nope=1"]).unwrap_err();
+        assert!(e.to_string().contains("rhythm.af.nope"), "{e}");
+        let e = load_str("", &[], &["rhythm.af.off=0.5"]).unwrap_err();
+        assert!(e.to_string().contains("rhythm.af.off"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub beats_extracted: IntCounter,
     pub beats_out_of_distribution: IntCounter,
     pub beats_stored: IntCounterVec,
+    pub episodes_opened: IntCounterVec,
     pub active_streams: IntGauge,
     pub queue_depth: IntGaugeVec,
     pub backpressure_waits: IntCounterVec,
@@ -125,6 +126,12 @@ impl Metrics {
                 "Beats stored, by verdict",
                 &["verdict"],
             ),
+            episodes_opened: counter_vec(
+                &r,
+                "holterd_episodes_opened_total",
+                "Rhythm episodes opened on live beats, by kind",
+                &["kind"],
+            ),
             active_streams: gauge(&r, "holterd_active_streams", "Device streams open now"),
             queue_depth: {
                 let g = IntGaugeVec::new(
@@ -201,6 +208,9 @@ impl Metrics {
         for v in crate::store::Verdict::ALL {
             m.beats_stored.with_label_values(&[v.as_str()]);
         }
+        for k in crate::rhythm::EpisodeKind::ALL {
+            m.episodes_opened.with_label_values(&[k.as_str()]);
+        }
         for q in [
             "source",
             "ingest",
@@ -212,7 +222,7 @@ impl Metrics {
             m.queue_depth.with_label_values(&[q]);
             m.backpressure_waits.with_label_values(&[q]);
         }
-        for w in ["chunks", "beats"] {
+        for w in ["chunks", "beats", "rhythm"] {
             m.store_errors.with_label_values(&[w]);
             m.store_write_seconds.with_label_values(&[w]);
         }

@@ -88,6 +88,7 @@ pub async fn run<S: Store>(
         classified_rx,
         metrics.clone(),
         config.store.write_batch,
+        config.rhythm.clone(),
     ));
     let workers = inference::spawn(
         config.pipeline.inference_workers,

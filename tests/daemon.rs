@@ -14,9 +14,11 @@ use holterd::formats::wfdb::Recording;
 use holterd::metrics::Metrics;
 use holterd::model::classifier::Classifier;
 use holterd::pipeline::offline::{analyze_recording, compare};
+use holterd::pipeline::rhythm::episodes_of;
 use holterd::replay::{Encoding, ReplayOptions, replay};
+use holterd::rhythm::RhythmConfig;
 use holterd::server::{Listeners, run};
-use holterd::store::{AnyStore, BeatQuery, Store};
+use holterd::store::{AnyStore, BeatQuery, EpisodeQuery, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 const T0_US: i64 = 1_764_000_000_000_000;
 
 fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cnn-lstm-inter")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/context-mlp-beat-inter")
 }
 
 /// The embedded broker on a free port (one per test).
@@ -211,7 +213,26 @@ async fn assert_matches_offline(store: &AnyStore, recs: &[Recording], devices: &
         assert!(offline.len() > 150, "{device}: a 3-minute record has beats");
         let c = compare(&stored, &offline);
         assert!(c.is_exact(), "{device}: {c:?}");
-        assert!(stored.iter().all(|b| b.model == "cnn-lstm-inter"));
+        assert!(stored.iter().all(|b| b.model == "context-mlp-beat-inter"));
+        // The rhythm episodes too: the same as the offline analyser's on the same beats.
+        let expected = episodes_of(&offline, &RhythmConfig::default());
+        let episodes = store
+            .episodes(&EpisodeQuery {
+                device: device.clone(),
+                from_us: i64::MIN,
+                to_us: i64::MAX,
+                kind: None,
+                limit: 1000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(episodes, expected, "{device}");
+        if device.starts_with("119") {
+            assert!(
+                !episodes.is_empty(),
+                "record 119 has ventricular bigeminy and trigeminy"
+            );
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 
 mod common;
 
-use holterd::store::{AnyStore, BeatQuery, SqliteStore, Store, Verdict};
+use holterd::rhythm::EpisodeKind;
+use holterd::store::{AnyStore, BeatQuery, EpisodeQuery, SqliteStore, Store, Verdict};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,4 +81,34 @@ async fn demo_runs_from_an_empty_directory_without_the_database() {
         beats.len()
     );
     assert!(beats.iter().all(|b| b.model == "context-mlp-beat-inter"));
+
+    // The rhythm analyser ran beside the beats: record 119's ventricular
+    // bigeminy and trigeminy are stored as episodes.
+    let store = AnyStore::Sqlite(SqliteStore::open(&db).await.unwrap());
+    let episodes = store
+        .episodes(&EpisodeQuery {
+            device: "demo-119".into(),
+            from_us: i64::MIN,
+            to_us: i64::MAX,
+            kind: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    let patterns: Vec<_> = episodes
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.episode.kind,
+                EpisodeKind::Bigeminy | EpisodeKind::Trigeminy
+            )
+        })
+        .collect();
+    assert!(!patterns.is_empty(), "{episodes:?}");
+    assert!(
+        patterns
+            .iter()
+            .all(|e| e.episode.beats >= 6
+                && e.analyser.starts_with("rhythm/1 context-mlp-beat-inter"))
+    );
 }

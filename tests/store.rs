@@ -6,9 +6,10 @@ mod common;
 use holterd::clock::MINUTE_US;
 use holterd::dsp::Quality;
 use holterd::formats::wfdb::AamiClass;
+use holterd::rhythm::{Episode, EpisodeKind};
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, FlaggedLink, SegmentKey, SegmentRow,
-    Store, UploadBeatRow, UploadRow, Verdict, VerdictCounts,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, EpisodeQuery, EpisodeRow, FlaggedLink,
+    SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict, VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
@@ -107,9 +108,12 @@ async fn suite(s: AnyStore) {
         beat(&dev, 0, 3_000, Verdict::Unreadable, None),
         beat(&dev, 0, 4_000, Verdict::Abnormal, Some(0.6)),
     ];
-    assert_eq!(s.write_beats(&beats[..2], &[]).await.unwrap(), 2);
-    assert_eq!(s.write_beats(&beats, &[key(&dev, 0)]).await.unwrap(), 2);
-    assert_eq!(s.write_beats(&beats, &[]).await.unwrap(), 0);
+    assert_eq!(s.write_beats(&beats[..2], &[], &[]).await.unwrap(), 2);
+    assert_eq!(
+        s.write_beats(&beats, &[key(&dev, 0)], &[]).await.unwrap(),
+        2
+    );
+    assert_eq!(s.write_beats(&beats, &[], &[]).await.unwrap(), 0);
     assert_eq!(s.last_beat_us(&key(&dev, 0)).await.unwrap(), Some(4_000));
     assert_eq!(s.last_beat_us(&key(&dev, 9)).await.unwrap(), None);
     let open: Vec<_> = s
@@ -190,12 +194,12 @@ async fn review_suite(s: AnyStore) {
     let mut chunk0 = chunk(&dev, 0, 0);
     chunk0.t0_us = t(0, 0);
     let imported = s
-        .import_recording(&[segment(&dev, 0)], &[chunk0.clone()], &beats)
+        .import_recording(&[segment(&dev, 0)], &[chunk0.clone()], &beats, &[])
         .await
         .unwrap();
     assert_eq!(imported, 4);
     // Writing the same beats again changes no rollup.
-    s.write_beats(&beats, &[]).await.unwrap();
+    s.write_beats(&beats, &[], &[]).await.unwrap();
     let minutes = s.minutes(&dev, m0, m0 + 10).await.unwrap();
     assert_eq!(minutes.len(), 2);
     assert_eq!(minutes[0].minute, m0);
@@ -259,7 +263,7 @@ async fn review_suite(s: AnyStore) {
         b.rr_prev_ms = (i != 2).then_some(800.0);
         linked.push(b);
     }
-    s.write_beats(&linked, &[]).await.unwrap();
+    s.write_beats(&linked, &[], &[]).await.unwrap();
     assert_eq!(
         s.flagged_links(&dev, t(5, 0), t(6, 0))
             .await
@@ -366,7 +370,7 @@ async fn class_suite(s: AnyStore) {
         .collect();
     beats.push(beat(&dev, 0, t(8), Verdict::Unreadable, None));
     beats.push(beat(&dev, 0, t(61), Verdict::Abnormal, Some(0.8)));
-    s.write_beats(&beats, &[]).await.unwrap();
+    s.write_beats(&beats, &[], &[]).await.unwrap();
     assert_eq!(s.beats(&BeatQuery::all(&dev, 100)).await.unwrap(), beats);
     assert_eq!(s.beat(&dev, t(1)).await.unwrap(), Some(beats[1].clone()));
     let of = |class: Option<AamiClass>, verdict: Option<Verdict>| BeatQuery {
@@ -430,7 +434,7 @@ async fn class_suite(s: AnyStore) {
     // filter reads abnormal classes from the flagged-beat index).
     let mut wrong = classed(&dev, t(30), V);
     wrong.verdict = Verdict::Normal;
-    assert!(s.write_beats(&[wrong], &[]).await.is_err());
+    assert!(s.write_beats(&[wrong], &[], &[]).await.is_err());
 }
 
 const BEFORE_CLASSES: i64 = 20261202000001;
@@ -502,7 +506,7 @@ async fn old_rows_read_after_migration(s: AnyStore, dev: &str, t: i64) {
     let ub = s.upload_beat(dev, 0).await.unwrap().unwrap();
     assert_eq!((ub.class, ub.class_probs), (None, None));
     assert_eq!(s.flagged_links(dev, t, t + 1).await.unwrap()[0].class, None);
-    s.write_beats(&[classed(dev, t + 1_000_000, AamiClass::V)], &[])
+    s.write_beats(&[classed(dev, t + 1_000_000, AamiClass::V)], &[], &[])
         .await
         .unwrap();
     let m = s
@@ -553,12 +557,111 @@ async fn postgres_rows_of_the_previous_schema_read_after_migration() {
     old_rows_read_after_migration(AnyStore::Postgres(inner), &dev, t).await;
 }
 
+fn episode(
+    device: &str,
+    kind: EpisodeKind,
+    start_us: i64,
+    end_us: i64,
+    ongoing: bool,
+) -> EpisodeRow {
+    EpisodeRow {
+        device: device.into(),
+        episode: Episode {
+            kind,
+            start_us,
+            end_us,
+            beats: ((end_us - start_us) / 500_000) as u32 + 1,
+            min_bpm: 110.0,
+            max_bpm: 160.5,
+        },
+        ongoing,
+        analyser: "rhythm/1 m".into(),
+    }
+}
+
+/// Episodes are stored with the beats, updated in place, and read by range and kind.
+async fn episode_suite(s: AnyStore) {
+    let dev = common::unique("ep-");
+    let (vt, af) = (
+        EpisodeKind::VentricularTachycardia,
+        EpisodeKind::AtrialFibrillation,
+    );
+    s.write_chunks(&[segment(&dev, 0)], &[]).await.unwrap();
+    let b = beat(&dev, 0, 10_000_000, Verdict::Normal, Some(0.1));
+    let opened = episode(&dev, af, 5_000_000, 20_000_000, true);
+    s.write_beats(
+        std::slice::from_ref(&b),
+        &[],
+        &[
+            opened.clone(),
+            episode(&dev, vt, 8_000_000, 9_000_000, false),
+        ],
+    )
+    .await
+    .unwrap();
+    let all = |from_us, to_us, kind| EpisodeQuery {
+        device: dev.clone(),
+        from_us,
+        to_us,
+        kind,
+        limit: 100,
+    };
+    let got = s.episodes(&all(0, i64::MAX, None)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0], opened, "read back as written, oldest onset first");
+    // The same episode again, closed and longer: one row, updated.
+    let closed = episode(&dev, af, 5_000_000, 60_000_000, false);
+    s.write_beats(&[b], &[], std::slice::from_ref(&closed))
+        .await
+        .unwrap();
+    let got = s.episodes(&all(0, i64::MAX, Some(af))).await.unwrap();
+    assert_eq!(got, vec![closed]);
+    // Overlap with the range decides, not the onset alone.
+    assert_eq!(
+        s.episodes(&all(50_000_000, 70_000_000, None))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.episodes(&all(9_500_000, 9_600_000, Some(vt)))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        s.episodes(&all(0, 5_000_000, None)).await.unwrap().len(),
+        0,
+        "to is exclusive"
+    );
+    let other = s
+        .episodes(&EpisodeQuery {
+            device: "no-such".into(),
+            ..all(0, i64::MAX, None)
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    // A segment's stored beats, for the rhythm analyser's rebuild after a restart.
+    let marks = s.segment_marks(&key(&dev, 0), i64::MAX).await.unwrap();
+    assert_eq!(marks.len(), 1);
+    assert!(
+        s.segment_marks(&key(&dev, 0), 10_000_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let s = common::sqlite_store().await;
     suite(s.clone()).await;
     review_suite(s.clone()).await;
-    class_suite(s).await;
+    class_suite(s.clone()).await;
+    episode_suite(s).await;
 }
 
 #[tokio::test]
@@ -569,7 +672,8 @@ async fn postgres_store() {
     };
     suite(s.clone()).await;
     review_suite(s.clone()).await;
-    class_suite(s).await;
+    class_suite(s.clone()).await;
+    episode_suite(s).await;
 }
 
 #[tokio::test]
@@ -579,7 +683,7 @@ async fn corrupt_rows_are_errors_not_panics() {
         unreachable!()
     };
     let dev = common::unique("dev-");
-    s.write_beats(&[beat(&dev, 0, 1, Verdict::Normal, Some(0.2))], &[])
+    s.write_beats(&[beat(&dev, 0, 1, Verdict::Normal, Some(0.2))], &[], &[])
         .await
         .unwrap();
     sqlx::query("UPDATE beats SET beat = x'010203' WHERE device_id = ?1")

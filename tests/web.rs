@@ -13,8 +13,9 @@ use holterd::http::{HttpState, Web, router};
 use holterd::metrics::Metrics;
 use holterd::model::classifier::Classifier;
 use holterd::pipeline::offline::analyze_recording;
-use holterd::store::{AnyStore, BeatRow, Store};
-use serde_json::Value;
+use holterd::rhythm::{Episode, EpisodeKind};
+use holterd::store::{AnyStore, BeatRow, EpisodeRow, Store};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -186,10 +187,27 @@ async fn seed(store: &AnyStore) -> Vec<BeatRow> {
     let chunks = common::chunk_rows(&key, T0, f.fs, &f.signal, 3600);
     let seg = common::segment_row(key, T0, f.fs);
     store
-        .import_recording(&[seg], &chunks, &beats)
+        .import_recording(&[seg], &chunks, &beats, &[seeded_episode()])
         .await
         .unwrap();
     beats
+}
+
+/// A tachycardia episode stored with the seeded beats (record 100 has none of its own).
+fn seeded_episode() -> EpisodeRow {
+    EpisodeRow {
+        device: "rec-100".into(),
+        episode: Episode {
+            kind: EpisodeKind::Tachycardia,
+            start_us: T0 + 30_000_000,
+            end_us: T0 + 45_000_000,
+            beats: 30,
+            min_bpm: 104.0,
+            max_bpm: 131.0,
+        },
+        ongoing: false,
+        analyser: "rhythm/1 test".into(),
+    }
 }
 
 /// Every GET page and API route, with placeholders filled for the seeded data.
@@ -205,6 +223,7 @@ fn get_routes(t: i64) -> Vec<String> {
         "/api/v1/devices/rec-100/beats",
         "/api/v1/devices/rec-100/trend",
         "/api/v1/devices/rec-100/summary",
+        "/api/v1/devices/rec-100/episodes",
         "/api/v1/models",
         "/api/v1/uploads",
         "/api/v1/openapi.json",
@@ -431,6 +450,49 @@ async fn beats_filters_pagination_beat_and_summary() {
         let r = a.get(&format!("/devices/rec-100?{q}"), tok).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "page {q}");
     }
+
+    // Rhythm episodes: by range and kind; a kind that does not exist is named.
+    let r = a
+        .get("/api/v1/devices/rec-100/episodes?from=0", tok)
+        .await
+        .json();
+    let e = &r["episodes"][0];
+    assert_eq!(r["episodes"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(e["kind"], "tachycardia");
+    assert_eq!(e["start_us"], T0 + 30_000_000);
+    assert_eq!(e["duration_s"], 15.0);
+    assert_eq!(
+        (e["beats"].clone(), e["ongoing"].clone()),
+        (json!(30), json!(false))
+    );
+    let q = format!("from={}&kind=pause", T0);
+    let r = a
+        .get(&format!("/api/v1/devices/rec-100/episodes?{q}"), tok)
+        .await
+        .json();
+    assert_eq!(r["episodes"].as_array().unwrap().len(), 0, "{r}");
+    let q = format!("from={}&to={}", T0 + 50_000_000, T0 + 60_000_000);
+    let r = a
+        .get(&format!("/api/v1/devices/rec-100/episodes?{q}"), tok)
+        .await
+        .json();
+    assert_eq!(
+        r["episodes"].as_array().unwrap().len(),
+        0,
+        "after its end: {r}"
+    );
+    let r = a
+        .get("/api/v1/devices/rec-100/episodes?kind=vfib", tok)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("atrial_fibrillation"),
+        "{}",
+        r.body
+    );
 
     // One beat: its values, the ±5 s strip, neighbours.
     let b = &beats[20];

@@ -276,7 +276,7 @@ async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
         prev_rr = Some(rr_ms);
         written += 1;
         if batch.len() == 10_000 || written == n {
-            store.write_beats(&batch, &[]).await?;
+            store.write_beats(&batch, &[], &[]).await?;
             batch.clear();
         }
     }

@@ -9,12 +9,12 @@ use crate::eval::{
     AlgorithmLabel, Ec57Report, RecordScore, RhythmRecordScore, RhythmReport, ScoredRhythm, Span,
     read_annotated, reference_spans, score_record, score_rhythms,
 };
-use crate::formats::wfdb::AamiClass;
 use crate::model::classifier::Classifier;
 use crate::model::crossval::{CvRequest, cross_validate};
 use crate::pipeline::offline::analyze_recording;
+use crate::pipeline::rhythm::beat_of_row;
 use crate::rhythm::{AfConfig, RhythmAnalyser, RhythmBeat, RhythmConfig, RhythmEvent};
-use crate::store::{BeatRow, Verdict};
+use crate::store::Verdict;
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -92,7 +92,10 @@ pub(super) fn eval_ec57(a: EvalEc57Args) -> Result<()> {
         let algorithm: Vec<_> = rows
             .iter()
             .map(|r| {
-                let label = beat_class(r).map_or(AlgorithmLabel::Unreadable, AlgorithmLabel::Class);
+                let label = match (r.verdict, r.class) {
+                    (Verdict::Unreadable, _) | (_, None) => AlgorithmLabel::Unreadable,
+                    (_, Some(c)) => AlgorithmLabel::Class(c),
+                };
                 (r.sample, label)
             })
             .collect();
@@ -116,14 +119,6 @@ pub(super) fn eval_ec57(a: EvalEc57Args) -> Result<()> {
         print!("{report}");
     }
     Ok(())
-}
-
-/// A stored beat's class; `None` when it is unreadable (gate or abstention).
-fn beat_class(row: &BeatRow) -> Option<AamiClass> {
-    match row.verdict {
-        Verdict::Unreadable => None,
-        _ => row.class,
-    }
 }
 
 #[derive(Debug, Args)]
@@ -278,13 +273,7 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
         cases.push(RhythmCase {
             record: name.clone(),
             duration_s,
-            beats: rows
-                .iter()
-                .map(|r| RhythmBeat {
-                    r_time_us: r.r_time_us,
-                    class: beat_class(r),
-                })
-                .collect(),
+            beats: rows.iter().filter_map(beat_of_row).collect(),
             reference: reference_spans(&rec.annotations, rec.fs, duration_s, pause_s),
         });
     }

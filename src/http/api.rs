@@ -6,7 +6,7 @@ use super::paper::PAPER;
 use super::range::{DeviceRange, RangeQuery, stored_beat};
 use super::{Failure, HttpState, Uploader, Viewer, jobs, upload};
 use crate::formats::wfdb::AamiClass;
-use crate::store::{BeatRow, Store, UploadRow};
+use crate::store::{BeatRow, EpisodeQuery, Store, UploadRow};
 use crate::{clock, review};
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
@@ -26,6 +26,7 @@ pub fn routes<S: Store>() -> Router<HttpState<S>> {
         .route("/devices/{device}/beats/{t}", get(beat::<S>))
         .route("/devices/{device}/trend", get(trend::<S>))
         .route("/devices/{device}/summary", get(summary::<S>))
+        .route("/devices/{device}/episodes", get(episodes::<S>))
         .route("/models", get(models::<S>))
         .route("/uploads", get(uploads::<S>).post(upload::<S>))
         .route("/uploads/jobs/{job}", get(job::<S>))
@@ -184,6 +185,50 @@ async fn trend<S: Store>(
         "device": device, "from_us": r.from_us, "to_us": r.to_us,
         "counts": counts.counts, "classes": counts.burdens(),
         "recorded_minutes": counts.recorded_minutes, "heart_rate": points,
+    })))
+}
+
+async fn episodes<S: Store>(
+    State(s): State<HttpState<S>>,
+    Viewer(_): Viewer,
+    ApiRange {
+        device,
+        query: q,
+        range: r,
+        ..
+    }: ApiRange,
+) -> ApiResult {
+    let eq = EpisodeQuery {
+        device: device.clone(),
+        from_us: r.from_us,
+        to_us: r.to_us,
+        kind: q.kind()?,
+        limit: q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT),
+    };
+    let rows = s.store.episodes(&eq).await?;
+    let episodes: Vec<Value> = rows
+        .iter()
+        .map(|e| {
+            let ep = &e.episode;
+            json!({
+                "kind": ep.kind.as_str(),
+                "start_us": ep.start_us,
+                "end_us": ep.end_us,
+                "start_utc": clock::format_utc(ep.start_us),
+                "duration_s": ep.duration_s(),
+                "beats": ep.beats,
+                "min_bpm": ep.min_bpm,
+                "max_bpm": ep.max_bpm,
+                "ongoing": e.ongoing,
+                "analyser": e.analyser,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "device": device,
+        "from_us": r.from_us,
+        "to_us": r.to_us,
+        "episodes": episodes,
     })))
 }
 

@@ -296,7 +296,8 @@ async fn run_recording<S: Store>(
         web.jobs
             .set(&job_id, running("analysing", 0, recording.samples.len()));
         let c = web.models.classifier(&model).map_err(|e| e.to_string())?;
-        recording_rows(recording, web.powerline_hz, &c, web.threshold).map_err(|e| e.to_string())
+        recording_rows(recording, web.powerline_hz, &c, web.threshold, &web.rhythm)
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| format!("analysis stopped: {e}"))??;
@@ -307,7 +308,12 @@ async fn run_recording<S: Store>(
         .set(job, running("storing", beats.len(), beats.len()));
     let stored = state
         .store
-        .import_recording(std::slice::from_ref(&rows.segment), &rows.chunks, beats)
+        .import_recording(
+            std::slice::from_ref(&rows.segment),
+            &rows.chunks,
+            beats,
+            &rows.episodes,
+        )
         .await
         .map_err(|e| store_failed(&e))?;
     let flagged = beats

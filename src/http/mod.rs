@@ -43,6 +43,8 @@ pub struct Web {
     /// p(abnormal) at or above which a beat is flagged.
     pub threshold: f32,
     pub powerline_hz: Option<f64>,
+    /// The rhythm analyser's settings, for uploaded recordings as for streams.
+    pub rhythm: crate::rhythm::RhythmConfig,
     pub max_upload_bytes: u64,
     /// Uploads read and processed at once; more wait their turn, so a burst of
     /// large files cannot exhaust memory or starve the live pipeline.
@@ -61,6 +63,7 @@ impl Web {
             jobs: jobs::Jobs::default(),
             threshold: config.pipeline.threshold,
             powerline_hz: config.powerline(),
+            rhythm: config.rhythm.clone(),
             max_upload_bytes: config.http.max_upload_mib * 1024 * 1024,
             upload_slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
         })

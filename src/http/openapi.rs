@@ -112,6 +112,29 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/devices/{device}/episodes",
+        summary: "Rhythm episodes overlapping a range, by onset: kind (atrial_fibrillation, ventricular_tachycardia, idioventricular_rhythm, supraventricular_tachycardia, supraventricular_run, bigeminy, trigeminy, pause, asystole, bradycardia, tachycardia, signal_loss), start/end (µs), duration, beats, min/max rate, `ongoing` (still under way), the analyser and model",
+        role: "viewer",
+        params: &[
+            DEVICE,
+            RANGE[0],
+            RANGE[1],
+            (
+                "kind",
+                In::Query,
+                "string",
+                "Only episodes of this kind (empty: any)",
+            ),
+            (
+                "limit",
+                In::Query,
+                "integer",
+                "Episodes, 1 to 1000 (default 1000)",
+            ),
+        ],
+    },
+    Operation {
+        method: "get",
         path: "/models",
         summary: "Shipped models' cards (metrics on both protocols, training history), the choices for uploads, and the paper's numbers",
         role: "viewer",
@@ -270,6 +293,6 @@ mod tests {
         documented.sort();
         assert_eq!(routed, documented);
         let doc = document();
-        assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(11));
+        assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(12));
     }
 }

@@ -5,6 +5,7 @@
 use super::{Failure, HttpState};
 use crate::clock::{self, MINUTE_US};
 use crate::formats::wfdb::AamiClass;
+use crate::rhythm::EpisodeKind;
 use crate::store::{BeatQuery, Store, Verdict};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
@@ -29,6 +30,8 @@ pub struct RangeQuery {
     /// Show flagged beats after this R time (µs): the next page.
     pub after: Option<i64>,
     pub limit: Option<u32>,
+    /// A rhythm episode kind (`atrial_fibrillation`, `pause`, …), or empty for any (episodes only).
+    pub kind: Option<String>,
 }
 
 /// A resolved time range.
@@ -127,6 +130,22 @@ impl RangeQuery {
     }
 
     /// The beat query for this page of results.
+    /// The episode kind asked for (`None`: any).
+    pub fn kind(&self) -> Result<Option<EpisodeKind>, Failure> {
+        match self
+            .kind
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+        {
+            None => Ok(None),
+            Some(k) => EpisodeKind::parse(k).map(Some).ok_or_else(|| {
+                let kinds: Vec<&str> = EpisodeKind::ALL.iter().map(|k| k.as_str()).collect();
+                Failure::bad_request(format!("kind {k:?}: give one of {}", kinds.join(", ")))
+            }),
+        }
+    }
+
     pub fn beat_query(
         &self,
         device: &str,

@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! MQTT source ─▶ ingest ─▶ analysis ─▶ batcher ─▶ inference workers ─▶ writer
-//!  (decode)     (order,    (per-device  (max size,  (dedicated threads)  (bulk beats,
-//!               store raw,  extractor)   max wait)                        in batch order)
-//!               then ack)
+//!  (decode)     (order,    (per-device  (max size,  (dedicated threads)  (bulk beats and
+//!               store raw,  extractor)   max wait)                        rhythm episodes,
+//!               then ack)                                                 in batch order)
 //! ```
 //!
 //! Every queue is a bounded channel: when a stage falls behind, the one
@@ -21,6 +21,7 @@ pub mod inference;
 pub mod ingest;
 pub mod offline;
 pub mod recording;
+pub mod rhythm;
 pub mod sequencer;
 pub mod writer;
 
@@ -105,7 +106,7 @@ pub async fn send_counted<T>(
 
 /// Runs the store write `write` until it succeeds, waiting between attempts
 /// (doubling from 100 ms to 5 s) and reporting each failure in the metrics and
-/// the log. `what` labels the metrics ("chunks" or "beats").
+/// the log. `what` labels the metrics ("chunks", "beats", or "rhythm" for the rhythm stage's reads).
 pub(crate) async fn write_with_retry<T, F, Fut>(
     metrics: &crate::metrics::Metrics,
     what: &str,

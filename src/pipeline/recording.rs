@@ -1,12 +1,15 @@
 //! A whole recording (an upload) made into the rows the daemon stores for a
 //! streamed one: one segment, its samples cut into chunks as the wire would
-//! carry them, and the beats of the offline analysis
-//! ([`super::offline::analyze_recording`]) filed under that segment.
+//! carry them, the beats of the offline analysis
+//! ([`super::offline::analyze_recording`]) filed under that segment, and the
+//! rhythm episodes of those beats ([`super::rhythm::episodes_of`]).
 
 use super::offline::analyze_recording;
+use super::rhythm::episodes_of;
 use crate::model::ModelError;
 use crate::model::classifier::Classifier;
-use crate::store::{BeatRow, ChunkRow, SegmentKey, SegmentRow};
+use crate::rhythm::RhythmConfig;
+use crate::store::{BeatRow, ChunkRow, EpisodeRow, SegmentKey, SegmentRow};
 
 /// One lead of a recording and where it belongs.
 pub struct Recording {
@@ -28,6 +31,7 @@ pub struct RecordingRows {
     pub segment: SegmentRow,
     pub chunks: Vec<ChunkRow>,
     pub beats: Vec<BeatRow>,
+    pub episodes: Vec<EpisodeRow>,
 }
 
 /// Samples per stored chunk of a recording (10 s, within the wire limit).
@@ -36,12 +40,13 @@ fn chunk_len(fs: f64) -> usize {
 }
 
 /// Analyses `rec` as the daemon analyses a stream (CPU-bound: call it off the
-/// async runtime) and returns its segment, chunks and beats.
+/// async runtime) and returns its segment, chunks, beats and episodes.
 pub fn recording_rows(
     rec: Recording,
     powerline_hz: Option<f64>,
     classifier: &Classifier,
     threshold: f32,
+    rhythm: &RhythmConfig,
 ) -> Result<RecordingRows, ModelError> {
     let Recording {
         key,
@@ -83,9 +88,11 @@ pub fn recording_rows(
         lead,
         after_gap: false,
     };
+    let episodes = episodes_of(&beats, rhythm);
     Ok(RecordingRows {
         segment,
         chunks,
         beats,
+        episodes,
     })
 }

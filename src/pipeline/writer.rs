@@ -1,9 +1,12 @@
 //! The writer: stores classified beats in bulk, in batch order, so that the
 //! beats of a segment are all stored before the segment is marked closed
-//! (even with several inference workers finishing out of order).
+//! (even with several inference workers finishing out of order), with the
+//! rhythm episodes those beats open, extend or close ([`super::rhythm`]).
 
+use super::rhythm::{EpisodeBatch, RhythmStage};
 use super::{Classified, write_with_retry};
 use crate::metrics::Metrics;
+use crate::rhythm::RhythmConfig;
 use crate::store::{BeatRow, SegmentKey, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +19,9 @@ pub async fn run<S: Store>(
     mut rx: Receiver<Classified>,
     metrics: Arc<Metrics>,
     write_batch: usize,
+    rhythm: RhythmConfig,
 ) {
+    let mut stage = RhythmStage::new(rhythm);
     let mut waiting: BTreeMap<u64, Classified> = BTreeMap::new();
     let mut next_id = 0u64;
     let mut open = true;
@@ -60,7 +65,32 @@ pub async fn run<S: Store>(
         if rows.is_empty() && closes.is_empty() {
             continue;
         }
-        write_with_retry(&metrics, "beats", || store.write_beats(&rows, &closes)).await;
+        let mut episodes = EpisodeBatch::default();
+        // Segments first seen since start: a new one, or one re-analysed after
+        // a restart, whose analyser is rebuilt from its beats stored before.
+        let mut unknown: Vec<(SegmentKey, i64)> = Vec::new();
+        let firsts = rows.iter().map(|r| (&r.segment, r.r_time_us));
+        for (key, before) in firsts.chain(closes.iter().map(|k| (k, i64::MAX))) {
+            if !stage.knows(key) && !unknown.iter().any(|(k, _)| k == key) {
+                unknown.push((key.clone(), before));
+            }
+        }
+        for (key, before) in unknown {
+            let marks =
+                write_with_retry(&metrics, "rhythm", || store.segment_marks(&key, before)).await;
+            stage.resume(&key, &marks, &mut episodes);
+        }
+        stage.observe(&rows, &closes, &mut episodes);
+        write_with_retry(&metrics, "beats", || {
+            store.write_beats(&rows, &closes, episodes.rows())
+        })
+        .await;
+        for kind in &episodes.opened {
+            metrics
+                .episodes_opened
+                .with_label_values(&[kind.as_str()])
+                .inc();
+        }
         for (row, t) in rows.iter().zip(&completed) {
             metrics
                 .beats_stored

@@ -133,6 +133,11 @@ impl Tracker {
         self.episode.is_some()
     }
 
+    /// The episode under way, if it has been opened.
+    pub fn ongoing(&self) -> Option<&Episode> {
+        self.episode.as_ref().filter(|_| self.opened)
+    }
+
     /// End of the candidate so far, µs (0 when none).
     pub fn last_us(&self) -> i64 {
         self.episode.as_ref().map_or(0, |e| e.end_us)

@@ -31,7 +31,7 @@ pub struct RhythmBeat {
 /// (pause 2 s, asystole 3 s, VT and SVT ≥ 3 beats above 100 /min, bigeminy and
 /// trigeminy after 3 cycles); the AF detector's were chosen on DS1 (see
 /// docs/rhythm.md).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RhythmConfig {
     /// An RR interval at least this long is a pause, s.
@@ -82,7 +82,7 @@ impl Default for RhythmConfig {
 }
 
 /// Settings of the RR-irregularity AF detector ([`AfDetector`]).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AfConfig {
     /// Successive-interval pairs in the sliding window.
@@ -255,6 +255,24 @@ impl RhythmAnalyser {
                 self.pending_pause = Some(e);
             }
         }
+    }
+
+    /// The episodes opened and not yet closed, as they stand now.
+    pub fn ongoing(&self) -> Vec<Episode> {
+        [
+            &self.af_episode,
+            &self.brady,
+            &self.tachy,
+            &self.v_run,
+            &self.s_run,
+            &self.bigeminy.tracker,
+            &self.trigeminy.tracker,
+            &self.signal_loss,
+        ]
+        .into_iter()
+        .filter_map(|t| t.ongoing().cloned())
+        .chain(self.pending_pause.clone())
+        .collect()
     }
 
     /// Closes every open episode at the end of the stream (the last beat).

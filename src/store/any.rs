@@ -52,8 +52,23 @@ impl Store for AnyStore {
     async fn write_chunks(&self, g: &[SegmentRow], c: &[ChunkRow]) -> Result<(), StoreError> {
         dispatch!(self, s => s.write_chunks(g, c).await)
     }
-    async fn write_beats(&self, b: &[BeatRow], c: &[SegmentKey]) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.write_beats(b, c).await)
+    async fn write_beats(
+        &self,
+        b: &[BeatRow],
+        c: &[SegmentKey],
+        e: &[EpisodeRow],
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.write_beats(b, c, e).await)
+    }
+    async fn segment_marks(
+        &self,
+        k: &SegmentKey,
+        before: i64,
+    ) -> Result<Vec<BeatMark>, StoreError> {
+        dispatch!(self, s => s.segment_marks(k, before).await)
+    }
+    async fn episodes(&self, q: &EpisodeQuery) -> Result<Vec<EpisodeRow>, StoreError> {
+        dispatch!(self, s => s.episodes(q).await)
     }
     async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
         dispatch!(self, s => s.stream_heads().await)
@@ -75,8 +90,9 @@ impl Store for AnyStore {
         g: &[SegmentRow],
         c: &[ChunkRow],
         b: &[BeatRow],
+        e: &[EpisodeRow],
     ) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.import_recording(g, c, b).await)
+        dispatch!(self, s => s.import_recording(g, c, b, e).await)
     }
     async fn devices(&self, since_minute: i64) -> Result<Vec<DeviceRow>, StoreError> {
         dispatch!(self, s => s.devices(since_minute).await)

@@ -61,13 +61,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         chunks: &[ChunkRow],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Stores beats (skipping those already stored) and marks segments closed, in one transaction.
-    /// Returns the number of beats newly stored.
+    /// Stores beats (skipping those already stored), the rhythm episodes they
+    /// open, extend or close (replacing earlier states of the same episodes),
+    /// and marks segments closed, in one transaction. Returns the number of
+    /// beats newly stored.
     fn write_beats(
         &self,
         beats: &[BeatRow],
         closed: &[SegmentKey],
+        episodes: &[EpisodeRow],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Rhythm episodes matching `q`, by onset.
+    fn episodes(
+        &self,
+        q: &EpisodeQuery,
+    ) -> impl Future<Output = Result<Vec<EpisodeRow>, StoreError>> + Send;
 
     /// Each device's latest segment and its last stored sequence number.
     fn stream_heads(&self) -> impl Future<Output = Result<Vec<StreamHead>, StoreError>> + Send;
@@ -87,16 +96,26 @@ pub trait Store: Clone + Send + Sync + 'static {
         key: &SegmentKey,
     ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
+    /// A segment's stored beats before `before_us`, without waveforms, oldest
+    /// first (the rhythm analyser's state is rebuilt from them after a restart).
+    fn segment_marks(
+        &self,
+        key: &SegmentKey,
+        before_us: i64,
+    ) -> impl Future<Output = Result<Vec<BeatMark>, StoreError>> + Send;
+
     /// Beats matching `q`, oldest first.
     fn beats(&self, q: &BeatQuery)
     -> impl Future<Output = Result<Vec<BeatRow>, StoreError>> + Send;
 
-    /// Stores a whole recording (segments, chunks, beats, all segments closed) in one transaction.
+    /// Stores a whole recording (segments, chunks, beats, episodes, all
+    /// segments closed) in one transaction.
     fn import_recording(
         &self,
         segments: &[SegmentRow],
         chunks: &[ChunkRow],
         beats: &[BeatRow],
+        episodes: &[EpisodeRow],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Every device, with its beats from minute `since_minute` on.

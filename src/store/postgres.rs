@@ -3,9 +3,9 @@
 
 use super::rows::class_probs_bytes;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, FlaggedLink, MinuteRow,
-    SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict,
-    VerdictCounts, f32_bytes, shared,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, EpisodeQuery, EpisodeRow,
+    FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow,
+    UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -45,6 +45,8 @@ impl Store for PgStore {
     }
 
     transactional_writes!();
+
+    episode_reads!();
 
     review_reads!();
 
@@ -279,4 +281,5 @@ async fn close_segments(
 }
 
 upload_insert!(sqlx::PgConnection);
+episode_upsert!(sqlx::PgConnection);
 row_decoders!(sqlx::postgres::PgRow);

@@ -307,3 +307,24 @@ pub fn bytes_f32(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
 }
+
+/// A stored rhythm episode of one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeRow {
+    pub device: String,
+    pub episode: crate::rhythm::Episode,
+    /// Still under way: its end is where it stood at the last write.
+    pub ongoing: bool,
+    /// The analyser version and the beat model whose classes it read.
+    pub analyser: String,
+}
+
+/// Episodes of one device overlapping `[from_us, to_us)`, of one kind or all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeQuery {
+    pub device: String,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub kind: Option<crate::rhythm::EpisodeKind>,
+    pub limit: u32,
+}

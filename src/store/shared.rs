@@ -4,9 +4,27 @@
 
 /// Row decoding: expands to `segment_from`, `head_from`, `chunk_from`,
 /// `beat_from`, `mark_from`, `minute_from`, `device_from`, `link_from`,
-/// `upload_from` and `upload_beat_from` for the row type `$row`.
+/// `upload_from`, `upload_beat_from` and `episode_from` for the row type `$row`.
 macro_rules! row_decoders {
     ($row:ty) => {
+        fn episode_from(r: &$row) -> Result<EpisodeRow, StoreError> {
+            let kind: &str = r.try_get("kind")?;
+            Ok(EpisodeRow {
+                device: r.try_get("device_id")?,
+                episode: crate::rhythm::Episode {
+                    kind: crate::rhythm::EpisodeKind::parse(kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("episode kind {kind:?}")))?,
+                    start_us: r.try_get("start_us")?,
+                    end_us: r.try_get("end_us")?,
+                    beats: r.try_get::<i32, _>("beats")?.max(0) as u32,
+                    min_bpm: r.try_get("min_bpm")?,
+                    max_bpm: r.try_get("max_bpm")?,
+                },
+                ongoing: r.try_get("ongoing")?,
+                analyser: r.try_get("analyser")?,
+            })
+        }
+
         fn segment_from(r: &$row) -> Result<SegmentRow, StoreError> {
             Ok(SegmentRow {
                 key: SegmentKey {
@@ -224,9 +242,11 @@ macro_rules! transactional_writes {
             &self,
             beats: &[BeatRow],
             closed: &[SegmentKey],
+            episodes: &[EpisodeRow],
         ) -> Result<u64, StoreError> {
             let mut tx = self.pool.begin().await?;
             let inserted = insert_beats(&mut tx, beats).await?;
+            upsert_episodes(&mut tx, episodes).await?;
             close_segments(&mut tx, closed).await?;
             tx.commit().await?;
             Ok(inserted)
@@ -237,14 +257,72 @@ macro_rules! transactional_writes {
             segments: &[SegmentRow],
             chunks: &[ChunkRow],
             beats: &[BeatRow],
+            episodes: &[EpisodeRow],
         ) -> Result<u64, StoreError> {
             let mut tx = self.pool.begin().await?;
             insert_chunks(&mut tx, segments, chunks).await?;
             let inserted = insert_beats(&mut tx, beats).await?;
+            upsert_episodes(&mut tx, episodes).await?;
             let keys: Vec<SegmentKey> = segments.iter().map(|s| s.key.clone()).collect();
             close_segments(&mut tx, &keys).await?;
             tx.commit().await?;
             Ok(inserted)
+        }
+    };
+}
+
+/// Expands to `upsert_episodes(conn, episodes)`, the same SQL on both stores:
+/// an episode seen again (extended, closed, or re-derived after a restart)
+/// overwrites its row.
+macro_rules! episode_upsert {
+    ($conn:ty) => {
+        async fn upsert_episodes(tx: &mut $conn, episodes: &[EpisodeRow]) -> Result<(), StoreError> {
+            for e in episodes {
+                sqlx::query(
+                    "INSERT INTO episodes (device_id, kind, start_us, end_us, beats, min_bpm, max_bpm,
+                                           ongoing, analyser)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (device_id, kind, start_us) DO UPDATE SET
+                         end_us = excluded.end_us, beats = excluded.beats,
+                         min_bpm = excluded.min_bpm, max_bpm = excluded.max_bpm,
+                         ongoing = excluded.ongoing, analyser = excluded.analyser",
+                )
+                .bind(&e.device)
+                .bind(e.episode.kind.as_str())
+                .bind(e.episode.start_us)
+                .bind(e.episode.end_us)
+                .bind(e.episode.beats.min(i32::MAX as u32) as i32)
+                .bind(e.episode.min_bpm)
+                .bind(e.episode.max_bpm)
+                .bind(e.ongoing)
+                .bind(&e.analyser)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+/// Expands to the `episodes` read of `impl Store`, the same SQL on both stores.
+macro_rules! episode_reads {
+    () => {
+        async fn episodes(&self, q: &EpisodeQuery) -> Result<Vec<EpisodeRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT device_id, kind, start_us, end_us, beats, min_bpm, max_bpm, ongoing, analyser
+                 FROM episodes
+                 WHERE device_id = $1 AND start_us < $3 AND end_us >= $2
+                   AND (CAST($4 AS TEXT) IS NULL OR kind = $4)
+                 ORDER BY start_us, kind LIMIT $5",
+            )
+            .bind(&q.device)
+            .bind(q.from_us)
+            .bind(q.to_us)
+            .bind(q.kind.map(|k| k.as_str()))
+            .bind(q.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(episode_from).collect()
         }
     };
 }
@@ -366,6 +444,30 @@ macro_rules! stream_reads {
             .bind(key.first_seq as i64)
             .fetch_one(&self.pool)
             .await?)
+        }
+
+        async fn segment_marks(
+            &self,
+            key: &SegmentKey,
+            before_us: i64,
+        ) -> Result<Vec<BeatMark>, StoreError> {
+            // Bounded below by the segment's start, so the device's earlier
+            // segments are not scanned.
+            let rows = sqlx::query(
+                "SELECT r_time_us, rr_prev_ms, quality, verdict, p_abnormal, class, model
+                 FROM beats
+                 WHERE device_id = $1 AND stream = $2 AND first_seq = $3 AND r_time_us < $4
+                   AND r_time_us >= (SELECT t0_us FROM segments
+                                     WHERE device_id = $1 AND stream = $2 AND first_seq = $3)
+                 ORDER BY r_time_us",
+            )
+            .bind(&key.device)
+            .bind(key.stream as i64)
+            .bind(key.first_seq as i64)
+            .bind(before_us)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(mark_from).collect()
         }
 
         async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {

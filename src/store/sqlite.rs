@@ -3,9 +3,9 @@
 
 use super::rows::class_probs_bytes;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, FlaggedLink, MinuteRow,
-    SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow, UploadRow, Verdict,
-    VerdictCounts, f32_bytes, shared,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, EpisodeQuery, EpisodeRow,
+    FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow,
+    UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -53,6 +53,8 @@ impl Store for SqliteStore {
     }
 
     transactional_writes!();
+
+    episode_reads!();
 
     review_reads!();
 
@@ -201,4 +203,5 @@ async fn close_segments(
 }
 
 upload_insert!(sqlx::SqliteConnection);
+episode_upsert!(sqlx::SqliteConnection);
 row_decoders!(SqliteRow);
