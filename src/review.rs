@@ -17,8 +17,10 @@
 
 use crate::clock::{MINUTE_US, format_utc};
 use crate::formats::wfdb::AamiClass;
+use crate::rhythm::EpisodeKind;
 use crate::store::{
-    BeatQuery, ClassCounts, FlaggedLink, MinuteRow, Store, StoreError, Verdict, VerdictCounts,
+    BeatQuery, ClassCounts, EpisodeQuery, EpisodeRow, FlaggedLink, MinuteRow, Store, StoreError,
+    Verdict, VerdictCounts,
 };
 use serde::Serialize;
 
@@ -239,6 +241,44 @@ pub struct Episode {
     pub bpm: f64,
 }
 
+/// One rhythm's episodes in a summary's range (their parts inside it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RhythmLine {
+    pub kind: EpisodeKind,
+    pub episodes: u64,
+    /// Time in the range, s.
+    pub total_s: f64,
+    /// The longest episode's duration (s) and onset.
+    pub longest_s: f64,
+    pub longest_at_us: i64,
+    /// Fastest instantaneous rate in any of them, /min (0: none).
+    pub fastest_bpm: f32,
+}
+
+/// Per-kind lines of `episodes` clipped to `[from_us, to_us)`, in report order.
+pub fn rhythm_lines(episodes: &[EpisodeRow], from_us: i64, to_us: i64) -> Vec<RhythmLine> {
+    EpisodeKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let of: Vec<_> = episodes.iter().filter(|e| e.episode.kind == kind).collect();
+            let longest = of
+                .iter()
+                .max_by_key(|e| e.episode.end_us - e.episode.start_us)?;
+            let inside = |e: &&&EpisodeRow| {
+                (e.episode.end_us.min(to_us) - e.episode.start_us.max(from_us)).max(0) as f64 / 1e6
+            };
+            Some(RhythmLine {
+                kind,
+                episodes: of.len() as u64,
+                total_s: of.iter().map(|e| inside(&e)).sum(),
+                longest_s: longest.episode.duration_s(),
+                longest_at_us: longest.episode.start_us,
+                fastest_bpm: of.iter().map(|e| e.episode.max_bpm).fold(0.0, f32::max),
+            })
+        })
+        .collect()
+}
+
 /// The report a Holter service hands a cardiologist for one device and time range.
 #[derive(Debug, Clone, Serialize)]
 pub struct HolterSummary {
@@ -268,6 +308,12 @@ pub struct HolterSummary {
     /// Runs of V beats and of S beats.
     pub v_runs: Runs,
     pub s_runs: Runs,
+    /// Rhythm episodes by kind (five-class models only).
+    pub rhythm: Vec<RhythmLine>,
+    /// Share of the recorded time in atrial fibrillation.
+    pub af_burden: Option<f64>,
+    /// The episodes themselves, by onset, the first [`MAX_EPISODES`].
+    pub episodes: Vec<crate::rhythm::Episode>,
 }
 
 /// Computes the summary of `device` over `[from_us, to_us)`.
@@ -326,6 +372,24 @@ pub async fn holter_summary<S: Store>(
         }
         None => None,
     };
+    let episodes = store
+        .episodes(&EpisodeQuery {
+            device: device.to_string(),
+            from_us,
+            to_us,
+            kind: None,
+            limit: 100_000,
+        })
+        .await?;
+    let rhythm = rhythm_lines(&episodes, from_us, to_us);
+    let recorded_s = minutes.len() as f64 * 60.0;
+    let af_burden = (recorded_s > 0.0).then(|| {
+        let af = rhythm
+            .iter()
+            .find(|l| l.kind == EpisodeKind::AtrialFibrillation)
+            .map_or(0.0, |l| l.total_s);
+        (af / recorded_s).min(1.0)
+    });
     let flagged = store.flagged_links(device, from_us, to_us).await?;
     let runs = count_runs(&flagged, |l| l.class.is_none());
     let v_runs = count_runs(&flagged, |l| l.class == Some(AamiClass::V));
@@ -363,6 +427,13 @@ pub async fn holter_summary<S: Store>(
         classes: range.burdens(),
         v_runs,
         s_runs,
+        rhythm,
+        af_burden,
+        episodes: episodes
+            .into_iter()
+            .take(MAX_EPISODES)
+            .map(|e| e.episode)
+            .collect(),
     })
 }
 
@@ -556,6 +627,17 @@ pub fn summary_csv(s: &HolterSummary) -> String {
             r.fastest_at_us,
         );
     }
+    row("af_burden", opt(s.af_burden, 4), None);
+    for l in &s.rhythm {
+        let k = l.kind.as_str();
+        row(&format!("{k}_episodes"), l.episodes.to_string(), None);
+        row(&format!("{k}_total_s"), format!("{:.1}", l.total_s), None);
+        row(
+            &format!("{k}_longest_s"),
+            format!("{:.1}", l.longest_s),
+            Some(l.longest_at_us),
+        );
+    }
     out
 }
 
@@ -576,6 +658,38 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rhythm_lines_count_clip_and_find_the_longest() {
+        let ep = |kind, start_us: i64, end_us: i64, max_bpm| EpisodeRow {
+            device: "d".into(),
+            episode: crate::rhythm::Episode {
+                kind,
+                start_us,
+                end_us,
+                beats: 3,
+                min_bpm: 60.0,
+                max_bpm,
+            },
+            ongoing: false,
+            analyser: "a".into(),
+        };
+        let (af, p) = (EpisodeKind::AtrialFibrillation, EpisodeKind::Pause);
+        let rows = [
+            ep(af, 0, 100_000_000, 120.0),
+            ep(p, 10_000_000, 12_500_000, 24.0),
+            ep(af, 200_000_000, 230_000_000, 150.0),
+        ];
+        let lines = rhythm_lines(&rows, 50_000_000, 1_000_000_000);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].kind, af, "report order: AF first");
+        assert_eq!(lines[0].episodes, 2);
+        assert_eq!(lines[0].total_s, 50.0 + 30.0, "the part inside the range");
+        assert_eq!((lines[0].longest_s, lines[0].longest_at_us), (100.0, 0));
+        assert_eq!(lines[0].fastest_bpm, 150.0);
+        assert_eq!(lines[1].kind, p);
+        assert_eq!(lines[1].total_s, 0.0, "outside the range");
+    }
 
     /// Flagged beats at `i` × 800 ms with the class given (every beat linked
     /// to the beat just before it in time, as the extractor measures RR).

@@ -481,6 +481,29 @@ async fn beats_filters_pagination_beat_and_summary() {
         0,
         "after its end: {r}"
     );
+    // The summary reports them, page, API and CSV.
+    let q = format!("from={}&to={}", T0, T0 + 180_000_000);
+    let r = a
+        .get(&format!("/api/v1/devices/rec-100/summary?{q}"), tok)
+        .await
+        .json();
+    assert_eq!(r["rhythm"][0]["kind"], "tachycardia", "{r}");
+    assert_eq!(r["rhythm"][0]["total_s"], 15.0);
+    assert_eq!(r["af_burden"], 0.0);
+    assert_eq!(r["episodes"][0]["beats"], 30);
+    let page = a
+        .get(&format!("/devices/rec-100/summary?{q}"), tok)
+        .await
+        .body;
+    assert!(
+        page.contains("AF burden") && page.contains("tachycardia"),
+        "{page}"
+    );
+    let csv = a
+        .get(&format!("/devices/rec-100/summary.csv?{q}"), tok)
+        .await
+        .body;
+    assert!(csv.contains("\ntachycardia_episodes,1,"), "{csv}");
     let r = a
         .get("/api/v1/devices/rec-100/episodes?kind=vfib", tok)
         .await;

@@ -381,6 +381,37 @@ pub(super) async fn summary<S: Store>(
                     }
                 }
             }
+            @if !h.rhythm.is_empty() {
+                h2 { "Rhythm" }
+                table.facts {
+                    tr { th { "AF burden" } td { (pct(h.af_burden)) " of recorded time" } }
+                }
+                table {
+                    tr { th { "Rhythm" } th { "Episodes" } th { "Total" } th { "Longest" } th { "Fastest" } }
+                    @for l in &h.rhythm {
+                        tr {
+                            td { (l.kind.as_str().replace('_', " ")) }
+                            td { (l.episodes) }
+                            td { (format!("{:.0} s", l.total_s)) }
+                            td { a href=(format!("/devices/{device}/beats/{}", l.longest_at_us)) { (format!("{:.1} s", l.longest_s)) } " at " (format_utc(l.longest_at_us)) }
+                            td { @if l.fastest_bpm > 0.0 { (format!("{:.0} /min", l.fastest_bpm)) } @else { "–" } }
+                        }
+                    }
+                }
+                h3 { "Episodes" @if h.episodes.len() == review::MAX_EPISODES { " (the first " (review::MAX_EPISODES) ")" } }
+                div.scroll { table {
+                    tr { th { "Onset (UTC)" } th { "Rhythm" } th { "Duration" } th { "Beats" } th { "Rate" } }
+                    @for e in &h.episodes {
+                        tr {
+                            td { a href=(format!("/devices/{device}/beats/{}", e.start_us)) { (format_utc_ms(e.start_us)) } }
+                            td { (e.kind.as_str().replace('_', " ")) }
+                            td { (format!("{:.1} s", e.duration_s())) }
+                            td { (e.beats) }
+                            td { (format!("{:.0}–{:.0} /min", e.min_bpm, e.max_bpm)) }
+                        }
+                    }
+                } }
+            }
             p.note { "Heart rates are one-minute means over minutes with at least 10 readable beats. Abnormal means the binary verdict; abnormal couplets and runs count beats of binary models (no class). Consecutive means adjacent detected beats of one segment: a beat of another class, or an unreadable one, ends a run. Rates are the mean of a run's RR intervals." }
         },
     ))
