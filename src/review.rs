@@ -310,7 +310,8 @@ pub struct HolterSummary {
     pub s_runs: Runs,
     /// Rhythm episodes by kind (five-class models only).
     pub rhythm: Vec<RhythmLine>,
-    /// Share of the recorded time in atrial fibrillation.
+    /// Share of the recorded time in atrial fibrillation; `None` when nothing
+    /// was recorded or no beat has a class (binary models give no rhythm).
     pub af_burden: Option<f64>,
     /// The episodes themselves, by onset, the first [`MAX_EPISODES`].
     pub episodes: Vec<crate::rhythm::Episode>,
@@ -383,7 +384,7 @@ pub async fn holter_summary<S: Store>(
         .await?;
     let rhythm = rhythm_lines(&episodes, from_us, to_us);
     let recorded_s = minutes.len() as f64 * 60.0;
-    let af_burden = (recorded_s > 0.0).then(|| {
+    let af_burden = (recorded_s > 0.0 && range.classes.classified() > 0).then(|| {
         let af = rhythm
             .iter()
             .find(|l| l.kind == EpisodeKind::AtrialFibrillation)
