@@ -41,6 +41,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// The rhythm analyser's thresholds (pauses, rates, runs, AF).
     pub rhythm: crate::rhythm::RhythmConfig,
+    /// Episode events and alerts published on MQTT.
+    pub events: crate::pipeline::alerts::EventsConfig,
     pub http: HttpConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -389,6 +391,9 @@ impl Config {
         self.rhythm
             .validate()
             .map_err(|message| key_error("rhythm", message))?;
+        self.events
+            .validate()
+            .map_err(|message| key_error("events", message))?;
         if !self.http.metrics_listen.is_empty()
             && self.http.metrics_listen.parse::<SocketAddr>().is_err()
         {

@@ -42,6 +42,7 @@ pub mod replay;
 pub mod review;
 pub mod rhythm;
 pub mod server;
+pub mod sink;
 pub mod source;
 pub mod store;
 

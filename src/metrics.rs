@@ -21,6 +21,9 @@ pub struct Metrics {
     pub beats_out_of_distribution: IntCounter,
     pub beats_stored: IntCounterVec,
     pub episodes_opened: IntCounterVec,
+    pub events_published: IntCounterVec,
+    pub events_failed: IntCounter,
+    pub alert_latency_seconds: HistogramVec,
     pub active_streams: IntGauge,
     pub queue_depth: IntGaugeVec,
     pub backpressure_waits: IntCounterVec,
@@ -84,6 +87,17 @@ impl Metrics {
         .expect("valid metric name");
         r.register(Box::new(store_write_seconds.clone()))
             .expect("unique metric");
+        let alert_latency_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "holterd_alert_latency_seconds",
+                "From the arrival of the sample that caused an episode event to the event stored (stage=stored) and handed to the broker connection (stage=published), by the tier of the rule it met (none: no rule)",
+            )
+            .buckets(seconds_buckets()),
+            &["stage", "tier"],
+        )
+        .expect("valid metric name");
+        r.register(Box::new(alert_latency_seconds.clone()))
+            .expect("unique metric");
         let m = Metrics {
             messages: counter(&r, "holterd_messages_total", "MQTT messages received"),
             samples: counter(&r, "holterd_samples_total", "ECG samples accepted"),
@@ -132,6 +146,18 @@ impl Metrics {
                 "Rhythm episodes opened on live beats, by kind",
                 &["kind"],
             ),
+            events_published: counter_vec(
+                &r,
+                "holterd_events_published_total",
+                "Episode events published on MQTT, by event (start, alert, end, withdrawn) and tier",
+                &["event", "tier"],
+            ),
+            events_failed: counter(
+                &r,
+                "holterd_events_failed_total",
+                "Episode events the broker connection refused (logged; not retried)",
+            ),
+            alert_latency_seconds,
             active_streams: gauge(&r, "holterd_active_streams", "Device streams open now"),
             queue_depth: {
                 let g = IntGaugeVec::new(
@@ -218,6 +244,7 @@ impl Metrics {
             "batcher",
             "inference",
             "writer",
+            "events",
         ] {
             m.queue_depth.with_label_values(&[q]);
             m.backpressure_waits.with_label_values(&[q]);

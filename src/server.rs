@@ -1,5 +1,5 @@
-//! `holterd serve`: wires the MQTT source, the pipeline, the store and the HTTP
-//! server together, and drains them on shutdown. [`run`] takes already-bound
+//! `holterd serve`: wires the MQTT source, the pipeline, the store, the
+//! events sink and the HTTP server together, and drains them on shutdown. [`run`] takes already-bound
 //! listeners and a shutdown future, so tests run whole daemons on free ports.
 
 use crate::config::Config;
@@ -7,6 +7,7 @@ use crate::http::{HttpState, Web, metrics_router, router};
 use crate::metrics::Metrics;
 use crate::model::classifier::Classifier;
 use crate::pipeline::{analysis, batcher, inference, ingest, writer};
+use crate::sink::mqtt_events::MqttEventsSink;
 use crate::source::mqtt::MqttSource;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -65,7 +66,7 @@ pub async fn run<S: Store>(
     };
     let password = config.mqtt_password()?;
     let (source, acker) =
-        MqttSource::new(&config.mqtt, &broker, password).map_err(anyhow::Error::msg)?;
+        MqttSource::new(&config.mqtt, &broker, password.clone()).map_err(anyhow::Error::msg)?;
 
     // Both read before ingest starts: analysis re-derives exactly what was stored until now.
     let heads = store
@@ -83,12 +84,29 @@ pub async fn run<S: Store>(
     let (batch_tx, batch_rx) = mpsc::channel((cap / config.pipeline.max_batch).max(4));
     let (classified_tx, classified_rx) = mpsc::channel((cap / config.pipeline.max_batch).max(4));
 
+    let (events_out, events_sink) = if config.events.enabled {
+        let sink = MqttEventsSink::new(&config.mqtt, &broker, password.clone(), &config.events)
+            .map_err(anyhow::Error::msg)?;
+        let (tx, rx) = mpsc::channel(config.events.queue_capacity);
+        let drain = Duration::from_secs(config.shutdown.drain_timeout_s.min(10));
+        let out = writer::EventsOut {
+            tx,
+            rules: config.events.rules.clone(),
+        };
+        (
+            Some(out),
+            Some(tokio::spawn(sink.run(rx, metrics.clone(), drain))),
+        )
+    } else {
+        (None, None)
+    };
     let writer = tokio::spawn(writer::run(
         store.clone(),
         classified_rx,
         metrics.clone(),
         config.store.write_batch,
         config.rhythm.clone(),
+        events_out,
     ));
     let workers = inference::spawn(
         config.pipeline.inference_workers,
@@ -113,6 +131,7 @@ pub async fn run<S: Store>(
         config.powerline(),
         open,
         heads.clone(),
+        config.rhythm.pause_s,
     ));
     let (ingest_done_tx, ingest_done_rx) = watch::channel(false);
     let ingest = tokio::spawn({
@@ -179,6 +198,9 @@ pub async fn run<S: Store>(
         let _ = writer.await;
         for w in workers {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        if let Some(sink) = events_sink {
+            let _ = sink.await;
         }
     };
     let deadline = Duration::from_secs(config.shutdown.drain_timeout_s);

@@ -648,3 +648,171 @@ async fn tls_and_password_authentication_to_the_broker() {
     assert_eq!(d.metrics.broker_connected.get(), 0);
     d.stop().await;
 }
+
+/// Every message on `filter` until `stop` is set, as JSON values.
+async fn collect_events(
+    broker: String,
+    filter: String,
+    ready: oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<serde_json::Value> {
+    let (host, port) = holterd::source::mqtt::split_address(&broker, 1883).unwrap();
+    let mut o = MqttOptions::new(common::unique("events-"), host, port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    client.subscribe(&filter, QoS::AtLeastOnce).await.unwrap();
+    let mut ready = Some(ready);
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return out,
+            e = eventloop.poll() => match e.unwrap() {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    assert!(p.topic.ends_with("/events"), "{}", p.topic);
+                    out.push(serde_json::from_slice(&p.payload).unwrap());
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn episode_events_and_alerts_are_published_on_the_events_topic() {
+    let broker = embedded_broker();
+    let store = common::sqlite_store().await;
+    let mut recs = fixtures();
+    // A 55-second run of ventricular tachycardia.
+    recs.push(Recording::from_wfdb(&common::fixture("223_540"), &LeadChoice::Default).unwrap());
+    let devices: Vec<String> = recs
+        .iter()
+        .map(|r| common::unique(&format!("{}-", r.name)))
+        .collect();
+    let topics = common::unique("t");
+    let (ready_tx, ready) = oneshot::channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let events = tokio::spawn(collect_events(
+        broker.clone(),
+        format!("{topics}/+/events"),
+        ready_tx,
+        stop,
+    ));
+    ready.await.unwrap();
+    let mut c = config(&broker, &common::unique("holterd-"), &topics);
+    c.events.topic = format!("{topics}/{{device}}/events");
+    let daemon = Daemon::spawn(store.clone(), c).await;
+    daemon
+        .wait_until(|m| m.subscribed.get() == 1, "the subscription")
+        .await;
+    replay_all(
+        &recs,
+        options(&broker, &topics, devices.clone(), Encoding::Binary),
+    )
+    .await;
+    wait_stored(&store, &devices).await;
+    let mut stored = Vec::new();
+    for d in &devices {
+        let q = EpisodeQuery {
+            device: d.clone(),
+            from_us: i64::MIN,
+            to_us: i64::MAX,
+            kind: None,
+            limit: 1000,
+        };
+        stored.extend(store.episodes(&q).await.unwrap());
+    }
+    assert!(stored.iter().all(|e| !e.ongoing), "{stored:?}");
+    // Each stored episode: one start and one end event, the end with its final extent.
+    let want = 2 * stored.len() as u64;
+    daemon
+        .wait_until(
+            |m| {
+                ["start", "end"]
+                    .iter()
+                    .flat_map(|p| ["none", "routine", "urgent", "emergency"].map(|t| (*p, t)))
+                    .map(|(p, t)| m.events_published.with_label_values(&[p, t]).get())
+                    .sum::<u64>()
+                    >= want
+            },
+            "the episode events",
+        )
+        .await;
+    let body = http_get(daemon.http, "/metrics").await;
+    daemon.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop_tx.send(true);
+    let events = events.await.unwrap();
+    let of = |e: &serde_json::Value, k: &str| e[k].as_str().unwrap_or_default().to_string();
+    for ep in &stored {
+        let kind = ep.episode.kind.as_str();
+        let matching = |phase: &str| {
+            events
+                .iter()
+                .filter(|e| {
+                    of(e, "event") == phase
+                        && of(e, "device") == ep.device
+                        && of(e, "kind") == kind
+                        && e["start_us"].as_i64() == Some(ep.episode.start_us)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(matching("start").len(), 1, "{ep:?}\n{events:#?}");
+        let end = matching("end");
+        assert_eq!(end.len(), 1, "{ep:?}");
+        assert_eq!(end[0]["end_us"].as_i64(), Some(ep.episode.end_us));
+        assert_eq!(end[0]["beats"].as_u64(), Some(u64::from(ep.episode.beats)));
+    }
+    let kinds: Vec<&str> = stored.iter().map(|e| e.episode.kind.as_str()).collect();
+    eprintln!("stored episodes: {kinds:?}");
+    // The VT run: started at its third beat (no rule met yet), an emergency
+    // alert at its fourth (≥ 4 beats above 100 /min), ended as an emergency.
+    let vt_device = &devices[3];
+    let vt: Vec<_> = events
+        .iter()
+        .filter(|e| of(e, "kind") == "ventricular_tachycardia" && of(e, "device") == *vt_device)
+        .collect();
+    let long = vt
+        .iter()
+        .filter(|e| of(e, "event") == "end" && e["beats"].as_u64() > Some(50))
+        .count();
+    assert_eq!(long, 1, "{vt:#?}");
+    let run_start = vt
+        .iter()
+        .find(|e| of(e, "event") == "end" && e["beats"].as_u64() > Some(50))
+        .map(|e| e["start_us"].as_i64())
+        .unwrap();
+    let phases: Vec<(String, String)> = vt
+        .iter()
+        .filter(|e| e["start_us"].as_i64() == run_start)
+        .map(|e| (of(e, "event"), of(e, "tier")))
+        .collect();
+    let expect = [("start", ""), ("alert", "emergency"), ("end", "emergency")]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+    assert_eq!(phases, expect);
+    for e in events
+        .iter()
+        .filter(|e| of(e, "kind") == "ventricular_tachycardia")
+    {
+        let fired = e["tier"].as_str().is_some();
+        let long_fast = e["beats"].as_u64() >= Some(4) && e["rate_per_min"].as_f64() > Some(100.0);
+        if of(e, "event") == "end" {
+            assert_eq!(
+                fired, long_fast,
+                "the VT rule fires on ≥ 4 beats above 100 /min: {e}"
+            );
+        }
+        if fired {
+            assert_eq!(of(e, "rule"), "ventricular-tachycardia");
+            assert_eq!(of(e, "tier"), "emergency");
+        }
+    }
+    assert!(
+        body.contains("holterd_alert_latency_seconds_count{stage=\"published\""),
+        "{body}"
+    );
+}

@@ -226,7 +226,7 @@ fn score_rhythm_cases(cases: &[RhythmCase], config: &RhythmConfig) -> RhythmRepo
                             end_s: e.end_us as f64 / 1e6,
                         })
                     }
-                    RhythmEvent::Opened(_) => None,
+                    RhythmEvent::Opened(_) | RhythmEvent::Withdrawn(_) => None,
                 })
                 .collect();
             RhythmRecordScore {

@@ -33,6 +33,8 @@ const RR_CONTEXT_S: f64 = 10.0;
 const R_SEARCH_S: f64 = 0.25;
 /// A beat whose next R peak has not come after this long is emitted without it, seconds.
 const MAX_WAIT_S: f64 = 2.5;
+/// Signal time the QRS detector's decision lags the beat signal, s (see [`BeatExtractor::silent_since`]).
+const DETECTION_LAG_S: f64 = 0.65;
 /// Seconds of beat signal kept: enough for a search-back detection made several
 /// seconds after its R peak, and the longest wait for a beat's successor.
 const RING_S: f64 = 8.0;
@@ -206,6 +208,25 @@ impl BeatExtractor {
     /// Index of the next sample to be pushed.
     pub fn next_sample(&self) -> u64 {
         self.next
+    }
+
+    /// When every beat detected so far has been emitted: the last one's R peak
+    /// and the input sample up to which no later beat has been detected, both
+    /// input-rate sample indices; `None` while a detected beat is still
+    /// pending, or before the first. The live rhythm analysis announces a
+    /// pause under way from this, before the beat that ends it (a later
+    /// searchback may still find a beat within that silence).
+    pub fn silent_since(&self) -> Option<(u64, u64)> {
+        if !self.pending.is_empty() {
+            return None;
+        }
+        let last = self.last_r?;
+        // Detection lags the beat signal by the energy window (150 ms), the
+        // pre-blanking before a peak is confirmed (250 ms) and the R search
+        // (250 ms): only samples older than that are settled.
+        let lag = self.delay + DETECTION_LAG_S * self.config.fs;
+        let settled = (self.next as f64 - lag).max(0.0) as u64;
+        Some((last, settled.max(last)))
     }
 
     /// Memory held by this stream's state, bytes (struct plus heap).

@@ -30,6 +30,8 @@ pub struct Analyzer {
     powerline_hz: Option<f64>,
     active: HashMap<String, Active>,
     beats: Vec<Beat>,
+    /// Report a stream silent (no beat detected) for at least this long, µs ([`Item::Silence`]).
+    silence_us: Option<i64>,
 }
 
 impl Analyzer {
@@ -39,7 +41,16 @@ impl Analyzer {
             powerline_hz,
             active: HashMap::new(),
             beats: Vec::new(),
+            silence_us: None,
         }
+    }
+
+    /// From now on, follows each frame of a stream silent for at least
+    /// `seconds` since its last beat with an [`Item::Silence`], so that the
+    /// live rhythm analysis can announce a pause under way. Off by default
+    /// (offline analysis and re-analysis after a restart need none).
+    pub fn report_silences(&mut self, seconds: f64) {
+        self.silence_us = Some((seconds * 1e6) as i64);
     }
 
     /// Begins a segment (closing the device's previous one into `out`).
@@ -86,6 +97,18 @@ impl Analyzer {
         }
         a.extractor.push(samples, &mut self.beats);
         emit(a, &mut self.beats, received, out);
+        if let (Some(min_us), Some((last, until))) = (self.silence_us, a.extractor.silent_since()) {
+            let last_r_us = r_time_us(a.row.t0_us, a.row.fs, last);
+            let until_us = r_time_us(a.row.t0_us, a.row.fs, until);
+            if until_us - last_r_us >= min_us {
+                out.push(Item::Silence {
+                    segment: a.row.key.clone(),
+                    last_r_us,
+                    until_us,
+                    received,
+                });
+            }
+        }
     }
 
     /// Ends `segment`: its last beats, then the close marker.
@@ -172,6 +195,8 @@ pub async fn recover<S: Store>(
 /// Runs analysis until `rx` closes, after re-analysing `open` (see [`recover`]).
 /// Open segments are left open (not finished):
 /// the next start re-analyses them, so a restart gives the same beats as an uninterrupted run.
+/// Live streams silent for `silence_s` are reported ([`Analyzer::report_silences`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S: Store>(
     store: S,
     mut rx: Receiver<AnalysisEvent>,
@@ -180,6 +205,7 @@ pub async fn run<S: Store>(
     powerline_hz: Option<f64>,
     open: Vec<SegmentRow>,
     heads: Vec<StreamHead>,
+    silence_s: f64,
 ) {
     let mut analyzer = Analyzer::new(powerline_hz);
     let mut backoff = super::Backoff::new();
@@ -189,6 +215,7 @@ pub async fn run<S: Store>(
         backoff.wait().await;
         analyzer = Analyzer::new(powerline_hz);
     }
+    analyzer.report_silences(silence_s);
     let mut items = Vec::new();
     while let Some(event) = rx.recv().await {
         metrics

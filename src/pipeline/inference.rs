@@ -117,6 +117,7 @@ pub fn classify(
     let mut probs = probs.chunks_exact(width);
     let mut rows = Vec::with_capacity(batch.items.len());
     let mut closes = Vec::new();
+    let mut silences = Vec::new();
     for (item, judged) in batch.items.into_iter().zip(judged) {
         match item {
             Item::Beat(b) => {
@@ -165,12 +166,24 @@ pub fn classify(
                 ));
             }
             Item::Close(key) => closes.push(key),
+            Item::Silence {
+                segment,
+                last_r_us,
+                until_us,
+                received,
+            } => silences.push(super::Silence {
+                segment,
+                last_r_us,
+                until_us,
+                received,
+            }),
         }
     }
     Ok(Classified {
         id: batch.id,
         rows,
         closes,
+        silences,
     })
 }
 

@@ -1,10 +1,11 @@
 //! The daemon's pipeline: decoded messages in, classified beats stored.
 //!
 //! ```text
-//! MQTT source ─▶ ingest ─▶ analysis ─▶ batcher ─▶ inference workers ─▶ writer
-//!  (decode)     (order,    (per-device  (max size,  (dedicated threads)  (bulk beats and
-//!               store raw,  extractor)   max wait)                        rhythm episodes,
-//!               then ack)                                                 in batch order)
+//! MQTT source ─▶ ingest ─▶ analysis ─▶ batcher ─▶ inference workers ─▶ writer ─▶ events sink
+//!  (decode)     (order,    (per-device  (max size,  (dedicated threads)  (bulk beats and  (episode
+//!               store raw,  extractor)   max wait)                        rhythm episodes,  events and
+//!               then ack)                                                 in batch order;   alerts out,
+//!                                                                         alert rules)      MQTT)
 //! ```
 //!
 //! Every queue is a bounded channel: when a stage falls behind, the one
@@ -15,6 +16,7 @@
 //! ([`analysis`]), and idempotent writes make that exact.
 
 pub mod ack;
+pub mod alerts;
 pub mod analysis;
 pub mod batcher;
 pub mod inference;
@@ -69,6 +71,15 @@ pub enum Item {
     Beat(Box<ExtractedBeat>),
     /// Every beat of the segment precedes this item.
     Close(SegmentKey),
+    /// No beat of `segment` was detected after `last_r_us` up to `until_us`
+    /// (signal time, µs), as known on the arrival of the frame received at
+    /// `received`: a pause under way, announced before the beat that ends it.
+    Silence {
+        segment: SegmentKey,
+        last_r_us: i64,
+        until_us: i64,
+        received: Instant,
+    },
 }
 
 /// Items grouped for one inference call; `id` orders the writes.
@@ -84,6 +95,17 @@ pub struct Classified {
     pub id: u64,
     pub rows: Vec<(BeatRow, Instant)>,
     pub closes: Vec<SegmentKey>,
+    /// Streams silent since their last beat ([`Item::Silence`]), after `rows`.
+    pub silences: Vec<Silence>,
+}
+
+/// A stream without a beat from `last_r_us` to `until_us` (µs), known when the frame received at `received` arrived.
+#[derive(Debug, Clone)]
+pub struct Silence {
+    pub segment: SegmentKey,
+    pub last_r_us: i64,
+    pub until_us: i64,
+    pub received: Instant,
 }
 
 /// Sends `value` on `tx`, counting a backpressure wait when the queue is full.

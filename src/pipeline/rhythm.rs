@@ -7,10 +7,13 @@
 //! analyser is deterministic in its beats, and re-analysis gives the same
 //! beats, so the stored episodes are the ones an uninterrupted run stores.
 
+use super::Silence;
+use super::alerts::{AlertEngine, AlertRule, EpisodeEvent};
 use crate::formats::wfdb::AamiClass;
 use crate::rhythm::{Episode, EpisodeKind, RhythmAnalyser, RhythmBeat, RhythmConfig, RhythmEvent};
 use crate::store::{BeatMark, BeatRow, EpisodeRow, SegmentKey, Verdict};
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// The analyser's version, stored with each episode beside the beat model's name.
 pub const ANALYSER_VERSION: &str = "rhythm/1";
@@ -56,6 +59,17 @@ pub struct RhythmStage {
     config: RhythmConfig,
     active: HashMap<SegmentKey, Active>,
     events: Vec<RhythmEvent>,
+    /// Live events and alert rules (the daemon's; none offline).
+    alerts: Option<AlertEngine>,
+    scratch: Vec<EpisodeEvent>,
+}
+
+/// What caused an event: the beat row at this index of the batch, or the
+/// arrival of a frame that showed a stream silent.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Row(usize),
+    Arrival(Instant),
 }
 
 /// Rows to store, one per episode (its latest state wins).
@@ -65,6 +79,8 @@ pub struct EpisodeBatch {
     index: HashMap<(String, EpisodeKind, i64), usize>,
     /// Episodes opened by live beats (not by replay), by kind, for the metrics.
     pub opened: Vec<EpisodeKind>,
+    /// Events to publish once the batch is stored, with what caused each.
+    pub events: Vec<(EpisodeEvent, Trigger)>,
 }
 
 impl EpisodeBatch {
@@ -98,6 +114,17 @@ impl RhythmStage {
             config,
             active: HashMap::new(),
             events: Vec::new(),
+            alerts: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The same, also turning live beats into episode events under `rules`
+    /// ([`EpisodeBatch::events`]); episodes replayed by [`resume`](Self::resume) raise none.
+    pub fn with_alerts(config: RhythmConfig, rules: &[AlertRule]) -> Self {
+        RhythmStage {
+            alerts: Some(AlertEngine::new(rules)),
+            ..Self::new(config)
         }
     }
 
@@ -128,36 +155,77 @@ impl RhythmStage {
     /// Feeds `rows` (in stream order per segment) and ends the segments
     /// `closed`; every segment named must be known ([`knows`](Self::knows)).
     pub fn observe(&mut self, rows: &[BeatRow], closed: &[SegmentKey], out: &mut EpisodeBatch) {
-        for row in rows {
+        for (i, row) in rows.iter().enumerate() {
             let Some(beat) = beat_of_row(row) else {
                 continue;
             };
             let Some(a) = self.active.get_mut(&row.segment) else {
                 continue;
             };
+            let device = &row.segment.device;
             a.model.clone_from(&row.model);
             a.analyser.push(beat, &mut self.events);
+            if let Some(alerts) = &mut self.alerts {
+                for e in &self.events {
+                    alerts.on_rhythm(device, e, &mut self.scratch);
+                }
+                if alerts.has_open(device) {
+                    for ep in a.analyser.ongoing() {
+                        alerts.on_ongoing(device, &ep, &mut self.scratch);
+                    }
+                }
+                alerts.on_beat(device, beat.r_time_us, beat.class, &mut self.scratch);
+                out.events
+                    .extend(self.scratch.drain(..).map(|e| (e, Trigger::Row(i))));
+            }
             for e in self.events.drain(..) {
                 if let RhythmEvent::Opened(ep) = &e {
                     out.opened.push(ep.kind);
                 }
-                put_event(out, &row.segment.device, e, &a.model);
+                put_event(out, device, e, &a.model);
             }
             if row.r_time_us - a.refreshed_us >= ONGOING_REFRESH_US {
                 a.refreshed_us = row.r_time_us;
                 for ep in a.analyser.ongoing() {
-                    out.put(&row.segment.device, ep, true, &a.model);
+                    out.put(device, ep, true, &a.model);
                 }
             }
         }
         for key in closed {
             if let Some(mut a) = self.active.remove(key) {
                 a.analyser.finish(&mut self.events);
+                if let Some(alerts) = &mut self.alerts {
+                    for e in &self.events {
+                        alerts.on_rhythm(&key.device, e, &mut self.scratch);
+                    }
+                    alerts.end_stream(&key.device, &mut self.scratch);
+                    let now = Trigger::Arrival(Instant::now());
+                    out.events.extend(self.scratch.drain(..).map(|e| (e, now)));
+                }
                 for e in self.events.drain(..) {
                     put_event(out, &key.device, e, &a.model);
                 }
             }
         }
+    }
+
+    /// Takes a silence of a live stream ([`Silence`]): a pause or asystole
+    /// under way is announced as an event (never stored: the stored episode
+    /// comes with the beat that ends it). Ignored unless the analyser's last
+    /// beat is the one the silence follows (else a beat is still on its way).
+    pub fn silence(&mut self, s: &Silence, out: &mut EpisodeBatch) {
+        let (Some(alerts), Some(a)) = (&mut self.alerts, self.active.get_mut(&s.segment)) else {
+            return;
+        };
+        if a.analyser.last_beat_us() != Some(s.last_r_us) {
+            return;
+        }
+        a.analyser.advance(s.until_us, &mut self.events);
+        for e in self.events.drain(..) {
+            alerts.on_rhythm(&s.segment.device, &e, &mut self.scratch);
+        }
+        let at = Trigger::Arrival(s.received);
+        out.events.extend(self.scratch.drain(..).map(|e| (e, at)));
     }
 
     /// Segments being analysed.
@@ -192,6 +260,8 @@ fn put_event(out: &mut EpisodeBatch, device: &str, event: RhythmEvent, model: &s
     match event {
         RhythmEvent::Opened(e) => out.put(device, e, true, model),
         RhythmEvent::Closed(e) => out.put(device, e, false, model),
+        // Only announced live pauses are withdrawn, and those are never stored.
+        RhythmEvent::Withdrawn(_) => {}
     }
 }
 

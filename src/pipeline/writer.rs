@@ -3,15 +3,22 @@
 //! (even with several inference workers finishing out of order), with the
 //! rhythm episodes those beats open, extend or close ([`super::rhythm`]).
 
-use super::rhythm::{EpisodeBatch, RhythmStage};
-use super::{Classified, write_with_retry};
+use super::alerts::{AlertRule, EpisodeEvent, OutboundEvent, Tier};
+use super::rhythm::{EpisodeBatch, RhythmStage, Trigger};
+use super::{Classified, Silence, send_counted, write_with_retry};
 use crate::metrics::Metrics;
 use crate::rhythm::RhythmConfig;
 use crate::store::{BeatRow, SegmentKey, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+/// Where the writer sends episode events once their beats are stored, and the rules it applies.
+pub struct EventsOut {
+    pub tx: Sender<OutboundEvent>,
+    pub rules: Vec<AlertRule>,
+}
 
 /// Runs until `rx` closes and everything received is stored.
 pub async fn run<S: Store>(
@@ -20,8 +27,12 @@ pub async fn run<S: Store>(
     metrics: Arc<Metrics>,
     write_batch: usize,
     rhythm: RhythmConfig,
+    events: Option<EventsOut>,
 ) {
-    let mut stage = RhythmStage::new(rhythm);
+    let mut stage = match &events {
+        Some(out) => RhythmStage::with_alerts(rhythm, &out.rules),
+        None => RhythmStage::new(rhythm),
+    };
     let mut waiting: BTreeMap<u64, Classified> = BTreeMap::new();
     let mut next_id = 0u64;
     let mut open = true;
@@ -49,6 +60,7 @@ pub async fn run<S: Store>(
         let mut rows: Vec<BeatRow> = Vec::new();
         let mut completed: Vec<Instant> = Vec::new();
         let mut closes: Vec<SegmentKey> = Vec::new();
+        let mut silences: Vec<Silence> = Vec::new();
         // In order; once the input has ended, whatever is left (a worker failed) goes too.
         while let Some(entry) = waiting.first_entry() {
             if (*entry.key() != next_id && open) || rows.len() >= write_batch {
@@ -61,8 +73,16 @@ pub async fn run<S: Store>(
                 completed.push(t);
             }
             closes.extend(c.closes);
+            silences.extend(c.silences);
         }
         if rows.is_empty() && closes.is_empty() {
+            if !silences.is_empty() {
+                let mut batch = EpisodeBatch::default();
+                for s in &silences {
+                    stage.silence(s, &mut batch);
+                }
+                publish(&events, batch.events, &completed, &metrics).await;
+            }
             continue;
         }
         let mut episodes = EpisodeBatch::default();
@@ -81,9 +101,19 @@ pub async fn run<S: Store>(
             stage.resume(&key, &marks, &mut episodes);
         }
         stage.observe(&rows, &closes, &mut episodes);
+        for s in &silences {
+            stage.silence(s, &mut episodes);
+        }
         write_with_retry(&metrics, "beats", || {
             store.write_beats(&rows, &closes, episodes.rows())
         })
+        .await;
+        publish(
+            &events,
+            std::mem::take(&mut episodes.events),
+            &completed,
+            &metrics,
+        )
         .await;
         for kind in &episodes.opened {
             metrics
@@ -99,6 +129,31 @@ pub async fn run<S: Store>(
             metrics
                 .end_to_end_seconds
                 .observe(t.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Hands the events of a stored batch to the events sink (waiting when its
+/// queue is full), recording each one's latency so far.
+async fn publish(
+    out: &Option<EventsOut>,
+    events: Vec<(EpisodeEvent, Trigger)>,
+    completed: &[Instant],
+    metrics: &Metrics,
+) {
+    let Some(out) = out else { return };
+    for (event, trigger) in events {
+        let triggered = match trigger {
+            Trigger::Row(i) => completed.get(i).copied().unwrap_or_else(Instant::now),
+            Trigger::Arrival(t) => t,
+        };
+        metrics
+            .alert_latency_seconds
+            .with_label_values(&["stored", event.tier.map_or("none", Tier::as_str)])
+            .observe(triggered.elapsed().as_secs_f64());
+        let event = OutboundEvent { event, triggered };
+        if !send_counted(&out.tx, event, metrics, "events").await {
+            return;
         }
     }
 }

@@ -104,13 +104,17 @@ pub enum RhythmEvent {
     Opened(Episode),
     /// An episode has ended; this is its final extent.
     Closed(Episode),
+    /// An episode announced before its closing beat ([`super::RhythmAnalyser::advance`])
+    /// did not happen as announced: a beat was found within the pause, the
+    /// pause grew into asystole, or the stream ended in the silence. Never stored.
+    Withdrawn(Episode),
 }
 
 impl RhythmEvent {
     /// The episode the event is about.
     pub fn episode(&self) -> &Episode {
         match self {
-            RhythmEvent::Opened(e) | RhythmEvent::Closed(e) => e,
+            RhythmEvent::Opened(e) | RhythmEvent::Closed(e) | RhythmEvent::Withdrawn(e) => e,
         }
     }
 }
@@ -136,6 +140,16 @@ impl Tracker {
     /// The episode under way, if it has been opened.
     pub fn ongoing(&self) -> Option<&Episode> {
         self.episode.as_ref().filter(|_| self.opened)
+    }
+
+    /// The candidate's kind, if one is being built.
+    pub fn kind(&self) -> Option<EpisodeKind> {
+        self.episode.as_ref().map(|e| e.kind)
+    }
+
+    /// Beats in the candidate so far (0 when none).
+    pub fn beats(&self) -> u32 {
+        self.episode.as_ref().map_or(0, |e| e.beats)
     }
 
     /// End of the candidate so far, µs (0 when none).

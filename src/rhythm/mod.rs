@@ -10,6 +10,7 @@
 
 mod af;
 mod episode;
+pub mod hrv;
 
 pub use af::{AfDetector, AfReading};
 pub use episode::{Episode, EpisodeKind, RhythmEvent};
@@ -52,7 +53,9 @@ pub struct RhythmConfig {
     pub rate_beats: usize,
     /// Consecutive V (or S) beats that make a run.
     pub run_beats: usize,
-    /// A run faster than this is ventricular (or supraventricular) tachycardia, /min.
+    /// A run faster than this (its mean rate over its last `rate_beats`
+    /// intervals; back below 95 % of it, a slow run again) is ventricular (or
+    /// supraventricular) tachycardia, /min.
     pub run_tachy_bpm: f64,
     /// Cycles of N-V (bigeminy) or N-N-V (trigeminy) before the pattern is an episode.
     pub pattern_cycles: usize,
@@ -195,6 +198,11 @@ impl RhythmAnalyser {
         &self.config
     }
 
+    /// R-peak time of the last beat taken, µs.
+    pub fn last_beat_us(&self) -> Option<i64> {
+        self.recent.back().map(|b| b.r_time_us)
+    }
+
     /// Takes the next beat (in time order) and appends the episodes it opens
     /// or closes to `out`.
     pub fn push(&mut self, beat: RhythmBeat, out: &mut Vec<RhythmEvent>) {
@@ -208,6 +216,7 @@ impl RhythmAnalyser {
         }
         let keep = (self.config.pattern_cycles * 3)
             .max(self.config.run_beats)
+            .max(self.config.rate_beats)
             .max(4)
             + 1;
         self.recent.push_back(beat);
@@ -242,7 +251,10 @@ impl RhythmAnalyser {
         };
         match &mut self.pending_pause {
             Some(p) if p.kind == kind => p.end_us = now_us,
-            _ => {
+            pending => {
+                if let Some(p) = pending.take() {
+                    out.push(RhythmEvent::Withdrawn(p));
+                }
                 let e = Episode {
                     kind,
                     start_us: last.r_time_us,
@@ -257,7 +269,9 @@ impl RhythmAnalyser {
         }
     }
 
-    /// The episodes opened and not yet closed, as they stand now.
+    /// The episodes opened by beats and not yet closed, as they stand now (a
+    /// pause announced by [`advance`](Self::advance) is not among them: it
+    /// depends on when the analyser was asked, not on the beats).
     pub fn ongoing(&self) -> Vec<Episode> {
         [
             &self.af_episode,
@@ -271,7 +285,6 @@ impl RhythmAnalyser {
         ]
         .into_iter()
         .filter_map(|t| t.ongoing().cloned())
-        .chain(self.pending_pause.clone())
         .collect()
     }
 
@@ -291,7 +304,9 @@ impl RhythmAnalyser {
         }
         // A pause announced without its closing beat ends with the stream: the
         // silence may have been the recording stopping, so it is not reported.
-        self.pending_pause = None;
+        if let Some(p) = self.pending_pause.take() {
+            out.push(RhythmEvent::Withdrawn(p));
+        }
     }
 
     fn pause(&mut self, prev: RhythmBeat, beat: RhythmBeat, out: &mut Vec<RhythmEvent>) {
@@ -301,6 +316,9 @@ impl RhythmAnalyser {
         // the detector may simply have missed beats in the noise.
         let readable = u8::from(prev.class.is_some()) + u8::from(beat.class.is_some());
         if rr_s < self.config.pause_s || readable < self.config.pause_readable_flanks {
+            if let Some(p) = pending {
+                out.push(RhythmEvent::Withdrawn(p));
+            }
             return;
         }
         let kind = if rr_s >= self.config.asystole_s {
@@ -318,8 +336,12 @@ impl RhythmAnalyser {
             max_bpm: bpm,
         };
         match pending {
-            Some(p) if p.kind == kind => {}
-            _ => out.push(RhythmEvent::Opened(e.clone())),
+            Some(p) if p.kind == kind && p.start_us == e.start_us => {}
+            Some(p) => {
+                out.push(RhythmEvent::Withdrawn(p));
+                out.push(RhythmEvent::Opened(e.clone()));
+            }
+            None => out.push(RhythmEvent::Opened(e.clone())),
         }
         out.push(RhythmEvent::Closed(e));
     }
@@ -440,7 +462,33 @@ impl RhythmAnalyser {
             }
             if tracker.is_running() {
                 let bpm = rate_of(tracker.last_us(), beat.r_time_us);
-                tracker.extend(beat.r_time_us, bpm);
+                // The run's kind follows its rate over its last `rate_beats`
+                // intervals (with a 5 % hysteresis): a run that starts slowly
+                // and speeds up becomes VT (SVT) from the beat before, the slow
+                // episode ending there; and the other way round.
+                let n = self.recent.len();
+                let m = (tracker.beats() as usize + 1)
+                    .min(self.config.rate_beats + 1)
+                    .min(n);
+                let (first, last) = (self.recent[n - m].r_time_us, beat.r_time_us);
+                let mean_bpm = 60.0 * (m - 1) as f64 / ((last - first) as f64 / 1e6);
+                let current = tracker.kind();
+                let want = if mean_bpm > self.config.run_tachy_bpm {
+                    fast
+                } else if mean_bpm < 0.95 * self.config.run_tachy_bpm {
+                    slow
+                } else {
+                    current.unwrap_or(slow)
+                };
+                if current != Some(want) {
+                    let from = tracker.last_us();
+                    tracker.close(out);
+                    tracker.start(want, from);
+                    tracker.extend(beat.r_time_us, bpm);
+                    tracker.open_once_longer_than(0, out);
+                } else {
+                    tracker.extend(beat.r_time_us, bpm);
+                }
                 continue;
             }
             let n = self.recent.len();

@@ -41,7 +41,7 @@ fn run_with(
         .iter()
         .filter_map(|e| match e {
             RhythmEvent::Closed(e) => Some(e.clone()),
-            RhythmEvent::Opened(_) => None,
+            RhythmEvent::Opened(_) | RhythmEvent::Withdrawn(_) => None,
         })
         .collect();
     (out, closed)
@@ -186,7 +186,13 @@ fn a_silence_is_announced_before_the_beat_that_ends_it() {
     a.advance(last + 2_500_000, &mut out);
     assert!(matches!(&out[..], [RhythmEvent::Opened(e)] if e.kind == EpisodeKind::Pause));
     a.advance(last + 3_200_000, &mut out);
-    assert!(matches!(&out[1], RhythmEvent::Opened(e) if e.kind == EpisodeKind::Asystole));
+    // The pause grew into asystole: the pause is withdrawn, asystole announced.
+    assert!(matches!(&out[1], RhythmEvent::Withdrawn(e) if e.kind == EpisodeKind::Pause));
+    assert!(matches!(&out[2], RhythmEvent::Opened(e) if e.kind == EpisodeKind::Asystole));
+    assert!(
+        a.ongoing().is_empty(),
+        "an announced pause is not a stored episode"
+    );
     a.push(
         RhythmBeat {
             r_time_us: last + 3_600_000,
@@ -195,10 +201,40 @@ fn a_silence_is_announced_before_the_beat_that_ends_it() {
         &mut out,
     );
     // The closing beat closes the asystole already opened, without reopening it.
-    assert_eq!(out.len(), 3);
+    assert_eq!(out.len(), 4);
     assert!(
-        matches!(&out[2], RhythmEvent::Closed(e) if e.kind == EpisodeKind::Asystole && e.end_us == last + 3_600_000)
+        matches!(&out[3], RhythmEvent::Closed(e) if e.kind == EpisodeKind::Asystole && e.end_us == last + 3_600_000)
     );
+}
+
+#[test]
+fn an_announced_pause_is_withdrawn_when_a_beat_is_found_within_it() {
+    let mut a = RhythmAnalyser::new(RhythmConfig::default());
+    let mut out = Vec::new();
+    for b in beats(&sinus(10, 0.8)) {
+        a.push(b, &mut out);
+    }
+    let last = 8_000_000;
+    a.advance(last + 2_200_000, &mut out);
+    assert!(matches!(&out[..], [RhythmEvent::Opened(e)] if e.kind == EpisodeKind::Pause));
+    // Searchback finds a small beat 1.1 s after the last: no pause after all.
+    for t in [last + 1_100_000, last + 2_300_000] {
+        a.push(
+            RhythmBeat {
+                r_time_us: t,
+                class: Some(N),
+            },
+            &mut out,
+        );
+    }
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(matches!(&out[1], RhythmEvent::Withdrawn(e) if e.kind == EpisodeKind::Pause));
+    // And a silence at the end of the stream is withdrawn, not reported.
+    a.advance(last + 5_000_000, &mut out);
+    a.finish(&mut out);
+    assert!(matches!(&out[2], RhythmEvent::Opened(e) if e.kind == EpisodeKind::Pause));
+    assert!(matches!(&out[3], RhythmEvent::Withdrawn(_)));
+    assert_eq!(out.len(), 4);
 }
 
 #[test]

@@ -50,6 +50,40 @@ pub fn split_address(address: &str, default_port: u16) -> Result<(String, u16), 
     }
 }
 
+/// The connection settings every holterd MQTT client shares (broker
+/// `address`, credentials, TLS, keep-alive, persistent session) under `client_id`.
+pub fn client_options(
+    config: &MqttConfig,
+    address: &str,
+    password: Option<String>,
+    client_id: &str,
+) -> Result<MqttOptions, String> {
+    let (host, port) = split_address(address, if config.tls { 8883 } else { 1883 })
+        .map_err(|e| format!("mqtt.broker: {e}"))?;
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(config.keep_alive_s))
+        .set_clean_session(false);
+    if !config.username.is_empty() {
+        options.set_credentials(&config.username, password.unwrap_or_default());
+    }
+    if config.tls {
+        let transport = if config.ca_file.is_empty() {
+            Transport::tls_with_default_config()
+        } else {
+            let ca = std::fs::read(&config.ca_file)
+                .map_err(|e| format!("mqtt.ca_file {:?}: {e}", config.ca_file))?;
+            Transport::tls_with_config(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            })
+        };
+        options.set_transport(transport);
+    }
+    Ok(options)
+}
+
 impl MqttSource {
     /// Prepares the client for broker `address` (`host:port`).
     pub fn new(
@@ -57,35 +91,14 @@ impl MqttSource {
         address: &str,
         password: Option<String>,
     ) -> Result<(MqttSource, Acker), String> {
-        let (host, port) = split_address(address, if config.tls { 8883 } else { 1883 })
-            .map_err(|e| format!("mqtt.broker: {e}"))?;
-        let mut options = MqttOptions::new(&config.client_id, host, port);
+        let mut options = client_options(config, address, password, &config.client_id)?;
         options
-            .set_keep_alive(Duration::from_secs(config.keep_alive_s))
-            .set_clean_session(false)
             .set_manual_acks(true)
             .set_inflight(config.max_inflight)
             // Larger payloads are refused by ingest with a reason; letting rumqttc refuse them
             // would drop the connection, and the broker would resend the same message forever.
             .set_max_packet_size(32 << 20, 1 << 20)
             .set_request_channel_capacity(config.max_inflight as usize + 1024);
-        if !config.username.is_empty() {
-            options.set_credentials(&config.username, password.unwrap_or_default());
-        }
-        if config.tls {
-            let transport = if config.ca_file.is_empty() {
-                Transport::tls_with_default_config()
-            } else {
-                let ca = std::fs::read(&config.ca_file)
-                    .map_err(|e| format!("mqtt.ca_file {:?}: {e}", config.ca_file))?;
-                Transport::tls_with_config(TlsConfiguration::Simple {
-                    ca,
-                    alpn: None,
-                    client_auth: None,
-                })
-            };
-            options.set_transport(transport);
-        }
         let (client, eventloop) = AsyncClient::new(options, config.max_inflight as usize + 1024);
         let connection = Arc::new(AtomicU64::new(0));
         let (ack_tx, acks) = mpsc::unbounded_channel();
