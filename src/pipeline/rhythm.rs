@@ -269,6 +269,7 @@ fn put_event(out: &mut EpisodeBatch, device: &str, event: RhythmEvent, model: &s
 mod tests {
     use super::*;
     use crate::dsp::Quality;
+    use crate::pipeline::alerts::{Phase, Tier};
 
     fn key() -> SegmentKey {
         SegmentKey {
@@ -364,6 +365,54 @@ mod tests {
             after.observe(&rows[cut..], &[key()], &mut second);
             assert_eq!(closed_rows(&[first, second]), expected, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_silence_is_announced_live_and_only_its_closing_beat_stores_it() {
+        let mut rows = rows();
+        rows.truncate(20);
+        for r in &mut rows {
+            (r.class, r.verdict) = (Some(AamiClass::N), Verdict::Normal);
+        }
+        let last = rows[19].r_time_us;
+        let rules = crate::pipeline::alerts::default_rules();
+        let mut stage = RhythmStage::with_alerts(RhythmConfig::default(), &rules);
+        let mut out = EpisodeBatch::default();
+        stage.resume(&key(), &[], &mut out);
+        stage.observe(&rows, &[], &mut out);
+        assert!(out.events.is_empty());
+        let silence = |last_r_us: i64, until_us: i64| Silence {
+            segment: key(),
+            last_r_us,
+            until_us,
+            received: Instant::now(),
+        };
+        // A silence after a beat still on its way is not announced.
+        let mut live = EpisodeBatch::default();
+        stage.silence(&silence(last - 800_000, last + 3_200_000), &mut live);
+        assert!(live.events.is_empty());
+        stage.silence(&silence(last, last + 3_200_000), &mut live);
+        assert!(live.rows().is_empty(), "an announced silence is not stored");
+        let [(start, Trigger::Arrival(_))] = &live.events[..] else {
+            panic!("{:?}", live.events);
+        };
+        assert_eq!(
+            (start.kind.as_str(), start.event),
+            ("asystole", Phase::Start)
+        );
+        assert_eq!(start.tier, Some(Tier::Emergency));
+        let mut next = rows[19].clone();
+        next.r_time_us = last + 3_500_000;
+        let mut closing = EpisodeBatch::default();
+        stage.observe(&[next], &[], &mut closing);
+        let stored: Vec<_> = closing
+            .rows()
+            .iter()
+            .map(|r| (r.episode.kind, r.ongoing))
+            .collect();
+        assert_eq!(stored, [(EpisodeKind::Asystole, false)]);
+        let ends: Vec<_> = closing.events.iter().map(|(e, _)| e.event).collect();
+        assert_eq!(ends, [Phase::End]);
     }
 
     #[test]

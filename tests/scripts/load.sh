@@ -2,9 +2,12 @@
 # Load test: N simulated 360 Hz patients in real time (MIT-BIH records in turn)
 # through Mosquitto and holterd into Postgres, for S seconds. Reports the
 # daemon's end-to-end latency quantiles, CPU, memory over time and throughput.
-#   tests/scripts/load.sh [devices=1000] [seconds=120] [chunk_ms=250]
+# Also reports the latency of the episode events and alerts it publishes.
+#   tests/scripts/load.sh [devices=1000] [seconds=120] [chunk_ms=250] [from_s=0]
+# from_s: where in each record the replay starts (540 takes in record 223's
+# 55-second ventricular tachycardia at 578 s).
 source "$(dirname "$0")/lib.sh"
-N=${1:-1000}; S=${2:-120}; CHUNK=${3:-250}
+N=${1:-1000}; S=${2:-120}; CHUNK=${3:-250}; FROM=${4:-0}
 trap 'stop_daemon; stop_mosquitto' EXIT
 fresh_database
 start_mosquitto
@@ -15,7 +18,7 @@ cpu() { awk '{print $14 + $15}' /proc/$pid/stat; }   # utime + stime, clock tick
 hz=$(getconf CLK_TCK)
 log "daemon idle RSS $(rss) KiB; replaying $N devices for $S s, $CHUNK ms per message"
 "$BIN" replay --broker 127.0.0.1:$MQTT_PORT --records all --devices "$N" --speed 1 \
-  --chunk-ms "$CHUNK" --max-seconds "$S" > "$WORK/replay.log" 2>&1 &
+  --chunk-ms "$CHUNK" --max-seconds "$((FROM + S))" --from-seconds "$FROM" > "$WORK/replay.log" 2>&1 &
 replay=$!
 c0=$(cpu); t0=$(date +%s.%N)
 for i in $(seq 1 $((S / 10))); do
@@ -54,6 +57,11 @@ for w in ('chunks', 'beats'):
     s = val(f'holterd_store_write_seconds_sum{{what="{w}"}}'); c = val(f'holterd_store_write_seconds_count{{what="{w}"}}')
     print(f"store writes ({w}): {c:.0f} transactions, {s:.1f} s in total, mean {1000 * s / max(1, c):.1f} ms")
 print(f"daemon CPU: {(c1 - c0) / hz:.1f} s over {t1 - t0:.1f} s = {100 * (c1 - c0) / hz / (t1 - t0):.0f} % of one core")
+for stage in ('stored', 'published'):
+    for tier in ('emergency', 'urgent', 'routine', 'none'):
+        b = [(float(le), float(v)) for le, v in re.findall(r'holterd_alert_latency_seconds_bucket\{stage="' + stage + '",tier="' + tier + r'",le="([^"]+)"\} (\S+)', text.replace('+Inf', 'inf'))]
+        if b and b[-1][1] > 0:
+            print(f"episode events ({tier}), arrival to {stage}: {b[-1][1]:.0f} events, p50 <= {q(b, .5)} s, p99 <= {q(b, .99)} s, max <= {q(b, 1.0)} s")
 waits = val('holterd_backpressure_waits_total{queue="ingest"}')
 print(f"backpressure waits source->ingest {waits:.0f}, duplicates {val('holterd_duplicate_messages_total'):.0f}, gaps {val('holterd_gaps_total'):.0f}")
 PY
