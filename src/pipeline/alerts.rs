@@ -471,59 +471,50 @@ impl AlertEngine {
         }
         let count = w.times.len() as u32;
         let (active, empty) = (w.active, w.times.is_empty());
-        let rate = f64::from(count);
-        let span = w
-            .times
-            .front()
-            .map_or(0.0, |&f| (r_time_us - f) as f64 / 1e6);
-        let now = self.best(Watch::FrequentV, count, span, rate);
-        let episode = |start_us: i64| Episode {
-            kind: EpisodeKind::VentricularTachycardia, // replaced by the name below
+        let first = w.times.front().copied().unwrap_or(r_time_us);
+        let span = (r_time_us - first) as f64 / 1e6;
+        let now = self.best(Watch::FrequentV, count, span, f64::from(count));
+        let (phase, start, rule) = match (active, now) {
+            (None, Some(n)) => (Phase::Start, first, n),
+            (Some((start, b)), Some(n)) if self.rules[n].tier > self.rules[b].tier => {
+                (Phase::Alert, start, n)
+            }
+            (Some((start, b)), None) => (Phase::End, start, b),
+            _ => {
+                if empty && active.is_none() {
+                    self.frequent.remove(device);
+                }
+                return;
+            }
+        };
+        out.push(self.frequent_event(device, phase, start, r_time_us, count, rule));
+        if let Some(w) = self.frequent.get_mut(device) {
+            w.active = (phase != Phase::End).then_some((start, rule));
+        }
+    }
+
+    /// An event about `device`'s V beats: `count` of them in the minute to `end_us`.
+    fn frequent_event(
+        &self,
+        device: &str,
+        phase: Phase,
+        start_us: i64,
+        end_us: i64,
+        count: u32,
+        rule: usize,
+    ) -> EpisodeEvent {
+        EpisodeEvent {
+            device: device.to_string(),
+            event: phase,
+            kind: FREQUENT_V.to_string(),
             start_us,
-            end_us: r_time_us,
+            end_us,
             beats: count,
             min_bpm: 0.0,
             max_bpm: 0.0,
-        };
-        let mut push = |engine: &Self, phase: Phase, start_us: i64, rule: Option<usize>| {
-            let mut ev = engine.event(device, phase, &episode(start_us), rule);
-            ev.kind = FREQUENT_V.to_string();
-            ev.rate_per_min = rate;
-            out.push(ev);
-        };
-        match (active, now) {
-            (None, Some(n)) => {
-                let start = self.frequent[device]
-                    .times
-                    .front()
-                    .copied()
-                    .unwrap_or(r_time_us);
-                push(self, Phase::Start, start, Some(n));
-                if let Some(w) = self.frequent.get_mut(device) {
-                    w.active = Some((start, n));
-                }
-            }
-            (Some((start, b)), Some(n)) if self.rules[n].tier > self.rules[b].tier => {
-                push(self, Phase::Alert, start, Some(n));
-                if let Some(w) = self.frequent.get_mut(device) {
-                    w.active = Some((start, n));
-                }
-            }
-            (Some((start, b)), None) => {
-                push(self, Phase::End, start, Some(b));
-                if let Some(w) = self.frequent.get_mut(device) {
-                    w.active = None;
-                }
-            }
-            _ => {}
-        }
-        if empty
-            && self
-                .frequent
-                .get(device)
-                .is_some_and(|w| w.active.is_none())
-        {
-            self.frequent.remove(device);
+            rate_per_min: f64::from(count),
+            tier: Some(self.rules[rule].tier),
+            rule: Some(self.rules[rule].name.clone()),
         }
     }
 
@@ -532,18 +523,8 @@ impl AlertEngine {
         if let Some(w) = self.frequent.remove(device)
             && let Some((start, rule)) = w.active
         {
-            let e = Episode {
-                kind: EpisodeKind::VentricularTachycardia,
-                start_us: start,
-                end_us: w.last_us,
-                beats: w.times.len() as u32,
-                min_bpm: 0.0,
-                max_bpm: 0.0,
-            };
-            let mut ev = self.event(device, Phase::End, &e, Some(rule));
-            ev.kind = FREQUENT_V.to_string();
-            ev.rate_per_min = f64::from(e.beats);
-            out.push(ev);
+            let count = w.times.len() as u32;
+            out.push(self.frequent_event(device, Phase::End, start, w.last_us, count, rule));
         }
     }
 }
