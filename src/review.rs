@@ -17,10 +17,11 @@
 
 use crate::clock::{MINUTE_US, format_utc};
 use crate::formats::wfdb::AamiClass;
-use crate::rhythm::EpisodeKind;
+use crate::rhythm::hrv::{self, TimeDomainHrv};
+use crate::rhythm::{EpisodeKind, RhythmBeat};
 use crate::store::{
-    BeatQuery, ClassCounts, EpisodeQuery, EpisodeRow, FlaggedLink, MinuteRow, Store, StoreError,
-    Verdict, VerdictCounts,
+    BeatMark, BeatQuery, ClassCounts, EpisodeQuery, EpisodeRow, FlaggedLink, MinuteRow, Store,
+    StoreError, Verdict, VerdictCounts,
 };
 use serde::Serialize;
 
@@ -29,6 +30,14 @@ pub const LIVE_WITHIN_US: i64 = 120_000_000;
 const DAY_US: i64 = 86_400_000_000;
 /// Minutes with fewer readable RR intervals than this do not set the minimum or maximum rate.
 const MIN_RR_PER_MINUTE: i64 = 10;
+/// Night starts at this hour, UTC (holterd has no time-zone setting: the store keeps UTC).
+pub const NIGHT_START_HOUR_UTC: i64 = 22;
+/// Night ends at this hour, UTC.
+pub const NIGHT_END_HOUR_UTC: i64 = 7;
+/// Beats read per query when a summary reads a range's beats for HRV.
+const HRV_PAGE: u32 = 50_000;
+/// Episodes drawn at most on a summary's timeline.
+pub const MAX_TIMELINE_EPISODES: usize = 5_000;
 
 /// One row of the overview.
 #[derive(Debug, Clone, Serialize)]
@@ -206,6 +215,132 @@ pub struct AtTime {
     pub at_us: i64,
 }
 
+/// Heart rate over a set of minutes: minute means (minutes with at least 10
+/// readable RR intervals) for the minimum and maximum, and the mean of all
+/// their readable RR intervals for the mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct HeartRateStats {
+    /// Minutes with readable RR intervals.
+    pub minutes: i64,
+    pub min: Option<AtTime>,
+    pub mean: Option<f64>,
+    pub max: Option<AtTime>,
+}
+
+impl HeartRateStats {
+    /// The rates of `minutes`.
+    pub fn of<'a>(minutes: impl IntoIterator<Item = &'a MinuteRow>) -> Self {
+        let (mut rr_n, mut rr_sum) = (0i64, 0.0f64);
+        let mut stats = HeartRateStats::default();
+        for m in minutes {
+            if m.rr_n > 0 {
+                stats.minutes += 1;
+            }
+            rr_n += m.rr_n;
+            rr_sum += m.rr_sum_ms;
+            if let Some(bpm) = minute_bpm(m).filter(|_| m.rr_n >= MIN_RR_PER_MINUTE) {
+                let at = AtTime {
+                    value: bpm,
+                    at_us: m.minute * MINUTE_US,
+                };
+                if stats.min.is_none_or(|h| bpm < h.value) {
+                    stats.min = Some(at);
+                }
+                if stats.max.is_none_or(|h| bpm > h.value) {
+                    stats.max = Some(at);
+                }
+            }
+        }
+        stats.mean = (rr_sum > 0.0).then(|| 60_000.0 * rr_n as f64 / rr_sum);
+        stats
+    }
+}
+
+/// Whether `minute` (minutes since the epoch) is in the night, [`NIGHT_START_HOUR_UTC`] to [`NIGHT_END_HOUR_UTC`] UTC.
+pub fn is_night(minute: i64) -> bool {
+    let hour = minute.rem_euclid(DAY_US / MINUTE_US) / 60;
+    !(NIGHT_END_HOUR_UTC..NIGHT_START_HOUR_UTC).contains(&hour)
+}
+
+/// A stored beat as HRV reads it: unreadable is `None`, a class is itself,
+/// and a binary model's beat (no class) is N when its verdict is normal and
+/// Q (not normal, class unknown) when abnormal, so its intervals are not NN.
+pub fn hrv_beat(mark: &BeatMark) -> RhythmBeat {
+    let class = match (mark.verdict, mark.class) {
+        (Verdict::Unreadable, _) => None,
+        (_, Some(c)) => Some(c),
+        (Verdict::Normal, None) => Some(AamiClass::N),
+        (Verdict::Abnormal, None) => Some(AamiClass::Q),
+    };
+    RhythmBeat {
+        r_time_us: mark.r_time_us,
+        class,
+    }
+}
+
+/// Every beat of `device` in `[from_us, to_us)` as HRV reads it, by time,
+/// read in pages of [`HRV_PAGE`] without waveforms (about 100,000 rows for 24 hours).
+async fn range_beats<S: Store>(
+    store: &S,
+    device: &str,
+    from_us: i64,
+    to_us: i64,
+) -> Result<Vec<RhythmBeat>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = from_us;
+    loop {
+        let page = store
+            .beat_marks(&BeatQuery {
+                from_us: from,
+                to_us,
+                ..BeatQuery::all(device, HRV_PAGE)
+            })
+            .await?;
+        out.extend(page.iter().map(hrv_beat));
+        match page.last() {
+            Some(b) if page.len() == HRV_PAGE as usize && b.r_time_us < to_us => {
+                from = b.r_time_us + 1
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// What a summary's timeline draws: the heart-rate trend (at most `buckets`
+/// points) and the episodes overlapping the range (the first
+/// [`MAX_TIMELINE_EPISODES`] by onset; `true` when there were more).
+pub async fn timeline<S: Store>(
+    store: &S,
+    device: &str,
+    from_us: i64,
+    to_us: i64,
+    buckets: usize,
+) -> Result<(Vec<TrendPoint>, Vec<crate::rhythm::Episode>, bool), StoreError> {
+    let minutes = store
+        .minutes(device, from_us.div_euclid(MINUTE_US), minute_after(to_us))
+        .await?;
+    let episodes = store
+        .episodes(&EpisodeQuery {
+            device: device.to_string(),
+            from_us,
+            to_us,
+            kind: None,
+            limit: MAX_TIMELINE_EPISODES as u32 + 1,
+        })
+        .await?;
+    let more = episodes.len() > MAX_TIMELINE_EPISODES;
+    Ok((
+        heart_rate_trend(&minutes, from_us, to_us, buckets),
+        episodes
+            .into_iter()
+            .take(MAX_TIMELINE_EPISODES)
+            .map(|e| e.episode)
+            .collect(),
+        more,
+    ))
+}
+
 /// Couplets and runs kept per kind of beat in a summary (the counts are never capped).
 pub const MAX_EPISODES: usize = 100;
 
@@ -298,6 +433,14 @@ pub struct HolterSummary {
     pub heart_rate_min: Option<AtTime>,
     pub heart_rate_mean: Option<f64>,
     pub heart_rate_max: Option<AtTime>,
+    /// The same by day and by night (minutes from [`NIGHT_START_HOUR_UTC`] to
+    /// [`NIGHT_END_HOUR_UTC`] UTC, given in `night_hours_utc`).
+    pub heart_rate_day: HeartRateStats,
+    pub heart_rate_night: HeartRateStats,
+    pub night_hours_utc: [i64; 2],
+    /// Time-domain heart-rate variability of the range's beats ([`crate::rhythm::hrv`]);
+    /// `None` with too few NN intervals.
+    pub hrv: Option<TimeDomainHrv>,
     /// Longest RR interval between readable beats, ms, at the beat ending it.
     pub longest_pause: Option<AtTime>,
     /// Runs of abnormal beats without a class (a binary model's).
@@ -329,24 +472,11 @@ pub async fn holter_summary<S: Store>(
         .await?;
     let range = RangeCounts::of(&minutes);
     let counts = range.counts;
-    let (mut rr_n, mut rr_sum) = (0i64, 0.0f64);
-    let (mut hr_min, mut hr_max): (Option<AtTime>, Option<AtTime>) = (None, None);
+    let heart_rate = HeartRateStats::of(&minutes);
+    let heart_rate_day = HeartRateStats::of(minutes.iter().filter(|m| !is_night(m.minute)));
+    let heart_rate_night = HeartRateStats::of(minutes.iter().filter(|m| is_night(m.minute)));
     let mut pause: Option<(f32, i64)> = None;
     for m in &minutes {
-        rr_n += m.rr_n;
-        rr_sum += m.rr_sum_ms;
-        if let Some(bpm) = minute_bpm(m).filter(|_| m.rr_n >= MIN_RR_PER_MINUTE) {
-            let at = AtTime {
-                value: bpm,
-                at_us: m.minute * MINUTE_US,
-            };
-            if hr_min.is_none_or(|h| bpm < h.value) {
-                hr_min = Some(at);
-            }
-            if hr_max.is_none_or(|h| bpm > h.value) {
-                hr_max = Some(at);
-            }
-        }
         if let Some(rr) = m.rr_max_ms
             && pause.is_none_or(|(p, _)| rr > p)
         {
@@ -396,6 +526,11 @@ pub async fn holter_summary<S: Store>(
     let v_runs = count_runs(&flagged, |l| l.class == Some(AamiClass::V));
     let s_runs = count_runs(&flagged, |l| l.class == Some(AamiClass::S));
     let readable = counts.beats - counts.unreadable;
+    let hrv = if counts.beats > 0 {
+        hrv::time_domain(&range_beats(store, device, from_us, to_us).await?)
+    } else {
+        None
+    };
     let (first_beat_us, last_beat_us) = if counts.beats > 0 {
         let first = minutes.first().map(|m| m.minute * MINUTE_US);
         let last = minutes.last().map(|m| (m.minute + 1) * MINUTE_US);
@@ -419,9 +554,13 @@ pub async fn holter_summary<S: Store>(
         counts,
         analysable_share: share(readable, counts.beats),
         abnormal_burden: share(counts.abnormal, readable),
-        heart_rate_min: hr_min,
-        heart_rate_mean: (rr_sum > 0.0).then(|| 60_000.0 * rr_n as f64 / rr_sum),
-        heart_rate_max: hr_max,
+        heart_rate_min: heart_rate.min,
+        heart_rate_mean: heart_rate.mean,
+        heart_rate_max: heart_rate.max,
+        heart_rate_day,
+        heart_rate_night,
+        night_hours_utc: [NIGHT_START_HOUR_UTC, NIGHT_END_HOUR_UTC],
+        hrv,
         longest_pause,
         runs,
         classified: range.classes.classified(),
@@ -579,6 +718,40 @@ pub fn summary_csv(s: &HolterSummary) -> String {
         opt(s.heart_rate_max.map(|h| h.value), 1),
         s.heart_rate_max.map(|h| h.at_us),
     );
+    for (part, h) in [("day", &s.heart_rate_day), ("night", &s.heart_rate_night)] {
+        row(
+            &format!("heart_rate_{part}_min_bpm"),
+            opt(h.min.map(|h| h.value), 1),
+            h.min.map(|h| h.at_us),
+        );
+        row(&format!("heart_rate_{part}_mean_bpm"), opt(h.mean, 1), None);
+        row(
+            &format!("heart_rate_{part}_max_bpm"),
+            opt(h.max.map(|h| h.value), 1),
+            h.max.map(|h| h.at_us),
+        );
+    }
+    row(
+        "night_hours_utc",
+        format!("{:02}-{:02}", s.night_hours_utc[0], s.night_hours_utc[1]),
+        None,
+    );
+    let hrv = s.hrv.as_ref();
+    row(
+        "hrv_nn_intervals",
+        hrv.map(|h| h.nn_intervals.to_string()).unwrap_or_default(),
+        None,
+    );
+    row("hrv_mean_nn_ms", opt(hrv.map(|h| h.mean_nn_ms), 1), None);
+    row("hrv_sdnn_ms", opt(hrv.map(|h| h.sdnn_ms), 1), None);
+    row("hrv_sdann_ms", opt(hrv.and_then(|h| h.sdann_ms), 1), None);
+    row(
+        "hrv_sdnn_index_ms",
+        opt(hrv.and_then(|h| h.sdnn_index_ms), 1),
+        None,
+    );
+    row("hrv_rmssd_ms", opt(hrv.map(|h| h.rmssd_ms), 1), None);
+    row("hrv_pnn50_percent", opt(hrv.map(|h| h.pnn50), 2), None);
     row(
         "longest_pause_ms",
         opt(s.longest_pause.map(|p| p.value), 0),
@@ -840,6 +1013,88 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn heart_rate_is_split_into_day_and_night_at_22_and_7_utc() {
+        // Minutes of 2025-01-01 (UTC) at a rate given by (readable RR count, sum).
+        let day0 = 1_735_689_600_000_000 / MINUTE_US;
+        let m = |h: i64, min: i64, n: i64, sum: f64| MinuteRow {
+            minute: day0 + h * 60 + min,
+            counts: VerdictCounts::default(),
+            classes: ClassCounts::default(),
+            rr_n: n,
+            rr_sum_ms: sum,
+            rr_max_ms: None,
+        };
+        let minutes = [
+            m(6, 59, 50, 60_000.0),  // night, 50 /min
+            m(7, 0, 80, 60_000.0),   // day, 80 /min
+            m(12, 0, 120, 60_000.0), // day, 120 /min
+            m(21, 59, 60, 60_000.0), // day, 60 /min
+            m(22, 0, 40, 60_000.0),  // night, 40 /min
+            m(23, 0, 5, 3_000.0),    // night, 100 /min but too few beats for min/max
+        ];
+        assert_eq!(
+            minutes
+                .iter()
+                .map(|m| is_night(m.minute))
+                .collect::<Vec<_>>(),
+            [true, false, false, false, true, true]
+        );
+        let day = HeartRateStats::of(minutes.iter().filter(|m| !is_night(m.minute)));
+        let night = HeartRateStats::of(minutes.iter().filter(|m| is_night(m.minute)));
+        let at = |h: i64, min: i64| (day0 + h * 60 + min) * MINUTE_US;
+        assert_eq!(day.minutes, 3);
+        assert_eq!(
+            day.min.map(|a| (a.value, a.at_us)),
+            Some((60.0, at(21, 59)))
+        );
+        assert_eq!(
+            day.max.map(|a| (a.value, a.at_us)),
+            Some((120.0, at(12, 0)))
+        );
+        assert_eq!(day.mean, Some(60_000.0 * 260.0 / 180_000.0));
+        assert_eq!(night.minutes, 3);
+        assert_eq!(
+            night.min.map(|a| (a.value, a.at_us)),
+            Some((40.0, at(22, 0)))
+        );
+        assert_eq!(
+            night.max.map(|a| (a.value, a.at_us)),
+            Some((50.0, at(6, 59)))
+        );
+        // The mean counts the sparse minute's intervals too.
+        assert_eq!(night.mean, Some(60_000.0 * 95.0 / 123_000.0));
+        assert_eq!(HeartRateStats::of(&[]), HeartRateStats::default());
+        // Before the epoch the hour still comes out right.
+        assert!(is_night(-1) && !is_night(-(2 * 60 + 1)));
+    }
+
+    #[test]
+    fn hrv_reads_binary_verdicts_as_n_or_not_n() {
+        let mark = |verdict, class| BeatMark {
+            r_time_us: 7,
+            rr_prev_ms: None,
+            quality: crate::dsp::Quality::Good,
+            verdict,
+            p_abnormal: None,
+            class,
+            model: "m".into(),
+        };
+        let class = |v, c| hrv_beat(&mark(v, c)).class;
+        assert_eq!(class(Verdict::Unreadable, None), None);
+        assert_eq!(class(Verdict::Normal, None), Some(AamiClass::N));
+        assert_eq!(class(Verdict::Abnormal, None), Some(AamiClass::Q));
+        assert_eq!(
+            class(Verdict::Abnormal, Some(AamiClass::V)),
+            Some(AamiClass::V)
+        );
+        assert_eq!(
+            class(Verdict::Normal, Some(AamiClass::N)),
+            Some(AamiClass::N)
+        );
+        assert_eq!(hrv_beat(&mark(Verdict::Normal, None)).r_time_us, 7);
     }
 
     #[test]

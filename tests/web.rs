@@ -13,8 +13,9 @@ use holterd::http::{HttpState, Web, router};
 use holterd::metrics::Metrics;
 use holterd::model::classifier::Classifier;
 use holterd::pipeline::offline::analyze_recording;
-use holterd::rhythm::{Episode, EpisodeKind};
-use holterd::store::{AnyStore, BeatRow, EpisodeRow, Store};
+use holterd::rhythm::hrv;
+use holterd::rhythm::{Episode, EpisodeKind, RhythmBeat};
+use holterd::store::{AnyStore, BeatRow, EpisodeRow, Store, Verdict};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,6 +192,29 @@ async fn seed(store: &AnyStore) -> Vec<BeatRow> {
         .await
         .unwrap();
     beats
+}
+
+/// A stored beat as the summary's HRV reads it: unreadable is `None`, a
+/// binary model's normal beat is N and its abnormal beat Q (not N).
+fn rhythm_beat(b: &BeatRow) -> RhythmBeat {
+    use holterd::formats::wfdb::AamiClass;
+    RhythmBeat {
+        r_time_us: b.r_time_us,
+        class: match (b.verdict, b.class) {
+            (Verdict::Unreadable, _) => None,
+            (_, Some(c)) => Some(c),
+            (Verdict::Normal, None) => Some(AamiClass::N),
+            (Verdict::Abnormal, None) => Some(AamiClass::Q),
+        },
+    }
+}
+
+/// Equal, both absent, or within 1e-12 relative (JSON's decimal text may round the last bit).
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+        (a, b) => a == b,
+    }
 }
 
 /// A tachycardia episode stored with the seeded beats (record 100 has none of its own).
@@ -508,6 +532,24 @@ async fn beats_filters_pagination_beat_and_summary() {
         .await
         .body;
     assert!(csv.contains("\ntachycardia_episodes,1,"), "{csv}");
+    // The report's timeline draws the episode over the trend, linked to the ECG at its onset.
+    let onset = format!("/devices/rec-100/beats/{}", T0 + 30_000_000);
+    let timeline = page
+        .split("<svg class=\"chart timeline\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap_or_else(|| panic!("no timeline: {page}"));
+    assert_eq!(
+        timeline.matches(&format!("href=\"{onset}\"")).count(),
+        2,
+        "band and bar: {timeline}"
+    );
+    assert!(
+        timeline.contains("class=\"bar ep-tachycardia\"")
+            && timeline.contains(">Tachycardia</text>")
+            && timeline.contains("<path class=\"s1\""),
+        "{timeline}"
+    );
     let r = a
         .get("/api/v1/devices/rec-100/episodes?kind=vfib", tok)
         .await;
@@ -574,7 +616,65 @@ async fn beats_filters_pagination_beat_and_summary() {
         "record 100 beats at about 75/min, got {hr}"
     );
     assert_eq!(s["recorded_minutes"], 3);
+    // 00:00–00:03 UTC is night: the day has no minutes, the night all three.
+    assert_eq!(s["night_hours_utc"], json!([22, 7]));
+    assert_eq!(s["heart_rate_day"]["minutes"], 0);
+    assert_eq!(s["heart_rate_day"]["mean"], Value::Null);
+    assert_eq!(s["heart_rate_night"]["minutes"], 3);
+    assert_eq!(s["heart_rate_night"]["mean"], s["heart_rate_mean"]);
+    assert_eq!(s["heart_rate_night"]["max"], s["heart_rate_max"]);
+    // HRV of the stored beats is HRV of the beats as analysed (normal verdicts
+    // are N for this binary model): the store loses nothing on the way.
+    let direct: Vec<RhythmBeat> = beats.iter().map(rhythm_beat).collect();
+    let want = hrv::time_domain(&direct).expect("3 min of sinus rhythm");
+    let got = &s["hrv"];
+    assert_eq!(got["nn_intervals"], want.nn_intervals, "{got}");
+    assert_eq!(got["nn_pairs"], want.nn_pairs);
+    for (k, v) in [
+        ("mean_nn_ms", want.mean_nn_ms),
+        ("sdnn_ms", want.sdnn_ms),
+        ("rmssd_ms", want.rmssd_ms),
+        ("pnn50", want.pnn50),
+    ] {
+        assert!(close(got[k].as_f64(), Some(v)), "{k}: {got} vs {v}");
+    }
+    assert!(
+        want.nn_intervals > 150 && (600.0..1000.0).contains(&want.mean_nn_ms),
+        "{want:?}"
+    );
+    assert_eq!(
+        got["sdann_ms"],
+        Value::Null,
+        "3 minutes: no 5-minute segments"
+    );
+    let page = a.get("/devices/rec-100/summary", tok).await.body;
+    for text in [
+        "Heart-rate variability",
+        "SDNN index",
+        "RMSSD",
+        "Night (22:00–07:00 UTC)",
+        "Day (07:00–22:00 UTC)",
+        "<section class=\"report\" id=\"hrv\">",
+    ] {
+        assert!(page.contains(text), "{text}: {page}");
+    }
     let csv = a.get("/devices/rec-100/summary.csv", tok).await;
+    for row in [
+        "\nheart_rate_day_mean_bpm,,\n".to_string(),
+        format!("\nhrv_nn_intervals,{},\n", want.nn_intervals),
+        format!("\nhrv_sdnn_ms,{:.1},\n", want.sdnn_ms),
+        format!("\nhrv_rmssd_ms,{:.1},\n", want.rmssd_ms),
+        "\nhrv_sdann_ms,,\n".to_string(),
+        "\nnight_hours_utc,22-07,\n".to_string(),
+    ] {
+        assert!(csv.body.contains(&row), "{row:?}: {}", csv.body);
+    }
+    assert!(
+        csv.body.contains("\nheart_rate_night_mean_bpm,")
+            && !csv.body.contains("\nheart_rate_night_mean_bpm,,"),
+        "{}",
+        csv.body
+    );
     assert!(
         csv.headers[header::CONTENT_TYPE]
             .to_str()
@@ -1076,4 +1176,116 @@ async fn every_documented_operation_is_served() {
             );
         }
     }
+}
+
+/// 14 hours (18:00 to 08:00 UTC) of synthetic five-class beats: 800/820 ms
+/// alternating by day, 1000/1020 ms by night, every 97th beat a V.
+#[tokio::test]
+async fn the_report_splits_day_and_night_and_reads_every_beat_for_hrv() {
+    use holterd::formats::wfdb::AamiClass;
+    use holterd::review::is_night;
+    let a = app().await;
+    let key = common::segment_key("long", 1, 0);
+    let start = T0 - 6 * 3_600_000_000;
+    let end = T0 + 8 * 3_600_000_000;
+    let mut beats = Vec::new();
+    let mut t = start;
+    let mut i = 0u64;
+    loop {
+        let night = is_night(t.div_euclid(60_000_000));
+        let rr_ms = if night { 1000 } else { 800 } + 20 * (i % 2) as i64;
+        t += rr_ms * 1000;
+        if t >= end {
+            break;
+        }
+        i += 1;
+        let v = i.is_multiple_of(97);
+        beats.push(BeatRow {
+            segment: key.clone(),
+            r_time_us: t,
+            sample: i,
+            rr_prev_ms: Some(rr_ms as f32),
+            rr_next_ms: None,
+            quality: holterd::dsp::Quality::Good,
+            searchback: false,
+            verdict: if v {
+                Verdict::Abnormal
+            } else {
+                Verdict::Normal
+            },
+            p_abnormal: Some(if v { 0.9 } else { 0.1 }),
+            class: Some(if v { AamiClass::V } else { AamiClass::N }),
+            class_probs: None,
+            model: "synthetic".into(),
+            model_version: "1".into(),
+            values: vec![0.0; 187],
+        });
+    }
+    assert!(beats.len() > 50_000, "more than one page of the HRV read");
+    let stored = beats.len();
+    a.store
+        .import_recording(&[common::segment_row(key, start, 360.0)], &[], &beats, &[])
+        .await
+        .unwrap();
+    let tok = Some(a.viewer.as_str());
+    let started = std::time::Instant::now();
+    let s = a
+        .get(
+            &format!("/api/v1/devices/long/summary?from={start}&to={end}"),
+            tok,
+        )
+        .await
+        .json();
+    eprintln!(
+        "summary of {} beats ({} h): {:.2} s",
+        beats.len(),
+        (end - start) / 3_600_000_000,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(s["counts"]["beats"], stored);
+    let (day, night) = (&s["heart_rate_day"], &s["heart_rate_night"]);
+    // 18:00–22:00 and 07:00–08:00 by day, 22:00–07:00 by night.
+    assert_eq!(day["minutes"], 5 * 60, "{day}");
+    assert_eq!(night["minutes"], 9 * 60, "{night}");
+    let mean = |h: &Value| h["mean"].as_f64().unwrap_or(0.0);
+    assert!((mean(day) - 60_000.0 / 810.0).abs() < 0.1, "{day}");
+    assert!((mean(night) - 60_000.0 / 1010.0).abs() < 0.1, "{night}");
+    let at = |h: &Value, k: &str| h[k]["at_us"].as_i64().unwrap_or(0);
+    for k in ["min", "max"] {
+        assert!(!is_night(at(day, k) / 60_000_000), "{day}");
+        assert!(is_night(at(night, k) / 60_000_000), "{night}");
+    }
+    // HRV over every stored beat, read in pages: the same as over the beats themselves.
+    let direct: Vec<RhythmBeat> = beats.iter().map(rhythm_beat).collect();
+    let want = hrv::time_domain(&direct).expect("14 hours");
+    let got = &s["hrv"];
+    assert_eq!(got["nn_intervals"], want.nn_intervals, "{got}");
+    assert_eq!(got["segments"], want.segments, "{got}");
+    for (k, v) in [
+        ("sdnn_ms", Some(want.sdnn_ms)),
+        ("sdann_ms", want.sdann_ms),
+        ("sdnn_index_ms", want.sdnn_index_ms),
+        ("rmssd_ms", Some(want.rmssd_ms)),
+        ("pnn50", Some(want.pnn50)),
+    ] {
+        assert!(close(got[k].as_f64(), v), "{k}: {got} vs {v:?}");
+    }
+    // Each V beat takes two intervals (the last beat's only one).
+    let v_beats = beats.len() / 97;
+    let candidates = beats.len() - 1 - 2 * v_beats;
+    assert!(
+        (candidates..=candidates + 1).contains(&want.nn_intervals),
+        "{} of {candidates}",
+        want.nn_intervals
+    );
+    // Every successive difference is 20 ms but the two at the changes of
+    // rate (about 200 ms, within 20 % of their medians); 5-minute means are
+    // 810 or 1010 ms.
+    assert!((want.rmssd_ms - 20.0).abs() < 0.1, "{want:?}");
+    assert!(want.pnn50 > 0.0 && want.pnn50 < 0.01, "{want:?}");
+    assert_eq!(want.segments, 14 * 12);
+    assert!(
+        want.sdann_ms.is_some_and(|v| (90.0..110.0).contains(&v)),
+        "{want:?}"
+    );
 }

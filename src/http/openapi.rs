@@ -106,7 +106,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/devices/{device}/summary",
-        summary: "Holter summary: recording length, analysable share, beats by verdict, burden, heart rate min/mean/max, longest pause, abnormal runs (binary models); beats and burden by AAMI class, V and S couplets and runs (count, longest, fastest, each by its first beat's R time)",
+        summary: "Holter summary: recording length, analysable share, beats by verdict, burden, heart rate min/mean/max, the same by day and by night (`heart_rate_day`, `heart_rate_night`: minutes, min and max with `at_us`, mean; night is `night_hours_utc`, 22–07 UTC), longest pause, abnormal runs (binary models); time-domain heart-rate variability (`hrv`: nn_intervals, nn_pairs, mean_nn_ms, sdnn_ms, sdann_ms, sdnn_index_ms, segments, rmssd_ms, pnn50 in %; null with too few NN intervals); beats and burden by AAMI class, V and S couplets and runs (count, longest, fastest, each by its first beat's R time); rhythm lines, AF burden and episodes",
         role: "viewer",
         params: &[DEVICE, RANGE[0], RANGE[1]],
     },

@@ -178,6 +178,145 @@ impl Chart {
     }
 }
 
+/// One episode on a [`Timeline`]: its extent (µs since the epoch), a tooltip and a link.
+pub struct Band {
+    pub from_us: i64,
+    pub to_us: i64,
+    pub title: String,
+    pub href: Option<String>,
+}
+
+/// One lane of a [`Timeline`]: the episodes of one kind.
+pub struct Lane {
+    /// Written left of the lane.
+    pub label: String,
+    /// CSS class of its bands (their colour).
+    pub class: String,
+    pub bands: Vec<Band>,
+}
+
+/// The heart-rate trend over a fixed time range with the episodes under it:
+/// one labelled lane per kind, each episode a bar in its lane and a shaded
+/// band over the trend, both linked. Bars are at least [`MIN_BAND_PX`] wide,
+/// so a pause of two seconds on a 24-hour axis still shows.
+pub struct Timeline {
+    /// Width, and height of the trend's plot with its axis, px.
+    pub width: f64,
+    pub height: f64,
+    /// The time axis, µs since the epoch (UTC).
+    pub from_us: i64,
+    pub to_us: i64,
+    /// (µs, /min).
+    pub trend: Vec<(f64, f64)>,
+    pub lanes: Vec<Lane>,
+}
+
+/// Narrowest bar or band a timeline draws, px.
+pub const MIN_BAND_PX: f64 = 2.0;
+const LANE_PX: f64 = 16.0;
+const TIMELINE_PAD_L: f64 = 84.0;
+
+impl Timeline {
+    /// The timeline as inline SVG; with neither trend nor episodes it says so.
+    pub fn render(&self) -> Markup {
+        let (x0, x1) = (self.from_us as f64, self.to_us as f64);
+        let episodes = self.lanes.iter().any(|l| !l.bands.is_empty());
+        let y = range(self.trend.iter().map(|p| p.1), false)
+            .or_else(|| episodes.then_some((40.0, 120.0)));
+        let Some((y0, y1)) = y.filter(|_| x1 > x0) else {
+            return html! { p.empty { "No data in this range." } };
+        };
+        let h = self.height - PAD_T - PAD_B;
+        let w = self.width - TIMELINE_PAD_L - PAD_R;
+        let sx = move |x: f64| TIMELINE_PAD_L + (x.clamp(x0, x1) - x0) / (x1 - x0) * w;
+        let sy = move |v: f64| PAD_T + (y1 - v) / (y1 - y0) * h;
+        let lanes: Vec<&Lane> = self.lanes.iter().filter(|l| !l.bands.is_empty()).collect();
+        let lanes_top = PAD_T + h + 22.0;
+        let total = lanes_top + lanes.len() as f64 * LANE_PX + 20.0;
+        // A bar from `a` to `b` (µs): its left edge and width, widened to the minimum around its middle.
+        let bar = move |a: i64, b: i64| {
+            let (l, r) = (sx(a as f64), sx(b as f64));
+            if r - l >= MIN_BAND_PX {
+                (l, r - l)
+            } else {
+                let mid = ((l + r) / 2.0).clamp(
+                    TIMELINE_PAD_L + MIN_BAND_PX / 2.0,
+                    TIMELINE_PAD_L + w - MIN_BAND_PX / 2.0,
+                );
+                (mid - MIN_BAND_PX / 2.0, MIN_BAND_PX)
+            }
+        };
+        let mut d = String::with_capacity(self.trend.len() * 14);
+        for (i, (t, v)) in self
+            .trend
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .enumerate()
+        {
+            d.push_str(&format!(
+                "{}{:.1},{:.1}",
+                if i == 0 { "M" } else { "L" },
+                sx(*t),
+                sy(*v)
+            ));
+        }
+        let (y_step, x_step) = (tick_step(y0, y1, false), tick_step(x0, x1, true));
+        let linked = |href: &Option<String>, inner: Markup| match href {
+            Some(href) => html! { a href=(href) { (inner) } },
+            None => inner,
+        };
+        html! {
+            svg.chart.timeline viewBox=(format!("0 0 {} {}", self.width, total)) role="img"
+                aria-label="heart rate and rhythm episodes against time (UTC)" {
+                @for t in ticks_at(y0, y1, y_step) {
+                    line.grid x1=(TIMELINE_PAD_L) x2=(TIMELINE_PAD_L + w) y1=(sy(t)) y2=(sy(t)) {}
+                    text.tick x=(TIMELINE_PAD_L - 4.0) y=(sy(t) + 4.0) text-anchor="end" { (format_tick(t, y_step)) }
+                }
+                @for t in ticks_at(x0, x1, x_step) {
+                    line.grid x1=(sx(t)) x2=(sx(t)) y1=(PAD_T) y2=(lanes_top + lanes.len() as f64 * LANE_PX) {}
+                    text.tick x=(sx(t)) y=(PAD_T + h + 14.0) text-anchor="middle" { (clock_ticks(t)) }
+                }
+                @for l in &lanes {
+                    @for b in &l.bands {
+                        @let (left, width) = bar(b.from_us, b.to_us);
+                        (linked(&b.href, html! {
+                            rect class=(format!("band {}", l.class)) x=(format!("{left:.1}")) y=(PAD_T)
+                                width=(format!("{width:.1}")) height=(h) { title { (b.title) } }
+                        }))
+                    }
+                }
+                rect.frame x=(TIMELINE_PAD_L) y=(PAD_T) width=(w) height=(h) {}
+                text.axis x="12" y=(PAD_T + h / 2.0) text-anchor="middle"
+                    transform=(format!("rotate(-90 12 {})", PAD_T + h / 2.0)) { "heart rate (/min)" }
+                @let mut finite = self.trend.iter().filter(|p| p.0.is_finite() && p.1.is_finite());
+                @match (finite.next(), finite.next()) {
+                    (None, _) => {}
+                    // A lone point has no line to draw: a dot instead.
+                    (Some(&(x, v)), None) => {
+                        circle class="point s1" cx=(format!("{:.1}", sx(x))) cy=(format!("{:.1}", sy(v))) r="3" {
+                            title { "mean heart rate" }
+                        }
+                    }
+                    _ => { path.s1 d=(d) { title { "mean heart rate" } } }
+                }
+                @for (i, l) in lanes.iter().enumerate() {
+                    @let top = lanes_top + i as f64 * LANE_PX;
+                    text.lane x=(TIMELINE_PAD_L - 4.0) y=(top + LANE_PX - 4.0) text-anchor="end" { (l.label) }
+                    rect.lane x=(TIMELINE_PAD_L) y=(top) width=(w) height=(LANE_PX) {}
+                    @for b in &l.bands {
+                        @let (left, width) = bar(b.from_us, b.to_us);
+                        (linked(&b.href, html! {
+                            rect class=(format!("bar {}", l.class)) x=(format!("{left:.1}")) y=(top + 2.0)
+                                width=(format!("{width:.1}")) height=(LANE_PX - 4.0) { title { (b.title) } }
+                        }))
+                    }
+                }
+                text.axis x=(TIMELINE_PAD_L + w / 2.0) y=(total - 4.0) text-anchor="middle" { "time (UTC)" }
+            }
+        }
+    }
+}
+
 /// A tick label with as many decimals as `step` needs, so neighbouring
 /// ticks never read the same (trailing zeros dropped).
 fn format_tick(v: f64, step: f64) -> String {
@@ -448,6 +587,83 @@ mod tests {
             .render()
             .into_string();
         assert!(flat.contains("<path") && !flat.contains("NaN"), "{flat}");
+    }
+
+    #[test]
+    fn the_timeline_draws_each_episode_in_its_lane_and_over_the_trend() {
+        let (from, to) = (0i64, 3_600_000_000i64);
+        let band = |a: i64, b: i64, href: &str| Band {
+            from_us: a,
+            to_us: b,
+            title: "t".into(),
+            href: Some(href.into()),
+        };
+        let t = Timeline {
+            width: 900.0,
+            height: 200.0,
+            from_us: from,
+            to_us: to,
+            trend: vec![(0.0, 60.0), (1_800e6, 90.0), (3_540e6, 70.0)],
+            lanes: vec![
+                Lane {
+                    label: "AF".into(),
+                    class: "ep-af".into(),
+                    // Starts before the range: clipped to its start.
+                    bands: vec![band(-600_000_000, 900_000_000, "/af")],
+                },
+                Lane {
+                    label: "Pause".into(),
+                    class: "ep-pause".into(),
+                    bands: vec![band(1_000_000_000, 1_002_500_000, "/p")],
+                },
+                Lane {
+                    label: "unused".into(),
+                    class: "ep-x".into(),
+                    bands: vec![],
+                },
+            ],
+        };
+        let svg = t.render().into_string();
+        assert!(svg.contains("<path class=\"s1\""), "{svg}");
+        // Each episode twice (band over the trend, bar in its lane), each linked.
+        assert_eq!(svg.matches("href=\"/af\"").count(), 2, "{svg}");
+        assert_eq!(svg.matches("href=\"/p\"").count(), 2, "{svg}");
+        assert_eq!(svg.matches("class=\"bar ").count(), 2);
+        assert!(svg.contains(">AF</text>") && svg.contains(">Pause</text>"));
+        assert!(!svg.contains("unused"), "empty lanes are left out");
+        // AF from the plot's left edge to a quarter of its width.
+        let w = 900.0 - TIMELINE_PAD_L - PAD_R;
+        assert!(
+            svg.contains(&format!(
+                "class=\"bar ep-af\" x=\"{:.1}\" y=\"{}\" width=\"{:.1}\"",
+                TIMELINE_PAD_L,
+                PAD_T + 200.0 - PAD_T - PAD_B + 22.0 + 2.0,
+                w / 4.0
+            )),
+            "{svg}"
+        );
+        // The 2.5 s pause is widened to the narrowest bar.
+        assert!(
+            svg.contains(&format!("width=\"{MIN_BAND_PX:.1}\"")),
+            "{svg}"
+        );
+        assert!(!svg.contains("NaN"));
+        let lone = Timeline {
+            trend: vec![(1_800e6, 72.0)],
+            lanes: vec![],
+            ..t
+        };
+        let svg = lone.render().into_string();
+        assert!(
+            svg.contains("<circle class=\"point s1\"") && !svg.contains("<path"),
+            "{svg}"
+        );
+        let empty = Timeline {
+            trend: vec![],
+            lanes: vec![],
+            ..lone
+        };
+        assert!(empty.render().into_string().contains("No data"));
     }
 
     #[test]

@@ -87,8 +87,8 @@ fn rule(name: &str, tier: Tier, kinds: &[&str]) -> AlertRule {
 /// The default rules, after the conventions of remote cardiac monitoring
 /// services: VT > 100 /min for ≥ 4 beats and asystole (no beat for ≥ 3 s)
 /// are emergencies; bradycardia < 40 /min or tachycardia > 150 /min for
-/// > 60 s urgent; pauses, SVT, AF, more than 8 V beats a minute and lead-off
-/// (30 s of unreadable signal) routine.
+/// over 60 s urgent; pauses, SVT, AF, more than 8 V beats a minute and
+/// lead-off (30 s of unreadable signal) routine.
 pub fn default_rules() -> Vec<AlertRule> {
     vec![
         AlertRule {
@@ -558,8 +558,10 @@ mod tests {
             e.contains("ventricular-tachycardia") && e.contains("vtach"),
             "{e}"
         );
-        let mut c = EventsConfig::default();
-        c.topic = "holter/+/events".into();
+        let c = EventsConfig {
+            topic: "holter/+/events".into(),
+            ..EventsConfig::default()
+        };
         assert!(c.validate().is_err());
         let mut c = EventsConfig::default();
         c.rules[1].name = c.rules[0].name.clone();

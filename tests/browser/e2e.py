@@ -4,7 +4,8 @@
 Starts `holterd serve` (embedded broker, SQLite, a throw-away login), then drives
 Chromium through ChromeDriver's W3C WebDriver API (Python standard library
 only): login, the overview, a WFDB recording upload, the device page, a beat
-page, a labelled beats upload with its evaluation, a beat of it, and logout.
+page, the Holter summary (printed to PDF as the report), a labelled beats
+upload with its evaluation, a beat of it, and logout.
 Every visited page must log no browser console error, and every link on it
 must answer below 400.
 
@@ -164,6 +165,43 @@ def page_ok(d, what):
     print(f"ok  {what}: {d.url()}")
 
 
+def print_report(d):
+    """Checks the print stylesheet (print media emulated through ChromeDriver's
+    DevTools bridge: navigation and forms hidden, a page break before each
+    section but the first), then prints the page to PDF on A4 (W3C WebDriver
+    "Print Page"): a PDF of several pages, kept as holterd-e2e-report.pdf in
+    the system's temp dir (or at $HOLTER_E2E_REPORT)."""
+    import base64
+    import re
+    d.s("POST", "/goog/cdp/execute", {"cmd": "Emulation.setEmulatedMedia", "params": {"media": "print"}})
+    printed = d.script("""
+        const shown = s => [...document.querySelectorAll(s)].filter(e => getComputedStyle(e).display !== 'none').length;
+        const breaks = [...document.querySelectorAll('section.report')].map(e => getComputedStyle(e).breakBefore);
+        return {nav: shown('header, nav'), forms: shown('form'), actions: shown('p.actions'), breaks: breaks,
+                color: getComputedStyle(document.querySelector('h1')).color,
+                background: getComputedStyle(document.body).backgroundColor};
+    """)
+    d.s("POST", "/goog/cdp/execute", {"cmd": "Emulation.setEmulatedMedia", "params": {"media": ""}})
+    check(printed["nav"] == 0 and printed["forms"] == 0 and printed["actions"] == 0,
+          f"printed, navigation, forms and the CSV link are hidden: {printed}")
+    check(printed["breaks"][:1] != ["page"] and all(b == "page" for b in printed["breaks"][1:])
+          and len(printed["breaks"]) >= 3, f"a page break before each section but the first: {printed}")
+    check(printed["color"] == "rgb(0, 0, 0)" and printed["background"] == "rgb(255, 255, 255)",
+          f"printed black on white: {printed}")
+    pdf = base64.b64decode(d.s("POST", "/print", {
+        "page": {"width": 21.0, "height": 29.7}, "background": True,
+        "margin": {"top": 1.0, "bottom": 1.0, "left": 1.0, "right": 1.0}}))
+    check(pdf.startswith(b"%PDF-"), f"print gives a PDF, not {pdf[:16]!r}")
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
+    check(pages >= len(printed["breaks"]), f"one section a page: {pages} page(s) for "
+          f"{len(printed['breaks'])} sections, {len(pdf)} bytes")
+    check(10_000 < len(pdf) < 20_000_000, f"printed report of a sane size: {len(pdf)} bytes")
+    path = os.environ.get("HOLTER_E2E_REPORT") or os.path.join(tempfile.gettempdir(), "holterd-e2e-report.pdf")
+    with open(path, "wb") as f:
+        f.write(pdf)
+    print(f"ok  printed report: {pages} A4 pages, {len(pdf)} bytes, {path}")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="holterd-browser-")
     http_port, broker_port, driver_port = free_port(), free_port(), free_port()
@@ -236,10 +274,18 @@ users = [{{ name = "alice", role = "uploader", password_hash = "{pw_hash}" }}]
         d.click("a[href*='-1 h'], p.pager a[href*='/devices/e2e-100?']")
         d.wait_for(lambda: "/beats/" not in d.url(), "back to the device")
 
-        # Holter summary.
-        d.go(app + "/devices/e2e-100/summary")
-        check("Total beats" in d.text(), "summary shows totals")
+        # Holter summary, reached from the device page, and printed as the report.
+        d.go(app + "/devices/e2e-100")
+        d.click("a[href*='/devices/e2e-100/summary?']")
+        d.wait_for(lambda: "/summary" in d.url(), "the summary page")
+        text = d.text()
+        for part in ["Total beats", "Heart rate, day and night", "Night (22:00", "Heart-rate variability",
+                     "SDNN", "RMSSD", "pNN50"]:
+            check(part in text, f"summary shows {part!r}")
+        check(len(d.find_all("svg.timeline path.s1")) == 1, "the timeline draws the heart-rate trend")
+        check(len(d.find_all("section.report")) >= 3, "the summary is in report sections")
         page_ok(d, "summary")
+        print_report(d)
 
         # A labelled beats file built from stored beats: the evaluation mode.
         beats = []

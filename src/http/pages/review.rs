@@ -1,14 +1,17 @@
 //! Reviewing a device's ECG: the overview of devices, a device's range
 //! (heart-rate trend, counts, flagged beats), one beat (its waveform and the
-//! raw ±5 s strip) and the Holter summary (as a page and as CSV).
+//! raw ±5 s strip) and the Holter summary (as a page, printable as the
+//! report, and as CSV).
 
 use super::layout;
-use crate::clock::{format_datetime_local, format_utc};
+use crate::clock::{MINUTE_US, format_datetime_local, format_utc};
 use crate::formats::wfdb::AamiClass;
 use crate::http::range::{DeviceRange, Range, RangeQuery, stored_beat};
-use crate::http::svg::{Chart, EcgStrip, PeakLabel, Series, beat_chart};
+use crate::http::svg::{Band, Chart, EcgStrip, Lane, PeakLabel, Series, Timeline, beat_chart};
 use crate::http::{Failure, HttpState, Viewer};
 use crate::review::{self, ClassBurden};
+use crate::rhythm::hrv::{self, TimeDomainHrv};
+use crate::rhythm::{Episode, EpisodeKind};
 use crate::store::{BeatQuery, Store, Verdict, VerdictCounts};
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -307,6 +310,104 @@ pub(super) async fn beat_strip<S: Store>(
     })
 }
 
+/// A short name of an episode kind for the timeline's lanes.
+fn lane_label(kind: EpisodeKind) -> &'static str {
+    match kind {
+        EpisodeKind::AtrialFibrillation => "AF",
+        EpisodeKind::VentricularTachycardia => "VT",
+        EpisodeKind::IdioventricularRhythm => "IVR",
+        EpisodeKind::SupraventricularTachycardia => "SVT",
+        EpisodeKind::SupraventricularRun => "SV run",
+        EpisodeKind::Bigeminy => "Bigeminy",
+        EpisodeKind::Trigeminy => "Trigeminy",
+        EpisodeKind::Pause => "Pause",
+        EpisodeKind::Asystole => "Asystole",
+        EpisodeKind::Bradycardia => "Bradycardia",
+        EpisodeKind::Tachycardia => "Tachycardia",
+        EpisodeKind::SignalLoss => "Signal loss",
+    }
+}
+
+/// The heart-rate trend of `[from_us, to_us)` with the episodes under it, one lane per kind.
+fn episode_timeline(
+    device: &str,
+    from_us: i64,
+    to_us: i64,
+    trend: &[review::TrendPoint],
+    episodes: &[Episode],
+) -> Timeline {
+    Timeline {
+        width: 900.0,
+        height: 240.0,
+        from_us,
+        to_us,
+        trend: trend.iter().map(|t| (t.t_us as f64, t.bpm)).collect(),
+        lanes: EpisodeKind::ALL
+            .into_iter()
+            .map(|kind| Lane {
+                label: lane_label(kind).into(),
+                class: format!("ep-{}", kind.as_str()),
+                bands: episodes
+                    .iter()
+                    .filter(|e| e.kind == kind)
+                    .map(|e| Band {
+                        from_us: e.start_us,
+                        to_us: e.end_us,
+                        title: format!(
+                            "{} at {}, {:.1} s",
+                            kind.as_str().replace('_', " "),
+                            format_utc(e.start_us),
+                            e.duration_s()
+                        ),
+                        href: Some(format!("/devices/{device}/beats/{}", e.start_us)),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Minimum, mean and maximum heart rate of one part of the day, for the report's table.
+fn rate_row(name: &str, h: &review::HeartRateStats) -> Markup {
+    let at = |a: Option<review::AtTime>| match a {
+        Some(a) => html! { (format!("{:.0} /min", a.value)) br; span.at { (format_utc(a.at_us)) } },
+        None => html! { "–" },
+    };
+    html! {
+        tr {
+            th { (name) }
+            td { (at(h.min)) }
+            td { (h.mean.map(|v| format!("{v:.0} /min")).unwrap_or_else(|| "–".into())) }
+            td { (at(h.max)) }
+            td { (h.minutes) }
+        }
+    }
+}
+
+/// The HRV table, or why there is none.
+fn hrv_table(hrv: Option<&TimeDomainHrv>) -> Markup {
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{v:.1} ms"))
+            .unwrap_or_else(|| "–".into())
+    };
+    html! {
+        @if let Some(h) = hrv {
+            table.facts.hrv {
+                tr { th { "NN intervals" } td { (h.nn_intervals) " (" (h.nn_pairs) " successive differences)" } }
+                tr { th { "Mean NN" } td { (ms(Some(h.mean_nn_ms))) " (" (format!("{:.0}", 60_000.0 / h.mean_nn_ms)) " /min)" } }
+                tr { th { "SDNN" } td { (ms(Some(h.sdnn_ms))) } }
+                tr { th { "SDANN" } td { (ms(h.sdann_ms)) } }
+                tr { th { "SDNN index" } td { (ms(h.sdnn_index_ms)) } }
+                tr { th { "RMSSD" } td { (ms(Some(h.rmssd_ms))) } }
+                tr { th { "pNN50" } td { (format!("{:.1} %", h.pnn50)) } }
+            }
+            p.note { "Time domain, as the ESC/NASPE Task Force (1996) defines it. NN intervals: both beats normal (N; for binary models a normal verdict), 300–2000 ms, and within 20 % of the median of the intervals around them. Standard deviations are sample SDs (n − 1). RMSSD and pNN50 use differences of adjacent NN intervals only; pNN50 is a share of the NN intervals. SDANN and the SDNN index use consecutive five-minute segments from the first beat whose NN intervals cover at least half of them (here " (h.segments) "; none below two)." }
+        } @else {
+            p.empty { "Too few NN intervals for heart-rate variability (at least " (hrv::MIN_NN_INTERVALS) ")." }
+        }
+    }
+}
+
 pub(super) async fn summary<S: Store>(
     State(s): State<HttpState<S>>,
     Viewer(p): Viewer,
@@ -318,6 +419,16 @@ pub(super) async fn summary<S: Store>(
     }: DeviceRange,
 ) -> Result<Markup, Failure> {
     let h = review::holter_summary(&s.store, &device, r.from_us, r.to_us).await?;
+    // The timeline spans the recording (its minutes from the first to the last beat) within the range.
+    let (span_from, span_to) = match (h.first_beat_us, h.last_beat_us) {
+        (Some(a), Some(b)) => (
+            (a.div_euclid(MINUTE_US) * MINUTE_US).max(r.from_us),
+            ((b.div_euclid(MINUTE_US) + 1) * MINUTE_US).min(r.to_us),
+        ),
+        _ => (r.from_us, r.to_us),
+    };
+    let (trend, episodes, more) =
+        review::timeline(&s.store, &device, span_from, span_to, 288).await?;
     let at = |a: Option<review::AtTime>, unit: &str, digits: usize| match a {
         Some(a) => format!("{:.digits$} {unit} at {}", a.value, format_utc(a.at_us)),
         None => "–".into(),
@@ -330,13 +441,23 @@ pub(super) async fn summary<S: Store>(
     };
     // The binary lines: beats of binary models in the range (or no classified beat at all).
     let binary = h.classified == 0 || range.counts.beats - range.counts.unreadable > h.classified;
+    let [night_from, night_to] = h.night_hours_utc;
+    let overall = review::HeartRateStats {
+        minutes: h.heart_rate_day.minutes + h.heart_rate_night.minutes,
+        min: h.heart_rate_min,
+        mean: h.heart_rate_mean,
+        max: h.heart_rate_max,
+    };
     Ok(layout(
         &format!("Holter summary: {device}"),
         Some(&p),
         html! {
             (range_form(&device, &q, &r, &format!("/devices/{device}/summary"), false))
-            p { a href=(format!("/devices/{device}/summary.csv?from={}&to={}", r.from_us, r.to_us)) download { "Download as CSV" } }
+            p.actions { a href=(format!("/devices/{device}/summary.csv?from={}&to={}", r.from_us, r.to_us)) download { "Download as CSV" } }
+            section.report #recording {
+            h2 { "Recording" }
             table.facts {
+                tr { th { "Device" } td { (device) } }
                 tr { th { "Range (UTC)" } td { (format_utc(h.from_us)) " – " (format_utc(h.to_us)) } }
                 tr { th { "Recorded" } td { (h.recorded_minutes) " min with beats"
                     @if let (Some(a), Some(b)) = (h.first_beat_us, h.last_beat_us) { ", " (format_utc(a)) " – " (format_utc(b)) } } }
@@ -353,7 +474,27 @@ pub(super) async fn summary<S: Store>(
                     (runs_rows("Abnormal", &h.runs, &link))
                 }
             }
+            }
+            section.report #heart-rate {
+            h2 { "Heart rate, day and night" }
+            table.rates {
+                tr { th {} th { "Minimum" } th { "Mean" } th { "Maximum" } th { "Minutes" } }
+                (rate_row("Whole range", &overall))
+                (rate_row(&format!("Day ({night_to:02}:00–{night_from:02}:00 UTC)"), &h.heart_rate_day))
+                (rate_row(&format!("Night ({night_from:02}:00–{night_to:02}:00 UTC)"), &h.heart_rate_night))
+            }
+            p.note { "Night is " (format!("{night_from:02}:00–{night_to:02}:00")) " UTC: holterd keeps times in UTC and has no time-zone setting. Minimum and maximum are one-minute means (minutes with at least 10 readable beats) at the minute's start; the mean is over all readable RR intervals." }
+            h3 { "Trend and rhythm episodes" }
+            div.timeline { (episode_timeline(&device, span_from, span_to, &trend, &episodes).render()) }
+            p.note { "From " (format_utc(span_from)) " to " (format_utc(span_to)) " UTC (the recording within the range): mean heart rate (line) and rhythm episodes (one lane per kind, also shaded over the trend); each episode links to the ECG at its onset."
+                @if more { " Only the first " (review::MAX_TIMELINE_EPISODES) " episodes are drawn." } }
+            }
+            section.report #hrv {
+            h2 { "Heart-rate variability" }
+            (hrv_table(h.hrv.as_ref()))
+            }
             @if h.classified > 0 {
+                section.report #classes {
                 h2 { "By AAMI class" }
                 (class_table(&h.classes))
                 table.facts {
@@ -380,8 +521,10 @@ pub(super) async fn summary<S: Store>(
                         } }
                     }
                 }
+                }
             }
             @if !h.rhythm.is_empty() {
+                section.report #rhythm {
                 h2 { "Rhythm" }
                 table.facts {
                     tr { th { "AF burden" } td { (pct(h.af_burden)) " of recorded time" } }
@@ -411,6 +554,7 @@ pub(super) async fn summary<S: Store>(
                         }
                     }
                 } }
+                }
             }
             p.note { "Heart rates are one-minute means over minutes with at least 10 readable beats. Abnormal means the binary verdict; abnormal couplets and runs count beats of binary models (no class). Consecutive means adjacent detected beats of one segment: a beat of another class, or an unreadable one, ends a run. Rates are the mean of a run's RR intervals." }
         },
