@@ -344,6 +344,9 @@ pub(super) struct EvalCvArgs {
     /// Candidate weights of the normal class in the decision rule, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     normal_weights: Vec<f32>,
+    /// Candidate premature rules for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP` or `none`, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    premature_rules: Vec<String>,
     #[arg(long, default_value_t = 60)]
     max_epochs: usize,
     #[arg(long, default_value_t = 8)]
@@ -361,7 +364,16 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
     if let Some(r) = records.iter().find(|r| DS2.contains(&r.as_str())) {
         bail!("record {r} is a DS2 (test) record: model choices are made inside DS1 only");
     }
+    let premature_rules = a
+        .premature_rules
+        .iter()
+        .map(|r| match r.as_str() {
+            "none" => Ok(None),
+            r => r.parse().map(Some).map_err(anyhow::Error::msg),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let req = CvRequest {
+        premature_rules: premature_rules.clone(),
         architecture: a.model.clone(),
         records,
         folds: a.folds,
@@ -378,12 +390,16 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
         a.folds,
         req.records.len()
     );
-    println!("w_N | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %");
+    let rule_name = |p: &Option<crate::model::decision::PrematureRule>| {
+        p.map_or("none".to_string(), |p| p.to_string())
+    };
+    println!("w_N | premature rule | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %");
     for r in &results {
         let s = &r.stats;
         println!(
-            "{:>3} | {:>4} | {:>6} | {:>6} | {:>7} | {:>7} | {:>6}",
+            "{:>3} | {:>14} | {:>4} | {:>6} | {:>6} | {:>7} | {:>7} | {:>6}",
             r.normal_weight,
+            rule_name(&r.premature),
             r.seed,
             f(s.veb_se),
             f(s.veb_ppv),
@@ -393,8 +409,15 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
         );
     }
     println!("mean ± sd over seeds:");
-    for &w in &a.normal_weights {
-        let at: Vec<_> = results.iter().filter(|r| r.normal_weight == w).collect();
+    for (&w, p) in a
+        .normal_weights
+        .iter()
+        .flat_map(|w| premature_rules.iter().map(move |p| (w, p)))
+    {
+        let at: Vec<_> = results
+            .iter()
+            .filter(|r| r.normal_weight == w && r.premature == *p)
+            .collect();
         let stat = |g: &dyn Fn(&crate::eval::Ec57Stats) -> Option<f64>| {
             let v: Vec<f64> = at.iter().filter_map(|r| g(&r.stats)).collect();
             let n = v.len().max(1) as f64;
@@ -403,7 +426,8 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
             format!("{m:.1}±{sd:.1}")
         };
         println!(
-            "w_N {w}: VEB Se {} +P {} | SVEB Se {} +P {} | N flagged {}",
+            "w_N {w}, premature {}: VEB Se {} +P {} | SVEB Se {} +P {} | N flagged {}",
+            rule_name(p),
             stat(&|s| s.veb_se),
             stat(&|s| s.veb_ppv),
             stat(&|s| s.sveb_se),

@@ -61,6 +61,9 @@ pub(super) struct TrainArgs {
     /// chosen by `holterd eval cv` (default 1: the most probable class).
     #[arg(long)]
     normal_weight: Option<f32>,
+    /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP` (chosen by `eval cv`).
+    #[arg(long)]
+    premature_rule: Option<crate::model::decision::PrematureRule>,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +147,7 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
         augment: a.augment,
         device: a.device,
         normal_weight: a.normal_weight,
+        premature_rule: a.premature_rule,
     };
     let (out, card) = crate::model::recipe::train_model(&request, |event| match event {
         TrainEvent::Plan(line) => eprintln!("{line}"),

@@ -29,22 +29,26 @@
 //! | 2 | local (10 s median) RR / recent mean RR | a run of fast beats lowers the local RR as well |
 //! | 3 | RR after / RR before | prematurity independent of any mean |
 //! | 4 | RR before / mean RR since the start | the same against the long-term rhythm |
-//! | 5 | correlation with the dominant beat, QRS part (R −96…+152 ms) | V beats have another QRS shape |
-//! | 6 | correlation with the dominant beat, whole window (R −256…+400 ms) | P and T waves differ for S and V beats |
+//! | 5 | correlation with the dominant beat, QRS part (R −96…+152 ms), at the best lag within ±24 ms | V beats have another QRS shape; the lag absorbs R-peak jitter (RSR′ complexes, notched R waves) |
+//! | 6 | correlation with the dominant beat, whole window (R −256…+400 ms), at that lag | P and T waves differ for S and V beats |
 //! | 7 | QRS amplitude / dominant QRS amplitude | ectopic beats are often larger or smaller |
 //! | 8 | QRS width, in units of 100 ms | ventricular beats are wide (> 120 ms) |
 //! | 9 | QRS width / dominant QRS width | width against the patient's own |
 //! | 10 | RMS difference from the dominant beat before the QRS (P wave), / dominant QRS amplitude | an ectopic atrial beat has another P wave |
 //! | 11 | RMS difference from the dominant beat, whole window, / dominant QRS amplitude | overall unlikeness |
 //! | 12 | share of recent beats in the cluster this beat matches (0 when none) | a common shape is usually the patient's normal |
-//! | 13 | warm-up: beats learned / 256, at most 1 | tells the classifier how far to trust 0–12 |
+//! | 13 | warm-up: beats learned / 256, at most 1 | tells the classifier how far to trust 0–12 and 14–17 |
+//! | 14 | best QRS correlation (at the best lag) with any common cluster (≥ 1/8 of the recent beats) | patients with two normal conductions (intermittent bundle branch block or pre-excitation) have two common shapes, both normal |
+//! | 15 | RR before / mean of the last 8 RR intervals | prematurity against the rhythm of the last few seconds (de Chazal's local average), which follows rate changes faster than feature 0 |
+//! | 16 | RR irregularity: median of the last 16 successive RR differences / their mean RR | atrial fibrillation makes every interval "premature"; high irregularity tells the classifier that an early beat is not an S beat |
+//! | 17 | RR before / the previous beat's RR before | a sudden shortening, independent of any mean |
 //!
 //! Before the first template or interval is known, features take neutral
 //! values (ratios 1, correlation 1, differences 0), which is what a normal
 //! beat shows.
 
 /// Numbers per beat.
-pub const CONTEXT_FEATURES: usize = 14;
+pub const CONTEXT_FEATURES: usize = 18;
 /// Morphology window samples before the R peak (at 125 Hz: 256 ms).
 pub const MORPH_PRE: usize = 32;
 /// Morphology window samples from the R peak on (at 125 Hz: 400 ms).
@@ -72,6 +76,10 @@ const JOIN_AMPLITUDE: (f32, f32) = (0.7, 1.4);
 const CENTROID_MEMORY: f32 = 32.0;
 /// Upper bound of the ratio features, so that a long pause stays in range.
 const MAX_RATIO: f32 = 5.0;
+/// RR intervals kept for the short-term features (15, 16).
+const RR_HISTORY: usize = 16;
+/// A cluster holding at least this share of the recent weight is a common shape.
+const COMMON_SHARE: f32 = 1.0 / 8.0;
 
 /// A beat-shape cluster: its running mean shape and its decayed member count.
 #[derive(Debug, Clone)]
@@ -92,6 +100,12 @@ pub struct PatientContext {
     clusters: Vec<Cluster>,
     /// Beats learned from.
     learned: u64,
+    /// The last [`RR_HISTORY`] learned intervals, ms, oldest first once full.
+    rr_history: [f32; RR_HISTORY],
+    /// Intervals written to `rr_history` (its write position is this modulo its length).
+    rr_written: usize,
+    /// The last learned interval, ms.
+    rr_last: Option<f32>,
 }
 
 /// A beat as the context sees it.
@@ -132,19 +146,35 @@ impl PatientContext {
         // The extractor only passes finite samples; anything else is read as a flat line.
         let finite = morph.iter().all(|v| v.is_finite() && v.abs() < 1e6);
         let morph = if finite { morph } else { &[0.0; MORPH_LEN] };
-        let mut features = self.features(timing, morph);
+        let scores = self.cluster_scores(morph);
+        let mut features = self.features(timing, morph, &scores);
         for v in &mut features {
             if !v.is_finite() {
                 *v = 0.0;
             }
         }
         if learn && finite {
-            self.learn(timing, morph);
+            self.learn(timing, morph, &scores);
         }
         features
     }
 
-    fn features(&self, t: BeatTiming, morph: &[f32; MORPH_LEN]) -> [f32; CONTEXT_FEATURES] {
+    /// The beat's QRS correlation with each cluster at its best lag, and that lag.
+    fn cluster_scores(&self, morph: &[f32; MORPH_LEN]) -> [(f32, isize); TEMPLATES] {
+        let lagged = LaggedQrs::of(morph);
+        let mut scores = [(0.0, 0); TEMPLATES];
+        for (s, c) in scores.iter_mut().zip(&self.clusters) {
+            *s = lagged.best(&c.centroid);
+        }
+        scores
+    }
+
+    fn features(
+        &self,
+        t: BeatTiming,
+        morph: &[f32; MORPH_LEN],
+        scores: &[(f32, isize); TEMPLATES],
+    ) -> [f32; CONTEXT_FEATURES] {
         let valid = |v: Option<f64>| v.map(|v| v as f32).filter(|v| v.is_finite() && *v > 0.0);
         let ratio = |a: Option<f32>, b: Option<f32>| match (a, b) {
             (Some(a), Some(b)) => (a / b).clamp(0.0, MAX_RATIO),
@@ -166,19 +196,27 @@ impl PatientContext {
         let width = qrs_width_s(morph);
         f[8] = 10.0 * width;
         match self.dominant() {
-            Some(d) => {
+            Some((di, d)) => {
                 let c = &d.centroid;
                 let amp = qrs_amplitude(c).max(1e-3);
-                f[5] = correlation(&morph[QRS], &c[QRS]);
-                f[6] = correlation(morph, c);
+                let (r, lag) = scores[di];
+                f[5] = r;
+                f[6] = correlation(&shifted(morph, lag), c);
                 f[7] = (qrs_amplitude(morph) / amp).clamp(0.0, MAX_RATIO);
                 f[9] = (width / qrs_width_s(c).max(1.0 / RATE_HZ)).clamp(0.0, MAX_RATIO);
                 f[10] = (rms_difference(&morph[PRE_QRS], &c[PRE_QRS]) / amp).clamp(0.0, MAX_RATIO);
                 f[11] = (rms_difference(morph, c) / amp).clamp(0.0, MAX_RATIO);
                 let total_weight: f32 = self.clusters.iter().map(|c| c.weight).sum();
-                f[12] = self
-                    .matching(morph)
-                    .map_or(0.0, |i| self.clusters[i].weight / total_weight.max(1e-6));
+                f[12] = self.matching(morph, scores).map_or(0.0, |(i, _)| {
+                    self.clusters[i].weight / total_weight.max(1e-6)
+                });
+                f[14] = self
+                    .clusters
+                    .iter()
+                    .zip(scores)
+                    .filter(|(k, _)| k.weight >= COMMON_SHARE * total_weight)
+                    .map(|(_, s)| s.0)
+                    .fold(f[5], f32::max);
             }
             None => {
                 f[5] = 1.0;
@@ -186,13 +224,36 @@ impl PatientContext {
                 f[7] = 1.0;
                 f[9] = 1.0;
                 f[12] = 1.0;
+                f[14] = 1.0;
             }
         }
         f[13] = (self.learned as f32 / RECENT_BEATS).min(1.0);
+        let history = self.rr_recent_history();
+        let mean8 = (!history.is_empty()).then(|| {
+            let last = &history[history.len().saturating_sub(8)..];
+            last.iter().sum::<f32>() / last.len() as f32
+        });
+        f[15] = ratio(prev, mean8);
+        f[16] = rr_irregularity(&history);
+        f[17] = ratio(prev, self.rr_last);
         f
     }
 
-    fn learn(&mut self, t: BeatTiming, morph: &[f32; MORPH_LEN]) {
+    /// The learned intervals still in the history, oldest first.
+    fn rr_recent_history(&self) -> Vec<f32> {
+        let n = self.rr_written.min(RR_HISTORY);
+        let start = self.rr_written - n;
+        (start..self.rr_written)
+            .map(|k| self.rr_history[k % RR_HISTORY])
+            .collect()
+    }
+
+    fn learn(
+        &mut self,
+        t: BeatTiming,
+        morph: &[f32; MORPH_LEN],
+        scores: &[(f32, isize); TEMPLATES],
+    ) {
         self.learned += 1;
         if let Some(rr) = t.rr_prev_ms.filter(|v| v.is_finite() && *v > 0.0) {
             let rr = rr as f32;
@@ -206,19 +267,24 @@ impl PatientContext {
                     None => rr,
                     Some(m) => m + alpha * (rr - m),
                 });
+                self.rr_history[self.rr_written % RR_HISTORY] = rr;
+                self.rr_written += 1;
+                self.rr_last = Some(rr);
             }
         }
         let decay = 1.0 - 1.0 / RECENT_BEATS;
         for c in &mut self.clusters {
             c.weight *= decay;
         }
-        match self.matching(morph) {
-            Some(i) => {
+        match self.matching(morph, scores) {
+            Some((i, lag)) => {
                 let c = &mut self.clusters[i];
                 c.members = c.members.saturating_add(1);
                 c.weight += 1.0;
                 let rate = 1.0 / (c.members as f32).min(CENTROID_MEMORY);
-                for (m, &x) in c.centroid.iter_mut().zip(morph) {
+                // Learned at the lag it matched at, so jitter does not blur the centroid.
+                let aligned = shifted(morph, lag);
+                for (m, &x) in c.centroid.iter_mut().zip(&aligned) {
                     *m += rate * (x - *m);
                 }
             }
@@ -241,15 +307,21 @@ impl PatientContext {
         }
     }
 
-    /// The cluster with the most recent members.
-    fn dominant(&self) -> Option<&Cluster> {
+    /// The cluster with the most recent members, and its index.
+    fn dominant(&self) -> Option<(usize, &Cluster)> {
         self.clusters
             .iter()
-            .max_by(|a, b| a.weight.total_cmp(&b.weight))
+            .enumerate()
+            .max_by(|a, b| a.1.weight.total_cmp(&b.1.weight))
     }
 
-    /// The best-correlated cluster the beat is close enough to join.
-    fn matching(&self, morph: &[f32; MORPH_LEN]) -> Option<usize> {
+    /// The best-correlated cluster the beat is close enough to join, and the
+    /// lag it matched at; `scores` from [`Self::cluster_scores`].
+    fn matching(
+        &self,
+        morph: &[f32; MORPH_LEN],
+        scores: &[(f32, isize); TEMPLATES],
+    ) -> Option<(usize, isize)> {
         let amp = qrs_amplitude(morph);
         self.clusters
             .iter()
@@ -258,11 +330,99 @@ impl PatientContext {
                 let r = amp / qrs_amplitude(&c.centroid).max(1e-6);
                 (JOIN_AMPLITUDE.0..=JOIN_AMPLITUDE.1).contains(&r)
             })
-            .map(|(i, c)| (i, correlation(&morph[QRS], &c.centroid[QRS])))
-            .filter(|&(_, r)| r >= JOIN_CORRELATION)
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(i, _)| i)
+            .map(|(i, _)| (i, scores[i]))
+            .filter(|&(_, (r, _))| r >= JOIN_CORRELATION)
+            .max_by(|a, b| a.1.0.total_cmp(&b.1.0))
+            .map(|(i, (_, lag))| (i, lag))
     }
+}
+
+/// Lags tried, smallest shift first (so ties go to it): up to ±3 samples
+/// (±24 ms at 125 Hz). The R-peak fiducial jitters between beats of one
+/// shape (notched or RSR′ complexes), and a fixed alignment would read that
+/// jitter as another shape.
+const LAGS: [isize; 7] = [0, -1, 1, -2, 2, -3, 3];
+const QRS_LEN: usize = QRS.end - QRS.start;
+
+/// A beat's QRS window at each lag within ±3 samples, centred, with its sum
+/// of squares: computed once per beat, so that comparing it with each cluster
+/// costs one dot product per lag.
+struct LaggedQrs {
+    centred: [[f32; QRS_LEN]; LAGS.len()],
+    energy: [f32; LAGS.len()],
+}
+
+impl LaggedQrs {
+    fn of(morph: &[f32; MORPH_LEN]) -> Self {
+        let mut out = LaggedQrs {
+            centred: [[0.0; QRS_LEN]; LAGS.len()],
+            energy: [0.0; LAGS.len()],
+        };
+        for (k, &lag) in LAGS.iter().enumerate() {
+            let start = (QRS.start as isize + lag) as usize;
+            let w = &morph[start..start + QRS_LEN];
+            let mean = w.iter().sum::<f32>() / QRS_LEN as f32;
+            for (c, &x) in out.centred[k].iter_mut().zip(w) {
+                *c = x - mean;
+                out.energy[k] += *c * *c;
+            }
+        }
+        out
+    }
+
+    /// The Pearson correlation with `centroid`'s QRS at the best lag (the
+    /// beat's window moved, the centroid's fixed), and that lag; 0 when
+    /// either side is constant.
+    fn best(&self, centroid: &[f32; MORPH_LEN]) -> (f32, isize) {
+        let c = &centroid[QRS];
+        let mean = c.iter().sum::<f32>() / QRS_LEN as f32;
+        let mut centred = [0.0f32; QRS_LEN];
+        let mut energy = 0.0f32;
+        for (d, &x) in centred.iter_mut().zip(c) {
+            *d = x - mean;
+            energy += *d * *d;
+        }
+        let mut best = (f32::NEG_INFINITY, 0);
+        for (k, &lag) in LAGS.iter().enumerate() {
+            let dot: f32 = self.centred[k]
+                .iter()
+                .zip(&centred)
+                .map(|(a, b)| a * b)
+                .sum();
+            let d = (self.energy[k] * energy).sqrt();
+            let r = if d > 1e-12 {
+                (dot / d).clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
+            if r > best.0 {
+                best = (r, lag);
+            }
+        }
+        best
+    }
+}
+
+/// `morph` moved by `lag` samples (sample `i` of the result is `morph[i + lag]`), edges repeated.
+fn shifted(morph: &[f32; MORPH_LEN], lag: isize) -> [f32; MORPH_LEN] {
+    let mut out = [0.0f32; MORPH_LEN];
+    for (i, v) in out.iter_mut().enumerate() {
+        let j = (i as isize + lag).clamp(0, MORPH_LEN as isize - 1) as usize;
+        *v = morph[j];
+    }
+    out
+}
+
+/// Median absolute successive difference of `rr` over its mean; 0 with fewer than 3 intervals.
+fn rr_irregularity(rr: &[f32]) -> f32 {
+    if rr.len() < 3 {
+        return 0.0;
+    }
+    let mut d: Vec<f32> = rr.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    d.sort_by(f32::total_cmp);
+    let median = d[d.len() / 2];
+    let mean = rr.iter().sum::<f32>() / rr.len() as f32;
+    (median / mean.max(1.0)).clamp(0.0, MAX_RATIO)
 }
 
 /// Pearson correlation; 0 when either side is constant.
@@ -379,6 +539,57 @@ mod tests {
             pac[5] > 0.99 && pac[10] > 0.03 && pac[10] > n[10] + 0.03,
             "{pac:?}"
         );
+    }
+
+    #[test]
+    fn short_term_rhythm_features_read_the_last_intervals() {
+        let mut c = PatientContext::new();
+        let normal = shape(10, 1.0, 0.1);
+        for _ in 0..40 {
+            c.observe(timing(800.0, 800.0), &normal, true);
+        }
+        let f = c.observe(timing(600.0, 1000.0), &normal, false);
+        assert!((f[15] - 0.75).abs() < 1e-4, "{f:?}");
+        assert!(f[16] < 1e-6, "a regular rhythm: {f:?}");
+        assert!((f[17] - 0.75).abs() < 1e-4, "{f:?}");
+        // An irregular rhythm (alternating 600 / 1000 ms) reads as irregular.
+        for i in 0..16 {
+            let rr = if i % 2 == 0 { 600.0 } else { 1000.0 };
+            c.observe(timing(rr, 800.0), &normal, true);
+        }
+        let f = c.observe(timing(800.0, 800.0), &normal, false);
+        assert!(
+            (f[16] - 0.5).abs() < 1e-3,
+            "400 ms steps over an 800 ms mean: {f:?}"
+        );
+    }
+
+    #[test]
+    fn a_jittered_r_peak_still_matches_its_shape() {
+        let mut c = PatientContext::new();
+        let normal = shape(10, 1.0, 0.1);
+        for _ in 0..100 {
+            c.observe(timing(800.0, 800.0), &normal, true);
+        }
+        // The same beat, its R peak found 2 samples (16 ms) late.
+        let late = shifted(&normal, -2);
+        let f = c.observe(timing(800.0, 800.0), &late, false);
+        assert!(f[5] > 0.99 && f[14] > 0.99, "{f:?}");
+        // A different shape is not rescued by the lag.
+        let f = c.observe(timing(800.0, 800.0), &shape(22, -1.5, 0.0), false);
+        assert!(f[5] < 0.5 && f[14] < 0.9, "{f:?}");
+    }
+
+    #[test]
+    fn a_second_common_shape_counts_as_common() {
+        let mut c = PatientContext::new();
+        let (a, b) = (shape(10, 1.0, 0.1), shape(22, -1.0, 0.1));
+        for i in 0..600 {
+            let m = if i % 3 == 2 { &b } else { &a };
+            c.observe(timing(800.0, 800.0), m, true);
+        }
+        let f = c.observe(timing(800.0, 800.0), &b, false);
+        assert!(f[5] < f[14] && f[14] > 0.99, "{f:?}");
     }
 
     #[test]

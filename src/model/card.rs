@@ -118,9 +118,13 @@ pub struct ModelCard {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub augmentation: Vec<String>,
     /// Five-class models: the weight of N's probability in the decision rule
-    /// (see [`super::crossval::decide`]), chosen by cross-validation inside DS1.
+    /// (see [`super::decision`]), chosen by cross-validation inside DS1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normal_weight: Option<f32>,
+    /// Five-class models: the rule that decides N or S by prematurity (see
+    /// [`super::decision::PrematureRule`]), chosen by cross-validation inside DS1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub premature_rule: Option<super::decision::PrematureRule>,
 }
 
 /// A model loaded from its directory.

@@ -179,17 +179,23 @@ impl Classifier {
         Ok(out)
     }
 
-    /// The class of a beat with five-class probabilities `q`: the decision
-    /// rule with the members' mean normal weight (1 when their cards give none).
-    pub fn decide(&self, q: &[f32]) -> AamiClass {
+    /// The class of a beat with five-class probabilities `q` and side
+    /// features `side`: the decision rule with the members' mean normal weight
+    /// (1 when their cards give none) and the first member's premature rule.
+    pub fn decide(&self, q: &[f32], side: Option<&[f32; SIDE_FEATURES]>) -> AamiClass {
         let n = self.members.len().max(1) as f32;
-        let w = self
+        let normal_weight = self
             .members
             .iter()
             .map(|m| m.card.normal_weight.unwrap_or(1.0))
             .sum::<f32>()
             / n;
-        super::crossval::decide(q, w)
+        let premature = self.members.iter().find_map(|m| m.card.premature_rule);
+        super::decision::DecisionRule {
+            normal_weight,
+            premature,
+        }
+        .decide(q, side)
     }
 
     /// The probability of "abnormal" in each beat's row of class probabilities.

@@ -5,14 +5,15 @@
 //! seed a model is trained on the other folds' records (the recipe of
 //! [`super::recipe`]: five classes, N down-sampled, redrawn each epoch) and
 //! scored on the held-out records' beats with the EC57 beat statistics, for
-//! every candidate weight on the normal class (the decision rule: the class
-//! maximising `w_N · p_N` against the others' `p`). Scores are pooled over
+//! every candidate decision rule ([`super::decision`]: a weight on the normal
+//! class, and optionally the premature rule for S). Scores are pooled over
 //! folds (gross) per seed, then summarised over seeds.
 //!
 //! Beats are scored as the dataset holds them (detected, matched to a
 //! reference beat, readable), over whole records: close to, not the same as,
 //! `holterd eval ec57`, which streams records and skips their first 5 minutes.
 
+use super::decision::{DecisionRule, PrematureRule};
 use super::train::{TrainConfig, class_balanced_split, predict_probabilities, train};
 use super::{Network, Params, SplitMix64};
 use crate::dataset::BeatSet;
@@ -33,6 +34,8 @@ pub struct CvRequest {
     pub seeds: Vec<u64>,
     /// Candidate weights of the normal class in the decision rule.
     pub normal_weights: Vec<f32>,
+    /// Candidate premature rules (`None`: the network's N/S call stands).
+    pub premature_rules: Vec<Option<PrematureRule>>,
     /// Upper limit on epochs per training run.
     pub max_epochs: usize,
     /// Epochs without a better validation loss before stopping.
@@ -44,22 +47,9 @@ pub struct CvRequest {
 pub struct CvResult {
     pub seed: u64,
     pub normal_weight: f32,
+    pub premature: Option<PrematureRule>,
     pub confusion: Confusion,
     pub stats: Ec57Stats,
-}
-
-/// The decision rule: the class with the largest probability, N's weighted by `normal_weight`.
-pub fn decide(q: &[f32], normal_weight: f32) -> AamiClass {
-    let mut best = (
-        0,
-        q.first().map_or(f32::NEG_INFINITY, |p| p * normal_weight),
-    );
-    for (i, &p) in q.iter().enumerate().skip(1) {
-        if p > best.1 {
-            best = (i, p);
-        }
-    }
-    AamiClass::ALL.get(best.0).copied().unwrap_or(AamiClass::N)
 }
 
 /// The records of `records` in each of `folds` folds, dealt round-robin.
@@ -88,7 +78,19 @@ pub fn cross_validate(
     let folds = folds_of(&req.records, req.folds);
     let mut results = Vec::new();
     for &seed in &req.seeds {
-        let mut pooled = vec![Confusion::default(); req.normal_weights.len()];
+        let rules: Vec<DecisionRule> = req
+            .normal_weights
+            .iter()
+            .flat_map(|&normal_weight| {
+                req.premature_rules
+                    .iter()
+                    .map(move |&premature| DecisionRule {
+                        normal_weight,
+                        premature,
+                    })
+            })
+            .collect();
+        let mut pooled = vec![Confusion::default(); rules.len()];
         for (f, held_out) in folds.iter().enumerate() {
             let in_records = |i: &usize, rs: &[String]| {
                 set.readable[*i] && rs.iter().any(|r| *r == set.record[*i])
@@ -135,13 +137,10 @@ pub fn cross_validate(
                 &test_idx,
                 1024,
             )?;
-            for (w, c) in req.normal_weights.iter().zip(pooled.iter_mut()) {
+            for (rule, c) in rules.iter().zip(pooled.iter_mut()) {
                 for (&i, q) in test_idx.iter().zip(q.chunks_exact(AamiClass::ALL.len())) {
-                    c.tally(
-                        Some(set.class[i]),
-                        Some(AlgorithmLabel::Class(decide(q, *w))),
-                        1,
-                    );
+                    let class = rule.decide(q, Some(&side[i]));
+                    c.tally(Some(set.class[i]), Some(AlgorithmLabel::Class(class)), 1);
                 }
             }
             progress(format!(
@@ -153,10 +152,11 @@ pub fn cross_validate(
                 outcome.best_epoch
             ));
         }
-        for (w, confusion) in req.normal_weights.iter().zip(pooled) {
+        for (rule, confusion) in rules.iter().zip(pooled) {
             results.push(CvResult {
                 seed,
-                normal_weight: *w,
+                normal_weight: rule.normal_weight,
+                premature: rule.premature,
                 stats: Ec57Stats::from_confusion(&confusion, 0.0),
                 confusion,
             });
@@ -168,14 +168,6 @@ pub fn cross_validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_normal_weight_moves_only_close_calls() {
-        let q = [0.3, 0.5, 0.1, 0.05, 0.05];
-        assert_eq!(decide(&q, 1.0), AamiClass::S);
-        assert_eq!(decide(&q, 2.0), AamiClass::N);
-        assert_eq!(decide(&[0.05, 0.0, 0.95, 0.0, 0.0], 8.0), AamiClass::V);
-    }
 
     #[test]
     fn folds_hold_every_record_once() {

@@ -24,6 +24,7 @@ pub mod cnn_lstm;
 pub mod context_mlp;
 pub mod cpu;
 pub mod crossval;
+pub mod decision;
 pub mod layers;
 pub mod metrics;
 pub mod params;

@@ -44,6 +44,8 @@ pub struct TrainRequest {
     pub device: String,
     /// Five-class models: the weight of N in the decision rule (chosen by `eval cv`).
     pub normal_weight: Option<f32>,
+    /// Five-class models: the premature rule for S (chosen by `eval cv`).
+    pub premature_rule: Option<super::decision::PrematureRule>,
 }
 
 /// What a training run reports as it goes.
@@ -160,12 +162,16 @@ pub fn train_model(
     let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
     evaluation.abstained = Some(input_profile.count_outliers(&set.values, &test_idx));
     if five_class {
-        // The classes the daemon would give: the decision rule with the card's normal weight.
-        let w = a.normal_weight.unwrap_or(1.0);
+        // The classes the daemon would give: the card's decision rule.
+        let rule = super::decision::DecisionRule {
+            normal_weight: a.normal_weight.unwrap_or(1.0),
+            premature: a.premature_rule,
+        };
         let predicted: Vec<usize> =
             predict_probabilities(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?
                 .chunks_exact(AamiClass::ALL.len())
-                .map(|q| super::crossval::decide(q, w).index())
+                .zip(&test_idx)
+                .map(|(q, &i)| rule.decide(q, Some(&rr[i])).index())
                 .collect();
         let reference: Vec<usize> = classes.iter().map(|c| c.index()).collect();
         evaluation.aami = Some(AamiConfusion::compute(&predicted, &reference));
@@ -189,6 +195,7 @@ pub fn train_model(
         input_profile: Some(input_profile),
         augmentation,
         normal_weight: a.normal_weight,
+        premature_rule: a.premature_rule,
     };
     std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
         .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;

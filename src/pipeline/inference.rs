@@ -115,17 +115,22 @@ pub fn classify(
         p
     };
     let mut probs = probs.chunks_exact(width);
+    let mut sides = side.iter().flatten();
     let mut rows = Vec::with_capacity(batch.items.len());
     let mut closes = Vec::new();
     let mut silences = Vec::new();
     for (item, judged) in batch.items.into_iter().zip(judged) {
         match item {
             Item::Beat(b) => {
-                let q = if judged { probs.next() } else { None };
+                let (q, s) = if judged {
+                    (probs.next(), sides.next())
+                } else {
+                    (None, None)
+                };
                 let (verdict, p_abnormal, class, class_probs) = match q {
                     None => (Verdict::Unreadable, None, None, None),
                     Some(q) if five => {
-                        let class = classifier.decide(q);
+                        let class = classifier.decide(q, s);
                         let v = if class == AamiClass::N {
                             Verdict::Normal
                         } else {

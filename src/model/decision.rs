@@ -1,0 +1,251 @@
+//! How a five-class model's probabilities, and the beat's patient context,
+//! become the beat's class.
+//!
+//! Two steps, both chosen by leave-records-out cross-validation inside DS1
+//! (`holterd eval cv`) and written in the model card:
+//!
+//! 1. the class maximising `w_N · p_N` against the other classes' `p`
+//!    (`normal_weight`: a larger `w_N` flags fewer normal beats);
+//! 2. optionally, the [`PrematureRule`]: a beat the network calls N or S (a
+//!    supraventricular QRS) is S exactly when it came early against the
+//!    patient's own rhythm, in a regular rhythm, with a QRS shape the patient
+//!    commonly makes. Across patients, the networks learn S poorly (S beats
+//!    are few, most in a handful of DS1 records, and look like the patient's
+//!    normal beats); prematurity against the same patient's running mean RR
+//!    is what defines them (AAMI EC57's SVEB: a supraventricular beat earlier
+//!    than expected) and what carries over to new patients.
+
+use super::rr::{RR_FEATURES, SIDE_FEATURES};
+use crate::formats::wfdb::AamiClass;
+use serde::{Deserialize, Serialize};
+
+/// Side-feature indices of the patient context features the rule reads (see
+/// [`crate::dsp::context`]).
+const RR_TO_RECENT_MEAN: usize = RR_FEATURES;
+const WARM_UP: usize = RR_FEATURES + 13;
+const COMMON_SHAPE_CORRELATION: usize = RR_FEATURES + 14;
+const RR_IRREGULARITY: usize = RR_FEATURES + 16;
+const DOMINANT_CORRELATION: usize = RR_FEATURES + 5;
+const WIDTH_TO_DOMINANT: usize = RR_FEATURES + 9;
+/// A V or F call is vetoed only for a QRS at most this much wider than the dominant one.
+const VETO_MAX_WIDTH_RATIO: f32 = 1.25;
+
+/// When a beat with a supraventricular QRS is an S beat.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PrematureRule {
+    /// S when RR before / the patient's recent mean RR is below this.
+    pub max_rr_ratio: f32,
+    /// ... and the rhythm's irregularity (median successive RR difference /
+    /// mean RR, last 16 intervals) is below this: in atrial fibrillation every
+    /// interval varies, and an early beat is not an S beat.
+    pub max_irregularity: f32,
+    /// ... and the QRS correlates at least this well with a common shape of
+    /// the patient's.
+    pub min_correlation: f32,
+    /// ... and the context has learned at least this share of its warm-up (0–1).
+    pub min_warm_up: f32,
+    /// A V or F call whose QRS correlates at least this well with the
+    /// dominant beat (and is at most 1.25 × as wide) is a supraventricular
+    /// QRS after all, decided N or S by the rule above; `None`: no veto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub veto_correlation: Option<f32>,
+}
+
+impl PrematureRule {
+    /// Whether a beat with these side features is premature, in a regular
+    /// rhythm, with a common QRS shape.
+    pub fn holds(&self, side: &[f32; SIDE_FEATURES]) -> bool {
+        side[RR_TO_RECENT_MEAN] < self.max_rr_ratio
+            && side[RR_IRREGULARITY] < self.max_irregularity
+            && side[COMMON_SHAPE_CORRELATION] >= self.min_correlation
+            && side[WARM_UP] >= self.min_warm_up
+    }
+
+    /// Whether a V or F call on a beat with these side features is vetoed:
+    /// its QRS is the dominant one's in shape and width.
+    pub fn vetoes(&self, side: &[f32; SIDE_FEATURES]) -> bool {
+        self.veto_correlation.is_some_and(|r| {
+            side[DOMINANT_CORRELATION] >= r
+                && side[WIDTH_TO_DOMINANT] <= VETO_MAX_WIDTH_RATIO
+                && side[WARM_UP] >= self.min_warm_up
+        })
+    }
+}
+
+impl std::str::FromStr for PrematureRule {
+    type Err = String;
+
+    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO]`, e.g. `0.8:0.1:0.9:0.5`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v: Vec<f32> = s
+            .split(':')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("premature rule {s:?}: {e}"))?;
+        match v[..] {
+            [
+                max_rr_ratio,
+                max_irregularity,
+                min_correlation,
+                min_warm_up,
+                ..,
+            ] if v.len() <= 5 && v.iter().all(|x| x.is_finite()) => Ok(PrematureRule {
+                max_rr_ratio,
+                max_irregularity,
+                min_correlation,
+                min_warm_up,
+                veto_correlation: v.get(4).copied(),
+            }),
+            _ => Err(format!(
+                "premature rule {s:?}: expected four or five numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO], e.g. 0.8:0.1:0.9:0.5"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PrematureRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.max_rr_ratio, self.max_irregularity, self.min_correlation, self.min_warm_up
+        )?;
+        match self.veto_correlation {
+            Some(v) => write!(f, ":{v}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The whole decision: the normal weight and the optional premature rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecisionRule {
+    /// Weight of N's probability.
+    pub normal_weight: f32,
+    /// The S rule, if any.
+    pub premature: Option<PrematureRule>,
+}
+
+impl DecisionRule {
+    /// The class of a beat with five-class probabilities `q` and, for the
+    /// premature rule, its side features.
+    pub fn decide(&self, q: &[f32], side: Option<&[f32; SIDE_FEATURES]>) -> AamiClass {
+        let class = weighted_argmax(q, self.normal_weight);
+        match (self.premature, side) {
+            (Some(rule), Some(side))
+                if matches!(class, AamiClass::N | AamiClass::S)
+                    || (matches!(class, AamiClass::V | AamiClass::F) && rule.vetoes(side)) =>
+            {
+                if rule.holds(side) {
+                    AamiClass::S
+                } else {
+                    AamiClass::N
+                }
+            }
+            _ => class,
+        }
+    }
+}
+
+/// The class with the largest probability, N's weighted by `normal_weight`.
+pub fn weighted_argmax(q: &[f32], normal_weight: f32) -> AamiClass {
+    let mut best = (
+        0,
+        q.first().map_or(f32::NEG_INFINITY, |p| p * normal_weight),
+    );
+    for (i, &p) in q.iter().enumerate().skip(1) {
+        if p > best.1 {
+            best = (i, p);
+        }
+    }
+    AamiClass::ALL.get(best.0).copied().unwrap_or(AamiClass::N)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(ratio: f32, irregularity: f32, correlation: f32) -> [f32; SIDE_FEATURES] {
+        let mut s = [1.0f32; SIDE_FEATURES];
+        s[RR_TO_RECENT_MEAN] = ratio;
+        s[RR_IRREGULARITY] = irregularity;
+        s[COMMON_SHAPE_CORRELATION] = correlation;
+        s
+    }
+
+    #[test]
+    fn the_normal_weight_moves_only_close_calls() {
+        let q = [0.3, 0.5, 0.1, 0.05, 0.05];
+        assert_eq!(weighted_argmax(&q, 1.0), AamiClass::S);
+        assert_eq!(weighted_argmax(&q, 2.0), AamiClass::N);
+        assert_eq!(
+            weighted_argmax(&[0.05, 0.0, 0.95, 0.0, 0.0], 8.0),
+            AamiClass::V
+        );
+    }
+
+    #[test]
+    fn the_premature_rule_decides_between_n_and_s_only() {
+        let rule = DecisionRule {
+            normal_weight: 1.0,
+            premature: "0.8:0.1:0.9:0.5".parse().ok(),
+        };
+        let normal = [0.9, 0.05, 0.05, 0.0, 0.0];
+        let s_call = [0.2, 0.7, 0.1, 0.0, 0.0];
+        let v_call = [0.1, 0.1, 0.8, 0.0, 0.0];
+        // Early, regular, common shape: S whatever N/S the network said.
+        assert_eq!(
+            rule.decide(&normal, Some(&side(0.7, 0.02, 0.98))),
+            AamiClass::S
+        );
+        // On time: N, even when the network said S.
+        assert_eq!(
+            rule.decide(&s_call, Some(&side(0.95, 0.02, 0.98))),
+            AamiClass::N
+        );
+        // Early in an irregular rhythm (atrial fibrillation): N.
+        assert_eq!(
+            rule.decide(&normal, Some(&side(0.7, 0.3, 0.98))),
+            AamiClass::N
+        );
+        // Early with an uncommon shape: not this rule's S.
+        assert_eq!(
+            rule.decide(&normal, Some(&side(0.7, 0.02, 0.5))),
+            AamiClass::N
+        );
+        // A V call is the network's.
+        assert_eq!(
+            rule.decide(&v_call, Some(&side(0.7, 0.02, 0.98))),
+            AamiClass::V
+        );
+        // A V call on the dominant QRS is vetoed only when the rule says so.
+        let veto = DecisionRule {
+            normal_weight: 1.0,
+            premature: "0.8:0.1:0.9:0.5:0.97".parse().ok(),
+        };
+        let mut dominant = side(0.95, 0.02, 0.99);
+        dominant[DOMINANT_CORRELATION] = 0.99;
+        dominant[WIDTH_TO_DOMINANT] = 1.0;
+        assert_eq!(rule.decide(&v_call, Some(&dominant)), AamiClass::V);
+        assert_eq!(veto.decide(&v_call, Some(&dominant)), AamiClass::N);
+        dominant[WIDTH_TO_DOMINANT] = 1.6;
+        assert_eq!(veto.decide(&v_call, Some(&dominant)), AamiClass::V);
+        // Without side features, the network's call.
+        assert_eq!(rule.decide(&s_call, None), AamiClass::S);
+        let mut cold = side(0.7, 0.02, 0.98);
+        cold[WARM_UP] = 0.1;
+        assert_eq!(rule.decide(&normal, Some(&cold)), AamiClass::N);
+    }
+
+    #[test]
+    fn rules_parse_print_and_refuse() {
+        let r: PrematureRule = "0.8:0.1:0.9:0.5".parse().unwrap();
+        assert_eq!(r.to_string().parse::<PrematureRule>().unwrap(), r);
+        let v: PrematureRule = "0.8:0.1:0.9:0.5:0.97".parse().unwrap();
+        assert_eq!(v.veto_correlation, Some(0.97));
+        assert_eq!(v.to_string(), "0.8:0.1:0.9:0.5:0.97");
+        for bad in ["0.8", "a:b:c:d", "0.8:0.1:0.9:NaN", "1:2:3:4:5:6"] {
+            assert!(bad.parse::<PrematureRule>().is_err(), "{bad}");
+        }
+    }
+}
