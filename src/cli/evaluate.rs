@@ -351,6 +351,9 @@ pub(super) struct EvalCvArgs {
     max_epochs: usize,
     #[arg(long, default_value_t = 8)]
     patience: usize,
+    /// N beats kept per epoch, as a multiple of the largest other class.
+    #[arg(long, default_value_t = 1.0)]
+    normal_cap: f32,
 }
 
 /// `holterd eval cv`.
@@ -381,6 +384,7 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
         normal_weights: a.normal_weights.clone(),
         max_epochs: a.max_epochs,
         patience: a.patience,
+        normal_cap: a.normal_cap,
     };
     let results = cross_validate(&set, &req, |line| eprintln!("{line}"))?;
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));

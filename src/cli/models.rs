@@ -64,6 +64,9 @@ pub(super) struct TrainArgs {
     /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP` (chosen by `eval cv`).
     #[arg(long)]
     premature_rule: Option<crate::model::decision::PrematureRule>,
+    /// Five-class models: N beats kept per epoch, as a multiple of the largest other class (default 1).
+    #[arg(long)]
+    normal_cap: Option<f32>,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +151,7 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
         device: a.device,
         normal_weight: a.normal_weight,
         premature_rule: a.premature_rule,
+        normal_cap: a.normal_cap,
     };
     let (out, card) = crate::model::recipe::train_model(&request, |event| match event {
         TrainEvent::Plan(line) => eprintln!("{line}"),

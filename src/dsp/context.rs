@@ -362,10 +362,12 @@ impl LaggedQrs {
             let start = (QRS.start as isize + lag) as usize;
             let w = &morph[start..start + QRS_LEN];
             let mean = w.iter().sum::<f32>() / QRS_LEN as f32;
+            let mut energy = 0.0f32;
             for (c, &x) in out.centred[k].iter_mut().zip(w) {
                 *c = x - mean;
-                out.energy[k] += *c * *c;
+                energy += *c * *c;
             }
+            out.energy[k] = energy;
         }
         out
     }

@@ -125,6 +125,10 @@ pub struct ModelCard {
     /// [`super::decision::PrematureRule`]), chosen by cross-validation inside DS1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub premature_rule: Option<super::decision::PrematureRule>,
+    /// Five-class models: N beats kept per epoch, as a multiple of the largest
+    /// other class (absent: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normal_cap: Option<f32>,
 }
 
 /// A model loaded from its directory.

@@ -40,6 +40,8 @@ pub struct CvRequest {
     pub max_epochs: usize,
     /// Epochs without a better validation loss before stopping.
     pub patience: usize,
+    /// N beats kept per epoch, as a multiple of the largest other class.
+    pub normal_cap: f32,
 }
 
 /// The pooled held-out result of one seed at one normal weight.
@@ -111,7 +113,7 @@ pub fn cross_validate(
             if network.classes() != AamiClass::ALL.len() {
                 bail!("{} is not a five-class architecture", req.architecture);
             }
-            let split = class_balanced_split(&labels, &train_idx, seed);
+            let split = class_balanced_split(&labels, &train_idx, seed, req.normal_cap);
             let config = TrainConfig {
                 seed,
                 max_epochs: req.max_epochs,

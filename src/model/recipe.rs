@@ -46,6 +46,9 @@ pub struct TrainRequest {
     pub normal_weight: Option<f32>,
     /// Five-class models: the premature rule for S (chosen by `eval cv`).
     pub premature_rule: Option<super::decision::PrematureRule>,
+    /// Five-class models: N beats kept per epoch, as a multiple of the largest
+    /// other class (default 1).
+    pub normal_cap: Option<f32>,
 }
 
 /// What a training run reports as it goes.
@@ -97,7 +100,7 @@ pub fn train_model(
     let five_class = network.classes() == AamiClass::ALL.len();
     let (labels, split) = if five_class {
         let labels: Vec<u8> = set.class.iter().map(|c| c.index() as u8).collect();
-        let split = class_balanced_split(&labels, &train_idx, a.seed);
+        let split = class_balanced_split(&labels, &train_idx, a.seed, a.normal_cap.unwrap_or(1.0));
         (labels, split)
     } else {
         let labels = set.binary();
@@ -196,6 +199,7 @@ pub fn train_model(
         augmentation,
         normal_weight: a.normal_weight,
         premature_rule: a.premature_rule,
+        normal_cap: a.normal_cap,
     };
     std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
         .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;

@@ -90,9 +90,14 @@ fn three_parts(mut all: Vec<usize>, spare: Vec<usize>, rng: &mut SplitMix64) -> 
 
 /// The split for a five-class model (`labels` are AAMI class indices, 0 = N):
 /// the paper's down-sampling would cut every class to the rarest one's size,
-/// so only N is down-sampled, to the size of the largest other class; then
-/// 10 % test and 70/30 train/validation as in the paper.
-pub fn class_balanced_split(labels: &[u8], candidates: &[usize], seed: u64) -> Split {
+/// so only N is down-sampled, to `normal_cap` times the size of the largest
+/// other class; then 10 % test and 70/30 train/validation as in the paper.
+pub fn class_balanced_split(
+    labels: &[u8],
+    candidates: &[usize],
+    seed: u64,
+    normal_cap: f32,
+) -> Split {
     let mut rng = SplitMix64::new(seed ^ 0x5eed_5011);
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); 256];
     for &i in candidates {
@@ -100,6 +105,7 @@ pub fn class_balanced_split(labels: &[u8], candidates: &[usize], seed: u64) -> S
     }
     let cap = by_class[1..].iter().map(Vec::len).max().unwrap_or(0);
     rng.shuffle(&mut by_class[0]);
+    let cap = (cap as f64 * f64::from(normal_cap.max(0.0))).round() as usize;
     let keep = cap.min(by_class[0].len());
     let spare = by_class[0].split_off(keep);
     let all: Vec<usize> = by_class.into_iter().flatten().collect();
@@ -451,6 +457,32 @@ mod tests {
                 .chain(&s.test)
                 .all(|i| spare.binary_search(i).is_err())
         );
+    }
+
+    #[test]
+    fn five_class_split_keeps_n_at_the_cap_multiple() {
+        // 800 N, 120 S, 80 V: N kept at 1 ×, 2.5 × and (all of them) 100 × the largest other class.
+        let labels: Vec<u8> = (0..1000)
+            .map(|i| match i % 25 {
+                0..=2 => 1,
+                3..=4 => 2,
+                _ => 0,
+            })
+            .collect();
+        let all: Vec<usize> = (0..1000).collect();
+        let others = labels.iter().filter(|&&c| c != 0).count();
+        for (cap, kept) in [(1.0, 120), (2.5, 300), (100.0, 800)] {
+            let s = class_balanced_split(&labels, &all, 1, cap);
+            let n = s
+                .train
+                .iter()
+                .chain(&s.validation)
+                .chain(&s.test)
+                .filter(|&&i| labels[i] == 0)
+                .count();
+            assert_eq!(n, kept, "cap {cap}");
+            assert_eq!(n + s.spare.len(), 1000 - others);
+        }
     }
 
     #[test]
