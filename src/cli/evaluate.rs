@@ -397,14 +397,16 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
     let rule_name = |p: &Option<crate::model::decision::PrematureRule>| {
         p.map_or("none".to_string(), |p| p.to_string())
     };
-    println!("w_N | premature rule | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %");
+    println!(
+        "w_N | premature rule | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %   (seed all: the seeds' probabilities averaged, an ensemble)"
+    );
     for r in &results {
         let s = &r.stats;
         println!(
             "{:>3} | {:>14} | {:>4} | {:>6} | {:>6} | {:>7} | {:>7} | {:>6}",
             r.normal_weight,
             rule_name(&r.premature),
-            r.seed,
+            r.seed.map_or("all".to_string(), |s| s.to_string()),
             f(s.veb_se),
             f(s.veb_ppv),
             f(s.sveb_se),
@@ -420,7 +422,7 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
     {
         let at: Vec<_> = results
             .iter()
-            .filter(|r| r.normal_weight == w && r.premature == *p)
+            .filter(|r| r.normal_weight == w && r.premature == *p && r.seed.is_some())
             .collect();
         let stat = |g: &dyn Fn(&crate::eval::Ec57Stats) -> Option<f64>| {
             let v: Vec<f64> = at.iter().filter_map(|r| g(&r.stats)).collect();

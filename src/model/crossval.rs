@@ -7,7 +7,8 @@
 //! scored on the held-out records' beats with the EC57 beat statistics, for
 //! every candidate decision rule ([`super::decision`]: a weight on the normal
 //! class, and optionally the premature rule for S). Scores are pooled over
-//! folds (gross) per seed, then summarised over seeds.
+//! folds (gross) per seed, then summarised over seeds; with several seeds,
+//! the ensemble that averages their probabilities is scored too.
 //!
 //! Beats are scored as the dataset holds them (detected, matched to a
 //! reference beat, readable), over whole records: close to, not the same as,
@@ -44,10 +45,11 @@ pub struct CvRequest {
     pub normal_cap: f32,
 }
 
-/// The pooled held-out result of one seed at one normal weight.
+/// The pooled held-out result of one seed (`None`: the ensemble averaging
+/// every seed's probabilities) under one decision rule.
 #[derive(Debug, Clone)]
 pub struct CvResult {
-    pub seed: u64,
+    pub seed: Option<u64>,
     pub normal_weight: f32,
     pub premature: Option<PrematureRule>,
     pub confusion: Confusion,
@@ -79,19 +81,21 @@ pub fn cross_validate(
     let side = set.rr_features();
     let folds = folds_of(&req.records, req.folds);
     let mut results = Vec::new();
+    let rules: Vec<DecisionRule> = req
+        .normal_weights
+        .iter()
+        .flat_map(|&normal_weight| {
+            req.premature_rules
+                .iter()
+                .map(move |&premature| DecisionRule {
+                    normal_weight,
+                    premature,
+                })
+        })
+        .collect();
+    // Per fold: the held-out beats and the sum of every seed's probabilities.
+    let mut ensemble: Vec<(Vec<usize>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); folds.len()];
     for &seed in &req.seeds {
-        let rules: Vec<DecisionRule> = req
-            .normal_weights
-            .iter()
-            .flat_map(|&normal_weight| {
-                req.premature_rules
-                    .iter()
-                    .map(move |&premature| DecisionRule {
-                        normal_weight,
-                        premature,
-                    })
-            })
-            .collect();
         let mut pooled = vec![Confusion::default(); rules.len()];
         for (f, held_out) in folds.iter().enumerate() {
             let in_records = |i: &usize, rs: &[String]| {
@@ -139,11 +143,14 @@ pub fn cross_validate(
                 &test_idx,
                 1024,
             )?;
-            for (rule, c) in rules.iter().zip(pooled.iter_mut()) {
-                for (&i, q) in test_idx.iter().zip(q.chunks_exact(AamiClass::ALL.len())) {
-                    let class = rule.decide(q, Some(&side[i]));
-                    c.tally(Some(set.class[i]), Some(AlgorithmLabel::Class(class)), 1);
-                }
+            tally_fold(&rules, &mut pooled, &test_idx, &q, set, &side);
+            let (idx, sum) = &mut ensemble[f];
+            if sum.is_empty() {
+                *idx = test_idx.clone();
+                *sum = vec![0.0; q.len()];
+            }
+            for (s, p) in sum.iter_mut().zip(&q) {
+                *s += p;
             }
             progress(format!(
                 "seed {seed} fold {}/{} (held out {}): {} epochs, best {}",
@@ -156,7 +163,23 @@ pub fn cross_validate(
         }
         for (rule, confusion) in rules.iter().zip(pooled) {
             results.push(CvResult {
-                seed,
+                seed: Some(seed),
+                normal_weight: rule.normal_weight,
+                premature: rule.premature,
+                stats: Ec57Stats::from_confusion(&confusion, 0.0),
+                confusion,
+            });
+        }
+    }
+    if req.seeds.len() > 1 {
+        let mut pooled = vec![Confusion::default(); rules.len()];
+        for (idx, sum) in &ensemble {
+            let mean: Vec<f32> = sum.iter().map(|s| s / req.seeds.len() as f32).collect();
+            tally_fold(&rules, &mut pooled, idx, &mean, set, &side);
+        }
+        for (rule, confusion) in rules.iter().zip(pooled) {
+            results.push(CvResult {
+                seed: None,
                 normal_weight: rule.normal_weight,
                 premature: rule.premature,
                 stats: Ec57Stats::from_confusion(&confusion, 0.0),
@@ -165,6 +188,24 @@ pub fn cross_validate(
         }
     }
     Ok(results)
+}
+
+/// Tallies one fold's held-out beats `idx`, with class probabilities `q`
+/// (five per beat), under every rule.
+fn tally_fold(
+    rules: &[DecisionRule],
+    pooled: &mut [Confusion],
+    idx: &[usize],
+    q: &[f32],
+    set: &BeatSet,
+    side: &[[f32; super::rr::SIDE_FEATURES]],
+) {
+    for (rule, c) in rules.iter().zip(pooled.iter_mut()) {
+        for (&i, q) in idx.iter().zip(q.chunks_exact(AamiClass::ALL.len())) {
+            let class = rule.decide(q, Some(&side[i]));
+            c.tally(Some(set.class[i]), Some(AlgorithmLabel::Class(class)), 1);
+        }
+    }
 }
 
 #[cfg(test)]
