@@ -41,7 +41,7 @@
 //! | 14 | best QRS correlation (at the best lag) with any common cluster (≥ 1/8 of the recent beats) | patients with two normal conductions (intermittent bundle branch block or pre-excitation) have two common shapes, both normal |
 //! | 15 | RR before / mean of the last 8 RR intervals | prematurity against the rhythm of the last few seconds (de Chazal's local average), which follows rate changes faster than feature 0 |
 //! | 16 | RR irregularity: median of the last 16 successive RR differences / their mean RR | atrial fibrillation makes every interval "premature"; high irregularity tells the classifier that an early beat is not an S beat |
-//! | 17 | RR before / the previous beat's RR before | a sudden shortening, independent of any mean |
+//! | 17 | RR before / the last interval learned (the previous readable beat's, pauses left out) | a sudden shortening, independent of any mean |
 //!
 //! Before the first template or interval is known, features take neutral
 //! values (ratios 1, correlation 1, differences 0), which is what a normal
