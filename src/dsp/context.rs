@@ -228,24 +228,28 @@ impl PatientContext {
             }
         }
         f[13] = (self.learned as f32 / RECENT_BEATS).min(1.0);
-        let history = self.rr_recent_history();
+        let (buffer, n) = self.rr_recent_history();
+        let history = &buffer[..n];
         let mean8 = (!history.is_empty()).then(|| {
             let last = &history[history.len().saturating_sub(8)..];
             last.iter().sum::<f32>() / last.len() as f32
         });
         f[15] = ratio(prev, mean8);
-        f[16] = rr_irregularity(&history);
+        f[16] = rr_irregularity(history);
         f[17] = ratio(prev, self.rr_last);
         f
     }
 
-    /// The learned intervals still in the history, oldest first.
-    fn rr_recent_history(&self) -> Vec<f32> {
+    /// The learned intervals still in the history, oldest first, and how
+    /// many there are (on the stack: this runs for every beat).
+    fn rr_recent_history(&self) -> ([f32; RR_HISTORY], usize) {
         let n = self.rr_written.min(RR_HISTORY);
         let start = self.rr_written - n;
-        (start..self.rr_written)
-            .map(|k| self.rr_history[k % RR_HISTORY])
-            .collect()
+        let mut out = [0.0f32; RR_HISTORY];
+        for (o, k) in out.iter_mut().zip(start..self.rr_written) {
+            *o = self.rr_history[k % RR_HISTORY];
+        }
+        (out, n)
     }
 
     fn learn(
@@ -420,7 +424,11 @@ fn rr_irregularity(rr: &[f32]) -> f32 {
     if rr.len() < 3 {
         return 0.0;
     }
-    let mut d: Vec<f32> = rr.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    let mut buffer = [0.0f32; RR_HISTORY];
+    let d = &mut buffer[..rr.len().min(RR_HISTORY + 1) - 1];
+    for (d, w) in d.iter_mut().zip(rr.windows(2)) {
+        *d = (w[1] - w[0]).abs();
+    }
     d.sort_by(f32::total_cmp);
     let median = d[d.len() / 2];
     let mean = rr.iter().sum::<f32>() / rr.len() as f32;
