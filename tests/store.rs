@@ -8,8 +8,8 @@ use holterd::dsp::Quality;
 use holterd::formats::wfdb::AamiClass;
 use holterd::rhythm::{Episode, EpisodeKind};
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, EpisodeQuery, EpisodeRow, FlaggedLink,
-    SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict, VerdictCounts,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, EpisodeQuery, EpisodeRow,
+    FlaggedLink, SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict, VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
@@ -215,6 +215,17 @@ async fn review_suite(s: AnyStore) {
     assert!((minutes[0].rr_sum_ms - 2312.5).abs() < 1e-3);
     assert_eq!(minutes[0].rr_max_ms, Some(1500.0));
     assert_eq!(minutes[1].minute, m0 + 2);
+    // A batch of stored and new beats (one given twice) adds the new one once.
+    let mut extra = beat(&dev, 0, t(0, 30), Verdict::Normal, Some(0.2));
+    extra.rr_prev_ms = Some(2000.0);
+    let batch = [beats[0].clone(), extra.clone(), extra, beats[3].clone()];
+    assert_eq!(s.write_beats(&batch, &[], &[]).await.unwrap(), 1);
+    let minutes = s.minutes(&dev, m0, m0 + 10).await.unwrap();
+    assert_eq!(minutes[0].counts.beats, 4);
+    assert_eq!(minutes[0].rr_n, 3);
+    assert!((minutes[0].rr_sum_ms - 4312.5).abs() < 1e-3);
+    assert_eq!(minutes[0].rr_max_ms, Some(2000.0));
+    assert_eq!(minutes[1].counts.beats, 1);
     assert_eq!(s.last_minute(&dev).await.unwrap(), Some(m0 + 2));
     assert_eq!(s.last_minute("nobody").await.unwrap(), None);
     assert!(
@@ -237,6 +248,25 @@ async fn review_suite(s: AnyStore) {
     );
     assert_eq!(d.last_minute, Some(m0 + 2));
     assert!((d.last_minute_rr_ms.unwrap() - 812.5).abs() < 1e-3);
+    // `last_seen_us` moves only once it lags by the store's resolution (5 s).
+    let seen0 = d.last_seen_us;
+    let last_seen = |devices: Vec<DeviceRow>| {
+        devices
+            .iter()
+            .find(|d| d.device == dev)
+            .map(|d| d.last_seen_us)
+    };
+    let mut later = chunk(&dev, 0, 1);
+    later.received_us = seen0 + 4_000_000;
+    s.write_chunks(&[], &[later.clone()]).await.unwrap();
+    assert_eq!(last_seen(s.devices(m0).await.unwrap()), Some(seen0));
+    later.seq = 2;
+    later.received_us = seen0 + 6_000_000;
+    s.write_chunks(&[], &[later]).await.unwrap();
+    assert_eq!(
+        last_seen(s.devices(m0).await.unwrap()),
+        Some(seen0 + 6_000_000)
+    );
 
     assert_eq!(s.beat(&dev, t(0, 2)).await.unwrap(), Some(beats[1].clone()));
     assert_eq!(s.beat(&dev, t(0, 4)).await.unwrap(), None);

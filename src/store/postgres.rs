@@ -154,22 +154,16 @@ async fn insert_chunks(
         .bind(chunks.iter().map(|c| f32_bytes(&c.samples)).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
-        // One row per device, with its latest reception time.
-        let mut seen: Vec<(String, i64)> = Vec::new();
-        for c in chunks {
-            match seen.iter_mut().find(|(d, _)| *d == c.segment.device) {
-                Some((_, t)) => *t = (*t).max(c.received_us),
-                None => seen.push((c.segment.device.clone(), c.received_us)),
-            }
-        }
+        let seen = shared::last_seen(chunks);
         sqlx::query(
             "INSERT INTO devices (device_id, first_seen_us, last_seen_us)
          SELECT d, t, t FROM UNNEST($1::text[], $2::bigint[]) AS u(d, t)
-         ON CONFLICT (device_id) DO UPDATE
-         SET last_seen_us = GREATEST(devices.last_seen_us, EXCLUDED.last_seen_us)",
+         ON CONFLICT (device_id) DO UPDATE SET last_seen_us = EXCLUDED.last_seen_us
+         WHERE devices.last_seen_us <= EXCLUDED.last_seen_us - $3",
         )
-        .bind(seen.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>())
+        .bind(seen.iter().map(|(d, _)| *d).collect::<Vec<_>>())
         .bind(seen.iter().map(|(_, t)| *t).collect::<Vec<_>>())
+        .bind(shared::LAST_SEEN_RESOLUTION_US)
         .execute(&mut *tx)
         .await?;
     }
@@ -178,9 +172,9 @@ async fn insert_chunks(
 
 /// Stores beats not yet stored and refreshes the minutes they fall in; returns how many were new.
 async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<u64, StoreError> {
-    let mut inserted = 0;
+    let mut stored = Vec::new();
     if !beats.is_empty() {
-        inserted = sqlx::query(
+        stored = sqlx::query(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
                                 rr_prev_ms, rr_next_ms, quality, searchback, verdict,
                                 p_abnormal, model, model_version, beat, class, class_probs)
@@ -188,7 +182,8 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
                                   $5::bigint[], $6::real[], $7::real[], $8::text[],
                                   $9::bool[], $10::text[], $11::real[], $12::text[],
                                   $13::text[], $14::bytea[], $15::text[], $16::bytea[])
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT DO NOTHING
+             RETURNING device_id, r_time_us",
         )
         .bind(
             beats
@@ -241,19 +236,58 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
                 .map(|b| class_probs_bytes(b.class_probs))
                 .collect::<Vec<_>>(),
         )
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?
-        .rows_affected();
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<(String, i64)>, sqlx::Error>>()?;
     }
-    for (device, from, to) in shared::touched_minutes(beats) {
-        sqlx::query(shared::RECOMPUTE_MINUTES)
-            .bind(device)
-            .bind(from)
-            .bind(to)
-            .execute(&mut *tx)
-            .await?;
+    add_to_minutes(tx, &shared::minute_deltas(beats, &stored)).await?;
+    Ok(stored.len() as u64)
+}
+
+/// Adds newly stored beats to their minutes' rollups, in one statement.
+async fn add_to_minutes(
+    tx: &mut sqlx::PgConnection,
+    deltas: &[shared::MinuteDelta],
+) -> Result<(), StoreError> {
+    if deltas.is_empty() {
+        return Ok(());
     }
-    Ok(inserted)
+    let class = |i: usize| deltas.iter().map(|d| d.classes[i]).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n, rr_sum_ms,
+                                   rr_max_ms, n_n, n_s, n_v, n_f, n_q)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::int[], $4::int[], $5::int[],
+                              $6::int[], $7::float8[], $8::real[], $9::int[], $10::int[],
+                              $11::int[], $12::int[], $13::int[])
+         ON CONFLICT (device_id, minute) DO UPDATE SET
+             beats = beat_minutes.beats + excluded.beats,
+             abnormal = beat_minutes.abnormal + excluded.abnormal,
+             unreadable = beat_minutes.unreadable + excluded.unreadable,
+             rr_n = beat_minutes.rr_n + excluded.rr_n,
+             rr_sum_ms = beat_minutes.rr_sum_ms + excluded.rr_sum_ms,
+             rr_max_ms = GREATEST(beat_minutes.rr_max_ms, excluded.rr_max_ms),
+             n_n = beat_minutes.n_n + excluded.n_n, n_s = beat_minutes.n_s + excluded.n_s,
+             n_v = beat_minutes.n_v + excluded.n_v, n_f = beat_minutes.n_f + excluded.n_f,
+             n_q = beat_minutes.n_q + excluded.n_q",
+    )
+    .bind(deltas.iter().map(|d| d.device.clone()).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.minute).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.beats).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.abnormal).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.unreadable).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.rr_n).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.rr_sum_ms).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.rr_max_ms).collect::<Vec<_>>())
+    .bind(class(0))
+    .bind(class(1))
+    .bind(class(2))
+    .bind(class(3))
+    .bind(class(4))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 async fn close_segments(

@@ -174,52 +174,93 @@ macro_rules! row_decoders {
     };
 }
 
-/// Recomputes the `beat_minutes` rollup of one device over `[$2, $3)` µs from
-/// the beats table; run in the transaction that stored beats there.
-pub(crate) const RECOMPUTE_MINUTES: &str = "
-    INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n, rr_sum_ms, rr_max_ms,
-                              n_n, n_s, n_v, n_f, n_q)
-    SELECT device_id, r_time_us / 60000000, count(*),
-           sum(CASE WHEN verdict = 'abnormal' THEN 1 ELSE 0 END),
-           sum(CASE WHEN verdict = 'unreadable' THEN 1 ELSE 0 END),
-           sum(CASE WHEN verdict <> 'unreadable' AND rr_prev_ms IS NOT NULL THEN 1 ELSE 0 END),
-           coalesce(sum(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END), 0),
-           max(CASE WHEN verdict <> 'unreadable' THEN rr_prev_ms END),
-           sum(CASE WHEN class = 'N' THEN 1 ELSE 0 END),
-           sum(CASE WHEN class = 'S' THEN 1 ELSE 0 END),
-           sum(CASE WHEN class = 'V' THEN 1 ELSE 0 END),
-           sum(CASE WHEN class = 'F' THEN 1 ELSE 0 END),
-           sum(CASE WHEN class = 'Q' THEN 1 ELSE 0 END)
-    FROM beats WHERE device_id = $1 AND r_time_us >= $2 AND r_time_us < $3
-    GROUP BY device_id, r_time_us / 60000000
-    ON CONFLICT (device_id, minute) DO UPDATE SET
-        beats = excluded.beats, abnormal = excluded.abnormal, unreadable = excluded.unreadable,
-        rr_n = excluded.rr_n, rr_sum_ms = excluded.rr_sum_ms, rr_max_ms = excluded.rr_max_ms,
-        n_n = excluded.n_n, n_s = excluded.n_s, n_v = excluded.n_v, n_f = excluded.n_f,
-        n_q = excluded.n_q";
+/// What newly stored beats add to one device-minute of `beat_minutes`.
+///
+/// Beats are only ever inserted (a beat already stored is skipped, never
+/// replaced), so adding the beats each transaction newly stored keeps every
+/// rollup equal to a recount of its minute, at the cost of one upsert per
+/// transaction instead of a re-read of every touched minute.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MinuteDelta {
+    pub device: String,
+    pub minute: i64,
+    pub beats: i32,
+    pub abnormal: i32,
+    pub unreadable: i32,
+    /// Readable beats with a previous RR interval, and the sum and maximum of those intervals.
+    pub rr_n: i32,
+    pub rr_sum_ms: f64,
+    pub rr_max_ms: Option<f32>,
+    /// Beats of class N, S, V, F, Q.
+    pub classes: [i32; 5],
+}
 
-/// For each device among `beats`, the whole minutes its beats fall in, as `[from, to)` µs.
-pub(crate) fn touched_minutes(beats: &[super::BeatRow]) -> Vec<(String, i64, i64)> {
-    let mut out: Vec<(String, i64, i64)> = Vec::new();
+/// The rollup additions of the beats among `beats` whose `(device, r_time_us)`
+/// is in `stored` (the keys the insert reported as new), by device and minute
+/// (the order every transaction locks rollup rows in, so that concurrent
+/// writers cannot deadlock).
+pub(crate) fn minute_deltas(
+    beats: &[super::BeatRow],
+    stored: &[(String, i64)],
+) -> Vec<MinuteDelta> {
+    use std::collections::{BTreeMap, HashSet};
+    let mut new: HashSet<(&str, i64)> = stored.iter().map(|(d, t)| (d.as_str(), *t)).collect();
+    let mut out: BTreeMap<(&str, i64), MinuteDelta> = BTreeMap::new();
     for b in beats {
-        let m = b.r_time_us.div_euclid(crate::clock::MINUTE_US);
-        match out.iter_mut().find(|(d, _, _)| *d == b.segment.device) {
-            Some((_, lo, hi)) => {
-                *lo = (*lo).min(m);
-                *hi = (*hi).max(m);
-            }
-            None => out.push((b.segment.device.clone(), m, m)),
+        // A key given twice in one batch was stored once.
+        if !new.remove(&(b.segment.device.as_str(), b.r_time_us)) {
+            continue;
+        }
+        let minute = b.r_time_us.div_euclid(crate::clock::MINUTE_US);
+        let d = out
+            .entry((b.segment.device.as_str(), minute))
+            .or_insert_with(|| MinuteDelta {
+                device: b.segment.device.clone(),
+                minute,
+                beats: 0,
+                abnormal: 0,
+                unreadable: 0,
+                rr_n: 0,
+                rr_sum_ms: 0.0,
+                rr_max_ms: None,
+                classes: [0; 5],
+            });
+        d.beats += 1;
+        match b.verdict {
+            super::Verdict::Abnormal => d.abnormal += 1,
+            super::Verdict::Unreadable => d.unreadable += 1,
+            super::Verdict::Normal => {}
+        }
+        if b.verdict != super::Verdict::Unreadable
+            && let Some(rr) = b.rr_prev_ms
+        {
+            d.rr_n += 1;
+            d.rr_sum_ms += f64::from(rr);
+            d.rr_max_ms = Some(d.rr_max_ms.map_or(rr, |m| m.max(rr)));
+        }
+        if let Some(c) = b.class {
+            d.classes[c.index()] += 1;
         }
     }
-    out.into_iter()
-        .map(|(d, lo, hi)| {
-            (
-                d,
-                lo.saturating_mul(crate::clock::MINUTE_US),
-                (hi + 1).saturating_mul(crate::clock::MINUTE_US),
-            )
-        })
-        .collect()
+    out.into_values().collect()
+}
+
+/// How far a device's stored `last_seen_us` may lag behind its latest message:
+/// the upsert skips devices seen less than this long ago, so that a busy
+/// fleet does not rewrite every device row in every chunk transaction.
+pub(crate) const LAST_SEEN_RESOLUTION_US: i64 = 5_000_000;
+
+/// Each device among `chunks` once, with its latest reception time, by device
+/// (the lock order of the `devices` upsert).
+pub(crate) fn last_seen(chunks: &[super::ChunkRow]) -> Vec<(&str, i64)> {
+    let mut seen: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for c in chunks {
+        let t = seen
+            .entry(c.segment.device.as_str())
+            .or_insert(c.received_us);
+        *t = (*t).max(c.received_us);
+    }
+    seen.into_iter().collect()
 }
 
 /// The trait's write methods, as transactions over the store module's own

@@ -125,16 +125,20 @@ async fn insert_chunks(
         });
         q.build().execute(&mut *tx).await?;
     }
-    for c in chunks {
-        sqlx::query(
-            "INSERT INTO devices (device_id, first_seen_us, last_seen_us) VALUES (?1, ?2, ?2)
-         ON CONFLICT (device_id) DO UPDATE
-         SET last_seen_us = max(last_seen_us, excluded.last_seen_us)",
+    let seen = shared::last_seen(chunks);
+    for part in seen.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO devices (device_id, first_seen_us, last_seen_us) ",
+        );
+        q.push_values(part, |mut b, (device, t)| {
+            b.push_bind(*device).push_bind(*t).push_bind(*t);
+        });
+        q.push(
+            " ON CONFLICT (device_id) DO UPDATE SET last_seen_us = excluded.last_seen_us
+             WHERE devices.last_seen_us <= excluded.last_seen_us - ",
         )
-        .bind(&c.segment.device)
-        .bind(c.received_us)
-        .execute(&mut *tx)
-        .await?;
+        .push_bind(shared::LAST_SEEN_RESOLUTION_US);
+        q.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -144,7 +148,7 @@ async fn insert_beats(
     tx: &mut sqlx::SqliteConnection,
     beats: &[BeatRow],
 ) -> Result<u64, StoreError> {
-    let mut inserted = 0;
+    let mut stored: Vec<(String, i64)> = Vec::new();
     for part in beats.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
@@ -171,18 +175,47 @@ async fn insert_beats(
         });
         // Only a stored beat is skipped (as on Postgres): a row a CHECK refuses
         // is an error, which `INSERT OR IGNORE` would drop silently.
-        q.push(" ON CONFLICT DO NOTHING");
-        inserted += q.build().execute(&mut *tx).await?.rows_affected();
+        q.push(" ON CONFLICT DO NOTHING RETURNING device_id, r_time_us");
+        for r in q.build().fetch_all(&mut *tx).await? {
+            stored.push((r.try_get(0)?, r.try_get(1)?));
+        }
     }
-    for (device, from, to) in shared::touched_minutes(beats) {
-        sqlx::query(shared::RECOMPUTE_MINUTES)
-            .bind(device)
-            .bind(from)
-            .bind(to)
-            .execute(&mut *tx)
-            .await?;
+    let deltas = shared::minute_deltas(beats, &stored);
+    for part in deltas.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n,
+                rr_sum_ms, rr_max_ms, n_n, n_s, n_v, n_f, n_q) ",
+        );
+        q.push_values(part, |mut b, d| {
+            b.push_bind(d.device.clone())
+                .push_bind(d.minute)
+                .push_bind(d.beats)
+                .push_bind(d.abnormal)
+                .push_bind(d.unreadable)
+                .push_bind(d.rr_n)
+                .push_bind(d.rr_sum_ms)
+                .push_bind(d.rr_max_ms);
+            for n in d.classes {
+                b.push_bind(n);
+            }
+        });
+        // SQLite's two-argument max() is NULL when either is.
+        q.push(
+            " ON CONFLICT (device_id, minute) DO UPDATE SET
+                beats = beat_minutes.beats + excluded.beats,
+                abnormal = beat_minutes.abnormal + excluded.abnormal,
+                unreadable = beat_minutes.unreadable + excluded.unreadable,
+                rr_n = beat_minutes.rr_n + excluded.rr_n,
+                rr_sum_ms = beat_minutes.rr_sum_ms + excluded.rr_sum_ms,
+                rr_max_ms = max(coalesce(beat_minutes.rr_max_ms, excluded.rr_max_ms),
+                                coalesce(excluded.rr_max_ms, beat_minutes.rr_max_ms)),
+                n_n = beat_minutes.n_n + excluded.n_n, n_s = beat_minutes.n_s + excluded.n_s,
+                n_v = beat_minutes.n_v + excluded.n_v, n_f = beat_minutes.n_f + excluded.n_f,
+                n_q = beat_minutes.n_q + excluded.n_q",
+        );
+        q.build().execute(&mut *tx).await?;
     }
-    Ok(inserted)
+    Ok(stored.len() as u64)
 }
 
 async fn close_segments(
