@@ -118,6 +118,9 @@ pub struct StoreConfig {
     pub sqlite_path: PathBuf,
     /// Raw signal older than this is deleted (beats are kept); 0 keeps it forever.
     pub raw_retention_days: u64,
+    /// Raw chunks are packed into compressed blocks once this old, every
+    /// minute; 0 leaves them loose (about 4 times the bytes).
+    pub compact_after_s: u64,
     pub max_connections: u32,
     /// Most rows per bulk write.
     pub write_batch: usize,
@@ -129,6 +132,7 @@ impl Default for StoreConfig {
             url: String::new(),
             sqlite_path: "holterd.sqlite".into(),
             raw_retention_days: 30,
+            compact_after_s: 120,
             max_connections: 8,
             write_batch: 1000,
         }

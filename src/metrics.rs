@@ -37,6 +37,8 @@ pub struct Metrics {
     pub subscribed: IntGauge,
     pub mqtt_reconnects: IntCounter,
     pub recovered_segments: IntCounter,
+    pub signal_packed_chunks: IntCounter,
+    pub signal_packed_bytes: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -226,8 +228,22 @@ impl Metrics {
                 "holterd_recovered_segments_total",
                 "Open segments re-analysed from stored signal at start",
             ),
+            signal_packed_chunks: counter(
+                &r,
+                "holterd_signal_packed_chunks_total",
+                "Raw chunks packed into compressed signal blocks",
+            ),
+            signal_packed_bytes: counter_vec(
+                &r,
+                "holterd_signal_packed_bytes_total",
+                "Stored sample bytes of the chunks packed (stage=in) and of their blocks (stage=out)",
+                &["stage"],
+            ),
             registry: r,
         };
+        for stage in ["in", "out"] {
+            m.signal_packed_bytes.with_label_values(&[stage]);
+        }
         for reason in crate::formats::wire::Reject::REASONS {
             m.rejected.with_label_values(&[reason]);
         }

@@ -188,6 +188,11 @@ pub async fn run<S: Store>(
         store.clone(),
         config.store.raw_retention_days,
     ));
+    let compaction = tokio::spawn(compact_raw_signal(
+        store.clone(),
+        config.store.compact_after_s,
+        metrics.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: no new messages; storing what is in flight");
@@ -210,6 +215,7 @@ pub async fn run<S: Store>(
         );
     }
     retention.abort();
+    compaction.abort();
     let _ = http_stop_tx.send(true);
     let _ = http.await;
     if let Some(m) = metrics_http {
@@ -232,6 +238,51 @@ async fn prune_raw_signal<S: Store>(store: S, days: u64) {
             Ok(n) if n > 0 => tracing::info!(chunks = n, days, "deleted raw signal past retention"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning raw signal failed"),
+        }
+    }
+}
+
+/// Devices per compaction transaction: a few MB of chunks, a short lock.
+const COMPACTION_DEVICES: u32 = 50;
+
+/// Packs raw chunks older than `after_s` into compressed blocks once a minute
+/// (never when `after_s` is 0). Cancelling it mid-pass loses nothing: each
+/// transaction packs and deletes together.
+async fn compact_raw_signal<S: Store>(store: S, after_s: u64, metrics: Arc<Metrics>) {
+    if after_s == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let before = crate::clock::now_us() - (after_s as i64).saturating_mul(1_000_000);
+        let mut after: Option<String> = None;
+        loop {
+            match store
+                .compact_signal(before, after.as_deref(), COMPACTION_DEVICES)
+                .await
+            {
+                Ok(c) => {
+                    metrics.signal_packed_chunks.inc_by(c.chunks);
+                    metrics
+                        .signal_packed_bytes
+                        .with_label_values(&["in"])
+                        .inc_by(c.bytes_in);
+                    metrics
+                        .signal_packed_bytes
+                        .with_label_values(&["out"])
+                        .inc_by(c.bytes_out);
+                    match c.last_device {
+                        Some(d) => after = Some(d),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "packing raw signal failed; retried next minute");
+                    break;
+                }
+            }
         }
     }
 }

@@ -6,10 +6,12 @@ mod common;
 use holterd::clock::MINUTE_US;
 use holterd::dsp::Quality;
 use holterd::formats::wfdb::AamiClass;
+use holterd::formats::wire::Scale;
 use holterd::rhythm::{Episode, EpisodeKind};
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, EpisodeQuery, EpisodeRow,
-    FlaggedLink, SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict, VerdictCounts,
+    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
+    EpisodeRow, FlaggedLink, SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict,
+    VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
@@ -20,16 +22,28 @@ fn segment(device: &str, first_seq: u64) -> SegmentRow {
     common::segment_row(key(device, first_seq), 1_000_000 * first_seq as i64, 360.0)
 }
 
+/// A chunk of 360 samples: odd `seq`s in mV, even ones as a device's counts
+/// (which the store keeps as counts and must give back bit for bit).
 fn chunk(device: &str, first_seq: u64, seq: u64) -> ChunkRow {
+    let wave = (0..360).map(|i| (i as f32 * 0.01 + seq as f32).sin());
+    let scale = Scale {
+        gain: 200.0,
+        baseline: 1024.0,
+    };
+    let (samples, scale) = if seq.is_multiple_of(2) {
+        let counts = wave.map(|v| (v * 200.0).round() as f64 + 1024.0);
+        (counts.map(|c| scale.millivolts(c)).collect(), Some(scale))
+    } else {
+        (wave.collect(), None)
+    };
     ChunkRow {
         segment: key(device, first_seq),
         seq,
         t0_us: 1_000_000 * seq as i64,
         fs: 360.0,
         received_us: 5_000_000 + seq as i64,
-        samples: (0..360)
-            .map(|i| (i as f32 * 0.01 + seq as f32).sin())
-            .collect(),
+        samples,
+        scale,
     }
 }
 
@@ -469,9 +483,20 @@ async fn class_suite(s: AnyStore) {
 
 const BEFORE_CLASSES: i64 = 20261202000001;
 
-/// Rows as the schema before the AAMI classes wrote them: a beat, its minute, an upload.
+/// Rows as the schema before the AAMI classes wrote them: a raw chunk (f32 mV),
+/// a beat, its minute, an upload.
 macro_rules! write_old_rows {
     ($pool:expr, $dev:expr, $t:expr) => {{
+        sqlx::query(
+            "INSERT INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples)
+             VALUES ($1, 7, 0, 0, $2, 360, $2, $3)",
+        )
+        .bind($dev)
+        .bind($t)
+        .bind(holterd::store::f32_bytes(&[0.25, -1.5, 3.0]))
+        .execute($pool)
+        .await
+        .unwrap();
         sqlx::query(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index, rr_prev_ms,
                                 rr_next_ms, quality, searchback, verdict, p_abnormal, model,
@@ -519,6 +544,14 @@ macro_rules! write_old_rows {
 /// and classed beats join them.
 async fn old_rows_read_after_migration(s: AnyStore, dev: &str, t: i64) {
     s.migrate().await.unwrap();
+    let chunks = s.segment_chunks(&key(dev, 0)).await.unwrap();
+    assert_eq!(
+        (chunks[0].samples.as_slice(), chunks[0].scale),
+        (&[0.25, -1.5, 3.0][..], None)
+    );
+    // Compaction packs chunks of the old layout too.
+    assert_eq!(compact_all(&s, t + 1).await.chunks, 1);
+    assert_eq!(s.segment_chunks(&key(dev, 0)).await.unwrap(), chunks);
     let old = s.beat(dev, t).await.unwrap().unwrap();
     assert_eq!((old.class, old.class_probs), (None, None));
     assert_eq!(
@@ -723,4 +756,132 @@ async fn corrupt_rows_are_errors_not_panics() {
         .unwrap();
     let e = s.beats(&BeatQuery::all(&dev, 10)).await.unwrap_err();
     assert!(e.to_string().contains("corrupt"), "{e}");
+}
+
+/// Compacts everything received before `before_us`, a device at a time.
+async fn compact_all(s: &AnyStore, before_us: i64) -> Compaction {
+    let mut total = Compaction::default();
+    let mut after: Option<String> = None;
+    loop {
+        let c = s
+            .compact_signal(before_us, after.as_deref(), 1)
+            .await
+            .unwrap();
+        total.chunks += c.chunks;
+        total.blocks += c.blocks;
+        total.bytes_in += c.bytes_in;
+        total.bytes_out += c.bytes_out;
+        match c.last_device {
+            Some(d) => after = Some(d),
+            None => return total,
+        }
+    }
+}
+
+/// Raw signal at rest: compaction packs old chunks into blocks that every read
+/// gives back bit for bit; redelivery, re-packing and retention keep each chunk once.
+async fn signal_suite(s: AnyStore) {
+    let (dev, live) = (common::unique("sig-"), common::unique("sig-live-"));
+    let now = holterd::clock::now_us();
+    let chunks: Vec<ChunkRow> = (0..20)
+        .map(|seq| {
+            let mut c = chunk(&dev, 0, seq);
+            c.t0_us = now - 600_000_000 + seq as i64 * 1_000_000;
+            c.received_us = now - 300_000_000 + seq as i64;
+            c
+        })
+        .collect();
+    let mut recent = chunk(&live, 0, 0);
+    recent.received_us = now;
+    s.write_chunks(&[segment(&dev, 0), segment(&live, 0)], &chunks)
+        .await
+        .unwrap();
+    s.write_chunks(&[], &[recent.clone()]).await.unwrap();
+    let strip = |from: usize, to: usize| {
+        let s = s.clone();
+        let (dev, from, to) = (dev.clone(), chunks[from].t0_us, chunks[to].t0_us);
+        async move { s.chunks_between(&dev, from, to).await.unwrap() }
+    };
+    let strips_before = [strip(3, 12).await, strip(0, 19).await, strip(15, 19).await];
+    let heads_before = s.stream_heads().await.unwrap();
+
+    // The first ten chunks are older than the cutoff; the live device's is not.
+    let packed = compact_all(&s, now - 300_000_000 + 10).await;
+    assert_eq!((packed.chunks, packed.blocks), (10, 1));
+    assert!(packed.bytes_out < packed.bytes_in, "{packed:?}");
+    assert_eq!(s.segment_chunks(&key(&dev, 0)).await.unwrap(), chunks);
+    assert_eq!(s.segment_chunks(&key(&live, 0)).await.unwrap(), [recent]);
+    assert_eq!(
+        [strip(3, 12).await, strip(0, 19).await, strip(15, 19).await],
+        strips_before
+    );
+    assert_eq!(s.stream_heads().await.unwrap(), heads_before);
+
+    // A chunk redelivered after it was packed reads once, and still once after it is packed again.
+    s.write_chunks(&[], &chunks[2..4]).await.unwrap();
+    assert_eq!(s.segment_chunks(&key(&dev, 0)).await.unwrap(), chunks);
+    let packed = compact_all(&s, now + 1).await;
+    assert_eq!(
+        (packed.chunks, packed.blocks),
+        (13, 2),
+        "ten, two again, the live one"
+    );
+    assert_eq!(s.segment_chunks(&key(&dev, 0)).await.unwrap(), chunks);
+    assert_eq!(strip(0, 19).await, strips_before[1]);
+    assert_eq!(compact_all(&s, now + 1).await, Compaction::default());
+
+    // Retention goes by a block's latest reception.
+    s.prune_chunks(now - 300_000_000 + 5).await.unwrap();
+    assert_eq!(s.segment_chunks(&key(&dev, 0)).await.unwrap(), chunks);
+    let removed = s.prune_chunks(now + 1).await.unwrap();
+    assert_eq!(removed, 23, "twenty, two of them twice, the live one");
+    assert!(s.segment_chunks(&key(&dev, 0)).await.unwrap().is_empty());
+    assert!(s.segment_chunks(&key(&live, 0)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_signal_at_rest() {
+    signal_suite(common::sqlite_store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_signal_at_rest() {
+    let Some(s) = common::postgres_store(2).await else {
+        eprintln!("skipped: set HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    signal_suite(s.clone()).await;
+    // Blocks of today sit in today's partition, which retention drops whole.
+    let AnyStore::Postgres(pg) = &s else {
+        unreachable!()
+    };
+    let partitions = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'signal_blocks'::regclass ORDER BY 1",
+        )
+        .fetch_all(pg.pool())
+        .await
+        .unwrap()
+    };
+    let dev = common::unique("part-");
+    let now = holterd::clock::now_us();
+    let mut c = chunk(&dev, 0, 0);
+    c.received_us = now;
+    s.write_chunks(&[segment(&dev, 0)], &[c.clone()])
+        .await
+        .unwrap();
+    assert_eq!(compact_all(&s, now + 1).await.blocks, 1);
+    let before = partitions().await;
+    assert_eq!(before.len(), 3, "default, today, tomorrow: {before:?}");
+    let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM signal_blocks_default")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(in_default, 0);
+    let tomorrow = (now.div_euclid(86_400_000_000) + 1) * 86_400_000_000;
+    assert_eq!(s.prune_chunks(tomorrow).await.unwrap(), 1);
+    // Sorted by name: today, tomorrow, default; today's is gone.
+    assert_eq!(partitions().await, before[1..]);
+    assert!(s.segment_chunks(&key(&dev, 0)).await.unwrap().is_empty());
 }

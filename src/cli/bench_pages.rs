@@ -295,6 +295,7 @@ async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
                 samples: (0..per)
                     .map(|k| ((c0 as f64 / 1e6 + k as f64 / FS) * 7.3).sin() as f32 * 0.1)
                     .collect(),
+                scale: None,
             }
         })
         .collect();

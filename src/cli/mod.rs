@@ -6,6 +6,7 @@
 
 mod auth;
 mod bench_pages;
+mod bench_storage;
 mod daemon;
 mod evaluate;
 mod models;
@@ -148,6 +149,8 @@ enum BenchCommand {
     Infer(models::BenchInferArgs),
     /// Server time of the review pages for a device with a million stored beats.
     Pages(bench_pages::BenchPagesArgs),
+    /// Bytes a sample of stored raw signal, and packing speed, on a WFDB database.
+    Storage(bench_storage::BenchStorageArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +196,7 @@ pub fn main() -> Result<()> {
         Command::Bench(BenchCommand::Dsp(a)) => signal::bench_dsp(a),
         Command::Bench(BenchCommand::Infer(a)) => models::bench_infer(a),
         Command::Bench(BenchCommand::Pages(a)) => bench_pages::bench_pages(a),
+        Command::Bench(BenchCommand::Storage(a)) => bench_storage::bench_storage(a),
         Command::Wfdb(WfdbCommand::Cut(a)) => signal::cut(a),
         Command::Dataset(DatasetCommand::Build(a)) => models::dataset_build(a),
         Command::Profile(a) => models::profile(a),

@@ -231,6 +231,8 @@ pub struct ParsedRecording {
     pub fs: f64,
     pub lead: String,
     pub samples: Vec<f32>,
+    /// The counts-to-mV scale, when the samples were integer counts (WFDB).
+    pub scale: Option<crate::formats::wire::Scale>,
 }
 
 impl RecordingCsv {
@@ -288,6 +290,7 @@ impl RecordingCsv {
             fs,
             lead,
             samples: self.samples,
+            scale: None,
         })
     }
 

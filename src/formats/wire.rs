@@ -26,6 +26,23 @@ pub const BINARY_HEADER_LEN: usize = 36;
 /// Flag bit: this is the stream's last frame (flush its beats now).
 pub const FLAG_END: u8 = 1;
 
+/// How a device's integer counts map to mV: `mV = (count − baseline) / gain`.
+/// The store keeps the counts and this scale rather than the mV values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scale {
+    /// Counts per mV (finite, non-zero).
+    pub gain: f64,
+    pub baseline: f64,
+}
+
+impl Scale {
+    /// One count in mV: the one expression every decoder uses, so that a
+    /// sample decoded again from stored counts is the same `f32`.
+    pub fn millivolts(self, count: f64) -> f32 {
+        ((count - self.baseline) / self.gain) as f32
+    }
+}
+
 /// One decoded message: consecutive samples of one lead of one device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
@@ -40,6 +57,8 @@ pub struct Frame {
     pub lead: String,
     /// Samples in mV.
     pub samples: Vec<f32>,
+    /// The gain and baseline the samples were converted with.
+    pub scale: Scale,
     /// The device says this is the stream's last message.
     pub end: bool,
 }
@@ -186,11 +205,11 @@ fn decode_json(device: &str, payload: &[u8]) -> Result<Frame, Reject> {
     if j.samples.len() > MAX_SAMPLES {
         return Err(Reject::TooManySamples(j.samples.len()));
     }
-    let samples = j
-        .samples
-        .iter()
-        .map(|&x| ((x - j.baseline) / j.gain) as f32)
-        .collect();
+    let scale = Scale {
+        gain: j.gain,
+        baseline: j.baseline,
+    };
+    let samples = j.samples.iter().map(|&x| scale.millivolts(x)).collect();
     Ok(Frame {
         device: device.to_string(),
         stream: j.stream,
@@ -199,6 +218,7 @@ fn decode_json(device: &str, payload: &[u8]) -> Result<Frame, Reject> {
         fs: j.fs,
         lead: j.lead,
         samples,
+        scale,
         end: j.end,
     })
 }
@@ -252,9 +272,10 @@ fn decode_binary(device: &str, p: &[u8]) -> Result<Frame, Reject> {
     if !(gain.is_finite() && gain != 0.0) {
         return Err(Reject::Malformed("gain must be finite and non-zero".into()));
     }
+    let scale = Scale { gain, baseline };
     let samples = data
         .chunks_exact(2)
-        .map(|c| ((i16::from_le_bytes([c[0], c[1]]) as f64 - baseline) / gain) as f32)
+        .map(|c| scale.millivolts(i16::from_le_bytes([c[0], c[1]]) as f64))
         .collect();
     Ok(Frame {
         device: device.to_string(),
@@ -264,6 +285,7 @@ fn decode_binary(device: &str, p: &[u8]) -> Result<Frame, Reject> {
         fs,
         lead,
         samples,
+        scale,
         end: flags & FLAG_END != 0,
     })
 }

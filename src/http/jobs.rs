@@ -290,6 +290,7 @@ async fn run_recording<S: Store>(
         fs: rec.fs,
         lead: rec.lead,
         samples: rec.samples,
+        scale: rec.scale,
         received_us: now,
     };
     let rows = tokio::task::spawn_blocking(move || {

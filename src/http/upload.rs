@@ -309,6 +309,7 @@ async fn read_wfdb_upload(
                 fs: rec.fs,
                 lead: rec.lead.clone(),
                 samples,
+                scale: Some(rec.scale()),
             }),
         ))
     })

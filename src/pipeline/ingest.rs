@@ -114,6 +114,7 @@ async fn commit<S: Store>(
                 fs: frame.fs,
                 received_us: token.received_us,
                 samples: frame.samples.clone(),
+                scale: Some(frame.scale),
             }),
             _ => {}
         }

@@ -22,6 +22,8 @@ pub struct Recording {
     pub lead: String,
     /// mV.
     pub samples: Vec<f32>,
+    /// The counts-to-mV scale, when the samples were counts (kept as counts by the store).
+    pub scale: Option<crate::formats::wire::Scale>,
     /// When it arrived, µs since the epoch (kept with each chunk).
     pub received_us: i64,
 }
@@ -54,6 +56,7 @@ pub fn recording_rows(
         fs,
         lead,
         samples,
+        scale,
         received_us,
     } = rec;
     let mut beats = analyze_recording(
@@ -79,6 +82,7 @@ pub fn recording_rows(
             fs,
             received_us,
             samples: part.to_vec(),
+            scale,
         })
         .collect();
     let segment = SegmentRow {

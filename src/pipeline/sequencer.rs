@@ -270,6 +270,10 @@ mod tests {
             fs: 360.0,
             lead: "MLII".into(),
             samples: vec![0.0; 360],
+            scale: crate::formats::wire::Scale {
+                gain: 1.0,
+                baseline: 0.0,
+            },
             end: false,
         }
     }

@@ -160,6 +160,14 @@ impl Store for AnyStore {
     async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune_chunks(before_us).await)
     }
+    async fn compact_signal(
+        &self,
+        before_us: i64,
+        after: Option<&str>,
+        devices: u32,
+    ) -> Result<Compaction, StoreError> {
+        dispatch!(self, s => s.compact_signal(before_us, after, devices).await)
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping().await)
     }

@@ -217,8 +217,21 @@ pub trait Store: Clone + Send + Sync + 'static {
         row_index: i64,
     ) -> impl Future<Output = Result<Option<UploadBeatRow>, StoreError>> + Send;
 
-    /// Deletes raw chunks received before `before_us`; returns how many.
+    /// Deletes raw signal (loose chunks and blocks) received before `before_us`;
+    /// returns how many chunks. On Postgres a day of blocks wholly before it goes
+    /// as one dropped partition.
     fn prune_chunks(&self, before_us: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Packs the loose chunks received before `before_us` of the next `devices`
+    /// devices after `after` (by id) into compressed blocks
+    /// ([`super::signal`]), deleting them in the same transaction. Call again
+    /// with the returned `last_device` until it is `None`.
+    fn compact_signal(
+        &self,
+        before_us: i64,
+        after: Option<&str>,
+        devices: u32,
+    ) -> impl Future<Output = Result<Compaction, StoreError>> + Send;
 
     /// Checks the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -13,6 +13,7 @@
 //! - [`rows`]: what is stored and returned;
 //! - [`interface`]: the [`Store`] trait and [`StoreError`];
 //! - [`any`]: [`AnyStore`], the configured one of the two;
+//! - [`signal`]: raw signal as stored (the device's counts, delta-coded);
 //! - `shared`: the SQL both stores run, written once; `postgres` and `sqlite`: the rest.
 
 #[macro_use]
@@ -21,6 +22,7 @@ mod any;
 mod interface;
 mod postgres;
 mod rows;
+pub mod signal;
 mod sqlite;
 
 pub use any::AnyStore;

@@ -2,10 +2,11 @@
 //! per table and transaction, never row by row.
 
 use super::rows::class_probs_bytes;
+use super::signal;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, EpisodeQuery, EpisodeRow,
-    FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow,
-    UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
+    EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead,
+    UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -98,6 +99,188 @@ impl Store for PgStore {
     }
 
     stream_reads!();
+
+    signal_compaction!();
+
+    async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
+        let mut removed = sqlx::query("DELETE FROM chunks WHERE received_us < $1")
+            .bind(before_us)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        // Whole days first, as dropped partitions; then what is left before the cutoff.
+        let parts: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'signal_blocks'::regclass",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for name in parts {
+            // The name is rebuilt from the parsed day: only digits reach the SQL.
+            let Some((day, name)) =
+                partition_day(&name).and_then(|d| Some((d, partition_name(d)?)))
+            else {
+                continue;
+            };
+            if (day + 1) * DAY_US <= before_us {
+                let mut tx = self.pool.begin().await?;
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST(coalesce(sum(chunks), 0) AS BIGINT) FROM {name}"
+                )))
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                removed += n.max(0) as u64;
+            }
+        }
+        let n: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM signal_blocks WHERE received_us < $1 RETURNING chunks)
+             SELECT CAST(coalesce(sum(chunks), 0) AS BIGINT) FROM gone",
+        )
+        .bind(before_us)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(removed + n.max(0) as u64)
+    }
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// The name of the `signal_blocks` partition of `day` (days since the epoch): `signal_blocks_YYYYMMDD`.
+fn partition_name(day: i64) -> Option<String> {
+    let date = time::OffsetDateTime::from_unix_timestamp(day.checked_mul(86_400)?).ok()?;
+    Some(format!(
+        "signal_blocks_{:04}{:02}{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    ))
+}
+
+/// The day (since the epoch) a partition named by [`partition_name`] holds; `None` for others.
+fn partition_day(name: &str) -> Option<i64> {
+    let digits = name.strip_prefix("signal_blocks_")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (y, m, d) = (
+        digits[..4].parse().ok()?,
+        digits[4..6].parse::<u8>().ok()?,
+        digits[6..].parse().ok()?,
+    );
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp() / 86_400)
+}
+
+/// Creates the block partitions of today and tomorrow (UTC) if missing, so that
+/// blocks never need the default partition. A failure (say, the default
+/// partition already holds blocks of that day) only costs the day its own
+/// partition: its blocks go to the default one, and retention deletes them there.
+async fn prepare_blocks(pool: &PgPool) {
+    let today = crate::clock::now_us().div_euclid(DAY_US);
+    for day in [today, today + 1] {
+        let Some(name) = partition_name(day) else {
+            continue;
+        };
+        let exists: Result<Option<String>, _> =
+            sqlx::query_scalar("SELECT CAST(to_regclass($1) AS TEXT)")
+                .bind(&name)
+                .fetch_one(pool)
+                .await;
+        if let Ok(Some(_)) = exists {
+            continue;
+        }
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF signal_blocks
+             FOR VALUES FROM ({}) TO ({})",
+            day * DAY_US,
+            (day + 1) * DAY_US
+        );
+        let storage = format!("ALTER TABLE {name} ALTER COLUMN data SET STORAGE EXTERNAL");
+        for sql in [create, storage] {
+            // `name` and the bounds are digits this function formatted.
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+                tracing::warn!(partition = %name, error = %e, "creating a signal block partition failed");
+                break;
+            }
+        }
+    }
+}
+
+async fn insert_blocks(
+    tx: &mut sqlx::PgConnection,
+    blocks: &[signal::BlockRow],
+) -> Result<(), StoreError> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO signal_blocks (device_id, stream, first_seq, seq_from, seq_to, t0_us,
+                                    t_end_us, received_us, chunks, samples, data)
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                              $6::bigint[], $7::bigint[], $8::bigint[], $9::int[], $10::int[],
+                              $11::bytea[])",
+    )
+    .bind(
+        blocks
+            .iter()
+            .map(|b| b.segment.device.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        blocks
+            .iter()
+            .map(|b| b.segment.stream as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        blocks
+            .iter()
+            .map(|b| b.segment.first_seq as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(blocks.iter().map(|b| b.seq_from as i64).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.seq_to as i64).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.t0_us).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.t_end_us).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.received_us).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.chunks).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.samples).collect::<Vec<_>>())
+    .bind(blocks.iter().map(|b| b.data.as_slice()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes exactly the chunks given (never by a predicate: a chunk whose write
+/// committed after they were read stays loose until the next compaction).
+async fn delete_chunks(tx: &mut sqlx::PgConnection, chunks: &[ChunkRow]) -> Result<(), StoreError> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM chunks c USING UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS k(d, s, q)
+         WHERE c.device_id = k.d AND c.stream = k.s AND c.seq = k.q",
+    )
+    .bind(
+        chunks
+            .iter()
+            .map(|c| c.segment.device.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        chunks
+            .iter()
+            .map(|c| c.segment.stream as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(chunks.iter().map(|c| c.seq as i64).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_chunks(
@@ -138,10 +321,15 @@ async fn insert_chunks(
         .await?;
     }
     if !chunks.is_empty() {
+        let encoded: Vec<_> = chunks
+            .iter()
+            .map(|c| signal::encode_samples(&c.samples, c.scale))
+            .collect();
         sqlx::query(
-        "INSERT INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples)
+        "INSERT INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples,
+                             encoding)
          SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
-                      $5::bigint[], $6::float8[], $7::bigint[], $8::bytea[])
+                      $5::bigint[], $6::float8[], $7::bigint[], $8::bytea[], $9::int2[])
          ON CONFLICT DO NOTHING",
         )
         .bind(chunks.iter().map(|c| c.segment.device.clone()).collect::<Vec<_>>())
@@ -151,7 +339,8 @@ async fn insert_chunks(
         .bind(chunks.iter().map(|c| c.t0_us).collect::<Vec<_>>())
         .bind(chunks.iter().map(|c| c.fs).collect::<Vec<_>>())
         .bind(chunks.iter().map(|c| c.received_us).collect::<Vec<_>>())
-        .bind(chunks.iter().map(|c| f32_bytes(&c.samples)).collect::<Vec<_>>())
+        .bind(encoded.iter().map(|(_, b)| b.as_slice()).collect::<Vec<_>>())
+        .bind(encoded.iter().map(|(e, _)| e.code()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
         let seen = shared::last_seen(chunks);

@@ -37,6 +37,10 @@ pub struct ChunkRow {
     pub received_us: i64,
     /// Samples, mV.
     pub samples: Vec<f32>,
+    /// The device's counts-to-mV scale, when the samples came as counts: the
+    /// store then keeps the counts ([`super::signal`]). Read back, it is set
+    /// exactly when the chunk was stored as counts.
+    pub scale: Option<crate::formats::wire::Scale>,
 }
 
 /// What the daemon concluded about a beat.
@@ -120,6 +124,18 @@ pub struct BeatRow {
     pub model_version: String,
     /// The 187-sample beat vector.
     pub values: Vec<f32>,
+}
+
+/// What one [`super::Store::compact_signal`] call packed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Compaction {
+    pub chunks: u64,
+    pub blocks: u64,
+    /// Bytes of the chunks' stored samples, and of the blocks that replaced them.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// The last device of this call; `None` when there are no more.
+    pub last_device: Option<String>,
 }
 
 /// Where a device's stream stands, to resume sequencing after a restart.

@@ -2,8 +2,8 @@
 //! work on SQLite too, and `CAST` replaces Postgres' `::type`). Each macro
 //! expands inside a store's module, so the text exists once.
 
-/// Row decoding: expands to `segment_from`, `head_from`, `chunk_from`,
-/// `beat_from`, `mark_from`, `minute_from`, `device_from`, `link_from`,
+/// Row decoding: expands to `segment_from`, `head_from`, `key_from`,
+/// `chunk_from`, `keyed_chunk_from`, `block_chunks_from`, `beat_from`, `mark_from`, `minute_from`, `device_from`, `link_from`,
 /// `upload_from`, `upload_beat_from` and `episode_from` for the row type `$row`.
 macro_rules! row_decoders {
     ($row:ty) => {
@@ -49,14 +49,35 @@ macro_rules! row_decoders {
             })
         }
 
+        fn key_from(r: &$row) -> Result<SegmentKey, StoreError> {
+            Ok(SegmentKey {
+                device: r.try_get("device_id")?,
+                stream: r.try_get::<i64, _>("stream")? as u32,
+                first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+            })
+        }
+
+        fn keyed_chunk_from(r: &$row) -> Result<ChunkRow, StoreError> {
+            chunk_from(&key_from(r)?, r)
+        }
+
+        /// The chunks of a `signal_blocks` row.
+        fn block_chunks_from(r: &$row) -> Result<Vec<ChunkRow>, StoreError> {
+            super::signal::decode_block(&key_from(r)?, r.try_get("data")?)
+        }
+
         fn chunk_from(key: &SegmentKey, r: &$row) -> Result<ChunkRow, StoreError> {
+            let encoding =
+                super::signal::Encoding::from_code(r.try_get::<i16, _>("encoding")?.into())?;
+            let (samples, scale) = super::signal::decode_samples(encoding, r.try_get("samples")?)?;
             Ok(ChunkRow {
                 segment: key.clone(),
                 seq: r.try_get::<i64, _>("seq")? as u64,
                 t0_us: r.try_get("t0_us")?,
                 fs: r.try_get("fs")?,
                 received_us: r.try_get("received_us")?,
-                samples: super::bytes_f32(r.try_get("samples")?)?,
+                samples,
+                scale,
             })
         }
 
@@ -263,6 +284,73 @@ pub(crate) fn last_seen(chunks: &[super::ChunkRow]) -> Vec<(&str, i64)> {
     seen.into_iter().collect()
 }
 
+/// The devices one compaction call covers: the next `$2` ids after `$1` that
+/// have loose chunks, found by one index probe each (a loose index scan; a
+/// plain `DISTINCT` would read every loose chunk's index entry).
+pub(crate) const COMPACTION_DEVICES: &str = "
+    WITH RECURSIVE d(id) AS (
+        SELECT min(device_id) FROM chunks WHERE device_id > $1
+        UNION ALL
+        SELECT (SELECT min(c.device_id) FROM chunks c WHERE c.device_id > d.id)
+        FROM d WHERE d.id IS NOT NULL)
+    SELECT id FROM d WHERE id IS NOT NULL LIMIT $2";
+
+/// The loose chunks of devices in `($1, $2]` received before `$3`, in packing order.
+pub(crate) const COMPACTION_CHUNKS: &str =
+    "SELECT device_id, stream, first_seq, seq, t0_us, fs, received_us, samples, encoding
+     FROM chunks WHERE device_id > $1 AND device_id <= $2 AND received_us < $3
+     ORDER BY device_id, stream, first_seq, seq";
+
+/// [`Store::compact_signal`](super::Store::compact_signal) over the store
+/// module's `prepare_blocks`, `insert_blocks` and `delete_chunks`. Expands
+/// inside `impl Store`.
+macro_rules! signal_compaction {
+    () => {
+        async fn compact_signal(
+            &self,
+            before_us: i64,
+            after: Option<&str>,
+            devices: u32,
+        ) -> Result<Compaction, StoreError> {
+            let after = after.unwrap_or("");
+            let ids: Vec<String> = sqlx::query_scalar(shared::COMPACTION_DEVICES)
+                .bind(after)
+                .bind(i64::from(devices.max(1)))
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = ids.last().cloned() else {
+                return Ok(Compaction::default());
+            };
+            prepare_blocks(&self.pool).await;
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(shared::COMPACTION_CHUNKS)
+                .bind(after)
+                .bind(&last)
+                .bind(before_us)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut bytes_in = 0u64;
+            let mut chunks = Vec::with_capacity(rows.len());
+            for r in &rows {
+                bytes_in += r.try_get::<&[u8], _>("samples")?.len() as u64;
+                chunks.push(keyed_chunk_from(r)?);
+            }
+            drop(rows);
+            let blocks = super::signal::pack(&chunks);
+            insert_blocks(&mut tx, &blocks).await?;
+            delete_chunks(&mut tx, &chunks).await?;
+            tx.commit().await?;
+            Ok(Compaction {
+                chunks: chunks.len() as u64,
+                blocks: blocks.len() as u64,
+                bytes_in,
+                bytes_out: blocks.iter().map(|b| b.data.len() as u64).sum(),
+                last_device: (ids.len() as u32 >= devices.max(1)).then_some(last),
+            })
+        }
+    };
+}
+
 /// The trait's write methods, as transactions over the store module's own
 /// `insert_chunks`, `insert_beats` and `close_segments` (which hold the
 /// dialect-specific bulk SQL). Expands inside `impl Store`.
@@ -443,8 +531,12 @@ macro_rules! stream_reads {
         async fn stream_heads(&self) -> Result<Vec<StreamHead>, StoreError> {
             let rows = sqlx::query(
                 "SELECT s.device_id, s.stream, s.first_seq, s.t0_us, s.fs, s.lead, s.after_gap, s.closed,
-                        (SELECT max(c.seq) FROM chunks c WHERE c.device_id = s.device_id
-                           AND c.stream = s.stream AND c.first_seq = s.first_seq) AS last_seq
+                        (SELECT max(m.seq) FROM (
+                           SELECT max(c.seq) AS seq FROM chunks c WHERE c.device_id = s.device_id
+                             AND c.stream = s.stream AND c.first_seq = s.first_seq
+                           UNION ALL
+                           SELECT max(b.seq_to) FROM signal_blocks b WHERE b.device_id = s.device_id
+                             AND b.stream = s.stream AND b.first_seq = s.first_seq) m) AS last_seq
                  FROM segments s
                  WHERE s.id IN (SELECT max(id) FROM segments GROUP BY device_id)",
             )
@@ -465,7 +557,7 @@ macro_rules! stream_reads {
 
         async fn segment_chunks(&self, key: &SegmentKey) -> Result<Vec<ChunkRow>, StoreError> {
             let rows = sqlx::query(
-                "SELECT seq, t0_us, fs, received_us, samples FROM chunks
+                "SELECT seq, t0_us, fs, received_us, samples, encoding FROM chunks
                  WHERE device_id = $1 AND stream = $2 AND first_seq = $3 ORDER BY seq",
             )
             .bind(&key.device)
@@ -473,7 +565,23 @@ macro_rules! stream_reads {
             .bind(key.first_seq as i64)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter().map(|r| chunk_from(key, r)).collect()
+            let mut chunks = rows
+                .iter()
+                .map(|r| chunk_from(key, r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let blocks = sqlx::query(
+                "SELECT device_id, stream, first_seq, data FROM signal_blocks
+                 WHERE device_id = $1 AND stream = $2 AND first_seq = $3 ORDER BY seq_from",
+            )
+            .bind(&key.device)
+            .bind(key.stream as i64)
+            .bind(key.first_seq as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &blocks {
+                chunks.extend(block_chunks_from(r)?);
+            }
+            Ok(super::signal::merge(chunks, false))
         }
 
         async fn last_beat_us(&self, key: &SegmentKey) -> Result<Option<i64>, StoreError> {
@@ -520,14 +628,6 @@ macro_rules! stream_reads {
                  model_version, beat"
             );
             rows.iter().map(beat_from).collect()
-        }
-
-        async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
-            Ok(sqlx::query("DELETE FROM chunks WHERE received_us < $1")
-                .bind(before_us)
-                .execute(&self.pool)
-                .await?
-                .rows_affected())
         }
 
         async fn ping(&self) -> Result<(), StoreError> {
@@ -665,26 +765,39 @@ macro_rules! review_reads {
         ) -> Result<Vec<ChunkRow>, StoreError> {
             // A message is at most `wire::MAX_MESSAGE_SPAN_US` long, so chunks that
             // overlap the range start no earlier than that before it.
+            let from = from_us.saturating_sub(crate::formats::wire::MAX_MESSAGE_SPAN_US);
             let rows = sqlx::query(
-                "SELECT device_id, stream, first_seq, seq, t0_us, fs, received_us, samples
-                 FROM chunks WHERE device_id = $1 AND t0_us >= $2 AND t0_us < $3
-                 ORDER BY t0_us, seq",
+                "SELECT device_id, stream, first_seq, seq, t0_us, fs, received_us, samples, encoding
+                 FROM chunks WHERE device_id = $1 AND t0_us >= $2 AND t0_us < $3",
             )
             .bind(device)
-            .bind(from_us.saturating_sub(crate::formats::wire::MAX_MESSAGE_SPAN_US))
+            .bind(from)
             .bind(to_us)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    let key = SegmentKey {
-                        device: r.try_get("device_id")?,
-                        stream: r.try_get::<i64, _>("stream")? as u32,
-                        first_seq: r.try_get::<i64, _>("first_seq")? as u64,
-                    };
-                    chunk_from(&key, r)
-                })
-                .collect()
+            let mut chunks = rows
+                .iter()
+                .map(keyed_chunk_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            // A block starts at most its longest span before the chunks it holds.
+            let blocks = sqlx::query(
+                "SELECT device_id, stream, first_seq, data FROM signal_blocks
+                 WHERE device_id = $1 AND t0_us >= $2 AND t0_us < $3 AND t_end_us > $4",
+            )
+            .bind(device)
+            .bind(from.saturating_sub(super::signal::BLOCK_MAX_SPAN_US))
+            .bind(to_us)
+            .bind(from)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &blocks {
+                chunks.extend(
+                    block_chunks_from(r)?
+                        .into_iter()
+                        .filter(|c| c.t0_us >= from && c.t0_us < to_us),
+                );
+            }
+            Ok(super::signal::merge(chunks, true))
         }
 
         async fn uploads(&self, limit: u32) -> Result<Vec<UploadRow>, StoreError> {

@@ -2,10 +2,11 @@
 //! full synchronisation, so a commit survives the process being killed.
 
 use super::rows::class_probs_bytes;
+use super::signal;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, DeviceRow, EpisodeQuery, EpisodeRow,
-    FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead, UploadBeatRow,
-    UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
+    EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead,
+    UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -87,6 +88,83 @@ impl Store for SqliteStore {
     }
 
     stream_reads!();
+
+    signal_compaction!();
+
+    async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let loose = sqlx::query("DELETE FROM chunks WHERE received_us < $1")
+            .bind(before_us)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let packed: i64 = sqlx::query_scalar(
+            "SELECT CAST(coalesce(sum(chunks), 0) AS BIGINT) FROM signal_blocks WHERE received_us < $1",
+        )
+        .bind(before_us)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM signal_blocks WHERE received_us < $1")
+            .bind(before_us)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(loose + packed.max(0) as u64)
+    }
+}
+
+/// Nothing to prepare: SQLite keeps blocks in one table.
+async fn prepare_blocks(_pool: &sqlx::SqlitePool) {}
+
+async fn insert_blocks(
+    tx: &mut sqlx::SqliteConnection,
+    blocks: &[signal::BlockRow],
+) -> Result<(), StoreError> {
+    for part in blocks.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO signal_blocks (device_id, stream, first_seq, seq_from, seq_to, t0_us,
+                t_end_us, received_us, chunks, samples, data) ",
+        );
+        q.push_values(part, |mut r, b| {
+            r.push_bind(b.segment.device.as_str())
+                .push_bind(b.segment.stream as i64)
+                .push_bind(b.segment.first_seq as i64)
+                .push_bind(b.seq_from as i64)
+                .push_bind(b.seq_to as i64)
+                .push_bind(b.t0_us)
+                .push_bind(b.t_end_us)
+                .push_bind(b.received_us)
+                .push_bind(b.chunks)
+                .push_bind(b.samples)
+                .push_bind(b.data.as_slice());
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Deletes exactly the chunks given.
+async fn delete_chunks(
+    tx: &mut sqlx::SqliteConnection,
+    chunks: &[ChunkRow],
+) -> Result<(), StoreError> {
+    for part in chunks.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("DELETE FROM chunks WHERE (device_id, stream, seq) IN (");
+        let mut keys = q.separated(", ");
+        for c in part {
+            keys.push("(")
+                .push_bind_unseparated(c.segment.device.as_str())
+                .push_unseparated(", ")
+                .push_bind_unseparated(c.segment.stream as i64)
+                .push_unseparated(", ")
+                .push_bind_unseparated(c.seq as i64)
+                .push_unseparated(")");
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 async fn insert_chunks(
@@ -111,9 +189,11 @@ async fn insert_chunks(
     }
     for part in chunks.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT OR IGNORE INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us, samples) ",
+            "INSERT OR IGNORE INTO chunks (device_id, stream, seq, first_seq, t0_us, fs, received_us,
+                samples, encoding) ",
         );
         q.push_values(part, |mut b, c| {
+            let (encoding, bytes) = signal::encode_samples(&c.samples, c.scale);
             b.push_bind(c.segment.device.clone())
                 .push_bind(c.segment.stream as i64)
                 .push_bind(c.seq as i64)
@@ -121,7 +201,8 @@ async fn insert_chunks(
                 .push_bind(c.t0_us)
                 .push_bind(c.fs)
                 .push_bind(c.received_us)
-                .push_bind(f32_bytes(&c.samples));
+                .push_bind(bytes)
+                .push_bind(encoding.code());
         });
         q.build().execute(&mut *tx).await?;
     }

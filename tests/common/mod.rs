@@ -256,6 +256,7 @@ pub fn chunk_rows(
             fs,
             received_us: t0_us,
             samples: s.to_vec(),
+            scale: None,
         })
         .collect()
 }

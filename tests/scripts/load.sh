@@ -20,22 +20,30 @@ log "daemon idle RSS $(rss) KiB; replaying $N devices for $S s, $CHUNK ms per me
 "$BIN" replay --broker 127.0.0.1:$MQTT_PORT --records all --devices "$N" --speed 1 \
   --chunk-ms "$CHUNK" --max-seconds "$((FROM + S))" --from-seconds "$FROM" > "$WORK/replay.log" 2>&1 &
 replay=$!
+# CPU clock ticks of processes (the replayer, Postgres, the broker), summed.
+ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+pg_pids() { pgrep -d' ' -x postgres || true; }
+mq_pids() { pgrep -d' ' -x mosquitto || true; }
+sleep 1
+pg0=$(ticks $(pg_pids)); mq0=$(ticks $(mq_pids)); r0=$(ticks $replay); r1=$r0
 c0=$(cpu); t0=$(date +%s.%N)
 for i in $(seq 1 $((S / 10))); do
   sleep 10
+  r=$(ticks $replay); [ "$r" -gt 0 ] && r1=$r   # the last reading while it runs
   printf '%4ds  RSS %7s KiB  streams %5s  source queue %5s  ingest queue %5s\n' $((i * 10)) "$(rss)" \
     "$(metric holterd_active_streams)" "$(metric 'holterd_queue_depth{queue="source"}')" \
     "$(metric 'holterd_queue_depth{queue="ingest"}')"
 done
+pg1=$(ticks $(pg_pids)); mq1=$(ticks $(mq_pids))
 wait $replay || true
 c1=$(cpu); t1=$(date +%s.%N)
 cat "$WORK/replay.log" | tail -1
 sleep 3
 curl -s "http://$HTTP/metrics" > "$WORK/metrics.txt"
-python3 - "$WORK/metrics.txt" "$c0" "$c1" "$t0" "$t1" "$hz" "$N" <<'PY'
+python3 - "$WORK/metrics.txt" "$c0" "$c1" "$t0" "$t1" "$hz" "$N" "$((r1 - r0))" "$((pg1 - pg0))" "$((mq1 - mq0))" <<'PY'
 import sys, re
 text = open(sys.argv[1]).read()
-c0, c1, t0, t1, hz, n = map(float, sys.argv[2:])
+c0, c1, t0, t1, hz, n, replay_ticks, pg_ticks, mq_ticks = map(float, sys.argv[2:])
 def hist(name):
     b = [(float(le), float(v)) for le, v in re.findall(name + r'_bucket\{le="([^"]+)"\} (\S+)', text.replace('+Inf', 'inf'))]
     return b
@@ -57,6 +65,8 @@ for w in ('chunks', 'beats'):
     s = val(f'holterd_store_write_seconds_sum{{what="{w}"}}'); c = val(f'holterd_store_write_seconds_count{{what="{w}"}}')
     print(f"store writes ({w}): {c:.0f} transactions, {s:.1f} s in total, mean {1000 * s / max(1, c):.1f} ms")
 print(f"daemon CPU: {(c1 - c0) / hz:.1f} s over {t1 - t0:.1f} s = {100 * (c1 - c0) / hz / (t1 - t0):.0f} % of one core")
+for name, ticks in (('replay (the fleet)', replay_ticks), ('Postgres', pg_ticks), ('broker', mq_ticks)):
+    print(f"{name} CPU: {ticks / hz:.1f} s = {100 * ticks / hz / (t1 - t0):.0f} % of one core")
 for stage in ('stored', 'published'):
     for tier in ('emergency', 'urgent', 'routine', 'none'):
         b = [(float(le), float(v)) for le, v in re.findall(r'holterd_alert_latency_seconds_bucket\{stage="' + stage + '",tier="' + tier + r'",le="([^"]+)"\} (\S+)', text.replace('+Inf', 'inf'))]

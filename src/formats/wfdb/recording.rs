@@ -37,12 +37,20 @@ impl Recording {
         })
     }
 
+    /// The scale a binary frame of these counts carries (its gain is an `f32`).
+    pub fn scale(&self) -> crate::formats::wire::Scale {
+        crate::formats::wire::Scale {
+            gain: self.gain as f32 as f64,
+            baseline: self.baseline as f64,
+        }
+    }
+
     /// The samples in mV, exactly as the daemon decodes them from binary frames.
     pub fn millivolts(&self) -> Vec<f32> {
-        let (gain, baseline) = (self.gain as f32 as f64, self.baseline as f64);
+        let scale = self.scale();
         self.counts
             .iter()
-            .map(|&c| ((c as f64 - baseline) / gain) as f32)
+            .map(|&c| scale.millivolts(c as f64))
             .collect()
     }
 }
