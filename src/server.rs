@@ -246,8 +246,10 @@ async fn prune_raw_signal<S: Store>(store: S, days: u64) {
 const COMPACTION_DEVICES: u32 = 50;
 
 /// Packs raw chunks older than `after_s` into compressed blocks once a minute
-/// (never when `after_s` is 0). Cancelling it mid-pass loses nothing: each
-/// transaction packs and deletes together.
+/// (never when `after_s` is 0). It rests as long as each call took, so that
+/// it holds the database at most half the time and live traffic comes first;
+/// a pass that runs past the minute delays the next. Cancelling it mid-pass
+/// loses nothing: each transaction packs and deletes together.
 async fn compact_raw_signal<S: Store>(store: S, after_s: u64, metrics: Arc<Metrics>) {
     if after_s == 0 {
         return;
@@ -259,10 +261,12 @@ async fn compact_raw_signal<S: Store>(store: S, after_s: u64, metrics: Arc<Metri
         let before = crate::clock::now_us() - (after_s as i64).saturating_mul(1_000_000);
         let mut after: Option<String> = None;
         loop {
-            match store
+            let started = std::time::Instant::now();
+            let result = store
                 .compact_signal(before, after.as_deref(), COMPACTION_DEVICES)
-                .await
-            {
+                .await;
+            tokio::time::sleep(started.elapsed()).await;
+            match result {
                 Ok(c) => {
                     metrics.signal_packed_chunks.inc_by(c.chunks);
                     metrics

@@ -6,11 +6,19 @@
 #   tests/scripts/load.sh [devices=1000] [seconds=120] [chunk_ms=250] [from_s=0]
 # from_s: where in each record the replay starts (540 takes in record 223's
 # 55-second ventricular tachycardia at 578 s).
+# EMBEDDED=1: the embedded default instead (SQLite file, the daemon's own broker).
 source "$(dirname "$0")/lib.sh"
 N=${1:-1000}; S=${2:-120}; CHUNK=${3:-250}; FROM=${4:-0}
 trap 'stop_daemon; stop_mosquitto' EXIT
-fresh_database
-start_mosquitto
+if [ "${EMBEDDED:-0}" = 1 ]; then
+  rm -f "$WORK"/load.sqlite*
+  DAEMON_ARGS=(--set "mqtt.broker=" --set "store.url=" --set "store.sqlite_path=$WORK/load.sqlite"
+               --set "embedded_broker.listen=127.0.0.1:$MQTT_PORT" --set "http.listen=$HTTP")
+  log "embedded default: SQLite $WORK/load.sqlite, the daemon's broker on $MQTT_PORT"
+else
+  fresh_database
+  start_mosquitto
+fi
 start_daemon
 pid=$DAEMON_PID
 rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
@@ -65,13 +73,16 @@ for w in ('chunks', 'beats'):
     s = val(f'holterd_store_write_seconds_sum{{what="{w}"}}'); c = val(f'holterd_store_write_seconds_count{{what="{w}"}}')
     print(f"store writes ({w}): {c:.0f} transactions, {s:.1f} s in total, mean {1000 * s / max(1, c):.1f} ms")
 print(f"daemon CPU: {(c1 - c0) / hz:.1f} s over {t1 - t0:.1f} s = {100 * (c1 - c0) / hz / (t1 - t0):.0f} % of one core")
-for name, ticks in (('replay (the fleet)', replay_ticks), ('Postgres', pg_ticks), ('broker', mq_ticks)):
+for name, ticks in (('replay (the fleet)', replay_ticks), ('Postgres', pg_ticks), ('Mosquitto', mq_ticks)):
     print(f"{name} CPU: {ticks / hz:.1f} s = {100 * ticks / hz / (t1 - t0):.0f} % of one core")
 for stage in ('stored', 'published'):
     for tier in ('emergency', 'urgent', 'routine', 'none'):
         b = [(float(le), float(v)) for le, v in re.findall(r'holterd_alert_latency_seconds_bucket\{stage="' + stage + '",tier="' + tier + r'",le="([^"]+)"\} (\S+)', text.replace('+Inf', 'inf'))]
         if b and b[-1][1] > 0:
             print(f"episode events ({tier}), arrival to {stage}: {b[-1][1]:.0f} events, p50 <= {q(b, .5)} s, p99 <= {q(b, .99)} s, max <= {q(b, 1.0)} s")
+packed = val('holterd_signal_packed_chunks_total')
+b_in = val('holterd_signal_packed_bytes_total{stage="in"}'); b_out = val('holterd_signal_packed_bytes_total{stage="out"}')
+print(f"compactor: packed {packed:.0f} chunks, {b_in / 1e6:.1f} MB of samples into {b_out / 1e6:.1f} MB of blocks")
 waits = val('holterd_backpressure_waits_total{queue="ingest"}')
 print(f"backpressure waits source->ingest {waits:.0f}, duplicates {val('holterd_duplicate_messages_total'):.0f}, gaps {val('holterd_gaps_total'):.0f}")
 PY
