@@ -1,7 +1,7 @@
 -- Raw signal at rest (issue 15). A message's chunk is stored on its own as it
 -- arrives (so that it can be acknowledged); once a few minutes old, the
 -- daemon's compactor packs each segment's consecutive chunks into one block
--- (delta-coded counts under zstd, about 0.55 byte a sample; layout in
+-- (delta-coded counts under zstd, about 0.6 byte a sample; layout in
 -- src/store/signal.rs) and deletes the loose rows in the same transaction.
 --
 -- Blocks are partitioned by day of reception, the clock retention runs on, so
