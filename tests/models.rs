@@ -121,6 +121,70 @@ fn bad_weight_files_are_named_errors() {
     std::fs::remove_dir_all(&no_card).ok();
 }
 
+/// A model directory holding an ensemble (`train --seed 1,2,3`) loads as one
+/// model under its own name, averages its members' probabilities, and
+/// refuses a card naming a member outside its directory or a missing one.
+#[test]
+fn an_ensemble_directory_loads_as_one_model_averaging_its_members() {
+    let device = candle_core::Device::Cpu;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let (top, other) = (
+        root.join("context-mlp-beat-inter"),
+        root.join("context-mlp-beat-intra"),
+    );
+    let dir = common::temp_dir("ensemble");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for f in ["card.json", "weights.safetensors"] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+    };
+    copy(&top, &dir);
+    copy(&other, &dir.join("seed-2"));
+    let set_members = |members: serde_json::Value| {
+        let path = dir.join("card.json");
+        let mut card: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        card["ensemble"] = members;
+        std::fs::write(&path, card.to_string()).unwrap();
+    };
+    set_members(serde_json::json!(["seed-2"]));
+
+    let ensemble = Classifier::load(&[&dir], &device).unwrap();
+    let (a, b) = (
+        Classifier::load(&[&top], &device).unwrap(),
+        Classifier::load(&[&other], &device).unwrap(),
+    );
+    assert_eq!(ensemble.members().len(), 2);
+    assert_eq!(ensemble.name(), a.name());
+    assert_ne!(ensemble.version(), a.version());
+    let beats = labelled_beats("119_180");
+    let idx: Vec<usize> = (0..beats.values.len()).collect();
+    let probs = |c: &Classifier| {
+        c.probabilities_of(&beats.values, Some(&beats.rr), &idx, 256)
+            .unwrap()
+    };
+    let (pe, pa, pb) = (probs(&ensemble), probs(&a), probs(&b));
+    assert_eq!(pe.len(), 5 * idx.len());
+    for ((e, x), y) in pe.iter().zip(&pa).zip(&pb) {
+        assert!((e - (x + y) / 2.0).abs() < 1e-5, "{e} vs {x} and {y}");
+    }
+
+    set_members(serde_json::json!(["../context-mlp-beat-intra"]));
+    let e = Classifier::load(&[&dir], &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a subdirectory name"), "{e}");
+    set_members(serde_json::json!(["seed-3"]));
+    let e = Classifier::load(&[&dir], &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("seed-3") && e.contains("card.json"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Inputs no electrode on a heart produces: every shipped model abstains on
 /// them (verdict "unreadable") rather than calling them normal.
 #[test]

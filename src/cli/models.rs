@@ -37,8 +37,10 @@ pub(super) struct TrainArgs {
     protocol: crate::dataset::Protocol,
     /// Seed of training's random choices: the balancing, the 70/30 split, the
     /// initial weights and the batch order (the `intra` 80/20 split is fixed).
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// Several, comma-separated, train one network each and save them as one
+    /// ensemble model (probabilities averaged; the others in `seed-<K>/`).
+    #[arg(long, value_delimiter = ',', default_value = "42")]
+    seed: Vec<u64>,
     /// Upper limit on epochs (early stopping usually ends sooner).
     #[arg(long, default_value_t = 200)]
     max_epochs: usize,
@@ -61,7 +63,7 @@ pub(super) struct TrainArgs {
     /// chosen by `holterd eval cv` (default 1: the most probable class).
     #[arg(long)]
     normal_weight: Option<f32>,
-    /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO]` (chosen by `eval cv`).
+    /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS]]` (chosen by `eval cv`).
     #[arg(long)]
     premature_rule: Option<crate::model::decision::PrematureRule>,
     /// Five-class models: N beats kept per epoch, as a multiple of the largest other class (default 1).
@@ -143,7 +145,7 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
         data: a.data,
         out: a.out,
         protocol: a.protocol,
-        seed: a.seed,
+        seed: a.seed.first().copied().unwrap_or(42),
         max_epochs: a.max_epochs,
         patience: a.patience,
         redraw_each_epoch: a.redraw_each_epoch,
@@ -153,21 +155,22 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
         premature_rule: a.premature_rule,
         normal_cap: a.normal_cap,
     };
-    let (out, card) = crate::model::recipe::train_model(&request, |event| match event {
-        TrainEvent::Plan(line) => eprintln!("{line}"),
-        TrainEvent::Batch {
-            epoch,
-            batch,
-            of,
-            loss,
-        } => {
-            eprint!("\repoch {epoch:>3}  batch {batch:>4}/{of}  loss {loss:.4}   ")
-        }
-        TrainEvent::Epoch(e) => eprintln!(
-            "\repoch {:>3}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.1} s",
-            e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.seconds
-        ),
-    })?;
+    let (out, card) =
+        crate::model::recipe::train_ensemble(&request, &a.seed, |event| match event {
+            TrainEvent::Plan(line) => eprintln!("{line}"),
+            TrainEvent::Batch {
+                epoch,
+                batch,
+                of,
+                loss,
+            } => {
+                eprint!("\repoch {epoch:>3}  batch {batch:>4}/{of}  loss {loss:.4}   ")
+            }
+            TrainEvent::Epoch(e) => eprintln!(
+                "\repoch {:>3}: loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.1} s",
+                e.epoch, e.loss, e.accuracy, e.val_loss, e.val_accuracy, e.seconds
+            ),
+        })?;
     print_evaluation(&card.evaluation, false)?;
     eprintln!("saved {}", out.display());
     Ok(())
@@ -266,7 +269,6 @@ fn print_evaluation(e: &crate::model::card::Evaluation, json: bool) -> Result<()
 
 pub(super) fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
     use crate::dataset::{from_db, protocol_split};
-    use crate::model::card::Evaluation;
     use crate::model::classifier::Classifier;
     let device = crate::model::device(&a.device)?;
     let classifier = Classifier::load(&a.model, &device)?;
@@ -281,37 +283,12 @@ pub(super) fn eval_classify(a: EvalClassifyArgs) -> Result<()> {
         }
     };
     let (_, test_idx) = protocol_split(&set, protocol);
-    let rr = set.rr_features();
-    let p = classifier.p_abnormal_of(&set.values, Some(&rr), &test_idx, 1024)?;
     if let Some(path) = &a.probabilities {
+        let rr = set.rr_features();
+        let p = classifier.p_abnormal_of(&set.values, Some(&rr), &test_idx, 1024)?;
         write_probabilities(path, &set, &test_idx, &p)?;
     }
-    let aami = match classifier.members() {
-        [m] if m.network.classes() == crate::formats::wfdb::AamiClass::ALL.len() => {
-            let predicted = crate::model::train::predict_classes(
-                &m.network,
-                &m.params,
-                &set.values,
-                Some(&rr),
-                &test_idx,
-                1024,
-            )?;
-            let reference: Vec<usize> = test_idx.iter().map(|&i| set.class[i].index()).collect();
-            Some(crate::model::metrics::AamiConfusion::compute(
-                &predicted, &reference,
-            ))
-        }
-        _ => None,
-    };
-    let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
-    let mut evaluation = Evaluation::compute(protocol, &p, &classes);
-    evaluation.aami = aami;
-    evaluation.abstained = Some(
-        test_idx
-            .iter()
-            .filter(|&&i| classifier.out_of_distribution(&set.values[i]).is_some())
-            .count(),
-    );
+    let evaluation = classifier.evaluate(&set, &test_idx, protocol)?;
     print_evaluation(&evaluation, a.json)
 }
 

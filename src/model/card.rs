@@ -129,6 +129,13 @@ pub struct ModelCard {
     /// other class (absent: 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normal_cap: Option<f32>,
+    /// Further members of this model: subdirectories holding networks trained
+    /// the same way with other seeds (`train --seed 1,2,3`). The model's class
+    /// probabilities are the average of this directory's network and theirs,
+    /// which varies less from training run to training run on new patients.
+    /// Empty: a single network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<String>,
 }
 
 /// A model loaded from its directory.

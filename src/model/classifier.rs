@@ -5,11 +5,13 @@
 //! On the CPU it computes with [`super::cpu`] (several times faster than
 //! candle's kernels on these small networks); on a GPU, with candle.
 
-use super::card::{LoadedModel, load_model};
+use super::card::{Evaluation, LoadedModel, load_model};
 use super::cpu::CpuNetwork;
+use super::metrics::AamiConfusion;
 use super::params::ModelError;
 use super::rr::SIDE_FEATURES;
 use super::train::predict_probabilities;
+use crate::dataset::{BeatSet, Protocol};
 use crate::dsp::BEAT_LEN;
 use crate::formats::wfdb::AamiClass;
 use candle_core::Device;
@@ -25,22 +27,25 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Loads the model directories `dirs` (more than one makes an ensemble) onto `device`.
+    /// Loads the model directories `dirs` (more than one makes an ensemble) onto
+    /// `device`. A directory whose card lists [`ensemble`](super::card::ModelCard::ensemble)
+    /// members brings them too, under its own name.
     pub fn load(dirs: &[impl AsRef<Path>], device: &Device) -> Result<Classifier, ModelError> {
         if dirs.is_empty() {
             return Err(ModelError::Device("no model directory given".into()));
         }
         let mut members = Vec::new();
+        let mut names = Vec::new();
         let mut hash = Fnv1a::default();
         for dir in dirs {
             let dir = &super::locate(dir.as_ref());
-            members.push(load_model(dir, device)?);
-            let weights = dir.join("weights.safetensors");
-            let bytes = std::fs::read(&weights).map_err(|e| ModelError::Weights {
-                path: weights.display().to_string(),
-                message: e.to_string(),
-            })?;
-            hash.write(&bytes);
+            let top = load_member(dir, device, &mut hash)?;
+            names.push(top.card.name.clone());
+            let extra = top.card.ensemble.clone();
+            members.push(top);
+            for member in &extra {
+                members.push(load_member(&member_dir(dir, member)?, device, &mut hash)?);
+            }
         }
         let cpu = if device.is_cpu() {
             let nets = members
@@ -52,9 +57,8 @@ impl Classifier {
         } else {
             None
         };
-        let names: Vec<&str> = members.iter().map(|m| m.card.name.as_str()).collect();
         let name = if names.len() == 1 {
-            names[0].to_string()
+            names.remove(0)
         } else {
             format!("ensemble({})", names.join("+"))
         };
@@ -228,6 +232,39 @@ impl Classifier {
         Ok(self.abnormal(&self.probabilities_on(None, beats, rr, idx, batch)?))
     }
 
+    /// How the classifier does on beats `idx` of `set`, scored under
+    /// `protocol`: the binary metrics of p(abnormal), the rates per AAMI class,
+    /// the beats it abstains on and, when five-class, the AAMI confusion of
+    /// the classes its decision rule gives (what the daemon would store).
+    /// `train` writes it into model cards and `eval classify` prints it.
+    pub fn evaluate(
+        &self,
+        set: &BeatSet,
+        idx: &[usize],
+        protocol: Protocol,
+    ) -> Result<Evaluation, ModelError> {
+        let rr = set.rr_features();
+        let probs = self.probabilities_of(&set.values, Some(&rr), idx, 1024)?;
+        let p = self.abnormal(&probs);
+        let classes: Vec<AamiClass> = idx.iter().map(|&i| set.class[i]).collect();
+        let mut evaluation = Evaluation::compute(protocol, &p, &classes);
+        if self.five_class() {
+            let predicted: Vec<usize> = probs
+                .chunks_exact(AamiClass::ALL.len())
+                .zip(idx)
+                .map(|(q, &i)| self.decide(q, Some(&rr[i])).index())
+                .collect();
+            let reference: Vec<usize> = classes.iter().map(|c| c.index()).collect();
+            evaluation.aami = Some(AamiConfusion::compute(&predicted, &reference));
+        }
+        evaluation.abstained = Some(
+            idx.iter()
+                .filter(|&&i| self.out_of_distribution(&set.values[i]).is_some())
+                .count(),
+        );
+        Ok(evaluation)
+    }
+
     /// Probability of "abnormal" for every beat, in one batch.
     pub fn p_abnormal(
         &self,
@@ -237,6 +274,36 @@ impl Classifier {
         let idx: Vec<usize> = (0..beats.len()).collect();
         self.p_abnormal_of(beats, rr, &idx, beats.len().max(1))
     }
+}
+
+/// Loads the model in `dir` and adds its weights to the identity `hash`.
+fn load_member(dir: &Path, device: &Device, hash: &mut Fnv1a) -> Result<LoadedModel, ModelError> {
+    let model = load_model(dir, device)?;
+    let weights = dir.join("weights.safetensors");
+    let bytes = std::fs::read(&weights).map_err(|e| ModelError::Weights {
+        path: weights.display().to_string(),
+        message: e.to_string(),
+    })?;
+    hash.write(&bytes);
+    Ok(model)
+}
+
+/// The directory of ensemble member `name` of the model in `dir`: a plain
+/// subdirectory name, so that a card cannot point outside its model.
+fn member_dir(dir: &Path, name: &str) -> Result<std::path::PathBuf, ModelError> {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if !plain {
+        return Err(ModelError::Weights {
+            path: dir.join("card.json").display().to_string(),
+            message: format!(
+                "ensemble member {name:?} is not a subdirectory name (letters, digits, '-' and '_' only)"
+            ),
+        });
+    }
+    Ok(dir.join(name))
 }
 
 /// The probability of "abnormal" in one beat's row of class probabilities

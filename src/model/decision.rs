@@ -27,6 +27,11 @@ const COMMON_SHAPE_CORRELATION: usize = RR_FEATURES + 14;
 const RR_IRREGULARITY: usize = RR_FEATURES + 16;
 const DOMINANT_CORRELATION: usize = RR_FEATURES + 5;
 const WIDTH_TO_DOMINANT: usize = RR_FEATURES + 9;
+const RR_TO_LAST_8: usize = RR_FEATURES + 15;
+/// Side feature 0: RR before, seconds (see [`super::rr::features`]).
+const RR_BEFORE_S: usize = 0;
+/// RR (ms) under which a rhythm is fast (100 /min), when a rule gives none.
+const DEFAULT_FAST_RR_MS: f32 = 600.0;
 /// A V or F call is vetoed only for a QRS at most this much wider than the dominant one.
 const VETO_MAX_WIDTH_RATIO: f32 = 1.25;
 
@@ -49,6 +54,18 @@ pub struct PrematureRule {
     /// QRS after all, decided N or S by the rule above; `None`: no veto.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub veto_correlation: Option<f32>,
+    /// ... and, when set, RR before / the mean of the last 8 intervals is
+    /// below this, or the rhythm is fast (RR before under [`Self::fast_rr_ms`]).
+    /// A beat early against the last minutes but not against the last few
+    /// seconds belongs to a sustained change of rate (an AV block changing its
+    /// conduction ratio, a sinus rate rising), not to an ectopic beat; a run
+    /// that is fast stays S (supraventricular tachycardia).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_local_ratio: Option<f32>,
+    /// The RR interval (ms) below which a beat counts as fast for
+    /// [`Self::max_local_ratio`] (600 ms: 100 /min, the tachycardia limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_rr_ms: Option<f32>,
 }
 
 impl PrematureRule {
@@ -59,6 +76,10 @@ impl PrematureRule {
             && side[RR_IRREGULARITY] < self.max_irregularity
             && side[COMMON_SHAPE_CORRELATION] >= self.min_correlation
             && side[WARM_UP] >= self.min_warm_up
+            && self.max_local_ratio.is_none_or(|r| {
+                side[RR_TO_LAST_8] < r
+                    || 1000.0 * side[RR_BEFORE_S] < self.fast_rr_ms.unwrap_or(DEFAULT_FAST_RR_MS)
+            })
     }
 
     /// Whether a V or F call on a beat with these side features is vetoed:
@@ -75,7 +96,8 @@ impl PrematureRule {
 impl std::str::FromStr for PrematureRule {
     type Err = String;
 
-    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO]`, e.g. `0.8:0.1:0.9:0.5`.
+    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS]]`, e.g.
+    /// `0.8:0.1:0.9:0.5` or `0.8:0.1:0.9:0.5:0.97:0.85:600`.
     fn from_str(s: &str) -> Result<Self, String> {
         let v: Vec<f32> = s
             .split(':')
@@ -89,15 +111,19 @@ impl std::str::FromStr for PrematureRule {
                 min_correlation,
                 min_warm_up,
                 ..,
-            ] if v.len() <= 5 && v.iter().all(|x| x.is_finite()) => Ok(PrematureRule {
-                max_rr_ratio,
-                max_irregularity,
-                min_correlation,
-                min_warm_up,
-                veto_correlation: v.get(4).copied(),
-            }),
+            ] if matches!(v.len(), 4 | 5 | 7) && v.iter().all(|x| x.is_finite()) => {
+                Ok(PrematureRule {
+                    max_rr_ratio,
+                    max_irregularity,
+                    min_correlation,
+                    min_warm_up,
+                    veto_correlation: v.get(4).copied(),
+                    max_local_ratio: v.get(5).copied(),
+                    fast_rr_ms: v.get(6).copied(),
+                })
+            }
             _ => Err(format!(
-                "premature rule {s:?}: expected four or five numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO], e.g. 0.8:0.1:0.9:0.5"
+                "premature rule {s:?}: expected four, five or seven numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS]], e.g. 0.8:0.1:0.9:0.5"
             )),
         }
     }
@@ -110,9 +136,14 @@ impl std::fmt::Display for PrematureRule {
             "{}:{}:{}:{}",
             self.max_rr_ratio, self.max_irregularity, self.min_correlation, self.min_warm_up
         )?;
-        match self.veto_correlation {
-            Some(v) => write!(f, ":{v}"),
-            None => Ok(()),
+        if let Some(v) = self.veto_correlation {
+            write!(f, ":{v}")?;
+        }
+        match (self.max_local_ratio, self.fast_rr_ms) {
+            (Some(local), fast) => {
+                write!(f, ":{local}:{}", fast.unwrap_or(DEFAULT_FAST_RR_MS))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -238,12 +269,40 @@ mod tests {
     }
 
     #[test]
+    fn the_local_clause_keeps_ectopic_and_fast_beats_and_drops_rate_changes() {
+        let rule: PrematureRule = "0.8:0.1:0.9:0.5:0.97:0.85:600".parse().unwrap();
+        let plain: PrematureRule = "0.8:0.1:0.9:0.5:0.97".parse().unwrap();
+        // Early against the minutes before and the last 8 beats: an ectopic beat.
+        let mut ectopic = side(0.7, 0.02, 0.98);
+        ectopic[RR_TO_LAST_8] = 0.7;
+        ectopic[RR_BEFORE_S] = 0.7;
+        assert!(rule.holds(&ectopic) && plain.holds(&ectopic));
+        // The same, 8 beats into a slow new rhythm (an AV block going from 2:1
+        // to 1:1 conduction): no longer early against the last 8, so N.
+        let mut rate_change = ectopic;
+        rate_change[RR_TO_LAST_8] = 0.98;
+        assert!(!rule.holds(&rate_change));
+        assert!(plain.holds(&rate_change));
+        // Inside a fast run (RR 450 ms, 133 /min): still S.
+        let mut fast_run = rate_change;
+        fast_run[RR_BEFORE_S] = 0.45;
+        assert!(rule.holds(&fast_run));
+        // The clause only narrows the rule: never S where the plain rule says N.
+        let mut on_time = fast_run;
+        on_time[RR_TO_RECENT_MEAN] = 0.95;
+        assert!(!rule.holds(&on_time));
+    }
+
+    #[test]
     fn rules_parse_print_and_refuse() {
         let r: PrematureRule = "0.8:0.1:0.9:0.5".parse().unwrap();
         assert_eq!(r.to_string().parse::<PrematureRule>().unwrap(), r);
         let v: PrematureRule = "0.8:0.1:0.9:0.5:0.97".parse().unwrap();
         assert_eq!(v.veto_correlation, Some(0.97));
         assert_eq!(v.to_string(), "0.8:0.1:0.9:0.5:0.97");
+        let l: PrematureRule = "0.8:0.1:0.9:0.5:0.97:0.85:600".parse().unwrap();
+        assert_eq!((l.max_local_ratio, l.fast_rr_ms), (Some(0.85), Some(600.0)));
+        assert_eq!(l.to_string(), "0.8:0.1:0.9:0.5:0.97:0.85:600");
         for bad in ["0.8", "a:b:c:d", "0.8:0.1:0.9:NaN", "1:2:3:4:5:6"] {
             assert!(bad.parse::<PrematureRule>().is_err(), "{bad}");
         }

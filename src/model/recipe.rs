@@ -200,8 +200,60 @@ pub fn train_model(
         normal_weight: a.normal_weight,
         premature_rule: a.premature_rule,
         normal_cap: a.normal_cap,
+        ensemble: Vec::new(),
     };
     std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
         .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;
+    Ok((out, card))
+}
+
+/// Trains one network per seed of `seeds`, all with the settings of `a`, and
+/// writes them as one model: the first seed's network in the model directory,
+/// each other one in its subdirectory `seed-<K>`, listed in the card's
+/// [`ensemble`](ModelCard::ensemble); the card's evaluation is then the
+/// ensemble's (probabilities averaged). One seed is [`train_model`].
+pub fn train_ensemble(
+    a: &TrainRequest,
+    seeds: &[u64],
+    mut progress: impl FnMut(TrainEvent),
+) -> Result<(PathBuf, ModelCard)> {
+    let Some((&first, rest)) = seeds.split_first() else {
+        bail!("no seed given: --seed takes one seed, or several (comma-separated) for an ensemble");
+    };
+    if let Some(s) = rest
+        .iter()
+        .find(|s| seeds.iter().filter(|t| t == s).count() > 1)
+    {
+        bail!("seed {s} is given twice: an ensemble's members need different seeds");
+    }
+    let (out, mut card) = train_model(
+        &TrainRequest {
+            seed: first,
+            ..a.clone()
+        },
+        &mut progress,
+    )?;
+    for &seed in rest {
+        let member = format!("seed-{seed}");
+        let request = TrainRequest {
+            seed,
+            out: Some(out.join(&member)),
+            ..a.clone()
+        };
+        train_model(&request, &mut progress)?;
+        card.ensemble.push(member);
+    }
+    if !card.ensemble.is_empty() {
+        let card_path = out.join("card.json");
+        std::fs::write(&card_path, serde_json::to_string_pretty(&card)?)
+            .with_context(|| format!("cannot write {}", card_path.display()))?;
+        let device = crate::model::device(&a.device)?;
+        let classifier = super::classifier::Classifier::load(&[&out], &device)?;
+        let set = dataset::load(&a.data)?;
+        let (_, test_idx) = protocol_split(&set, a.protocol);
+        card.evaluation = classifier.evaluate(&set, &test_idx, a.protocol)?;
+        std::fs::write(&card_path, serde_json::to_string_pretty(&card)?)
+            .with_context(|| format!("cannot write {}", card_path.display()))?;
+    }
     Ok((out, card))
 }
