@@ -127,7 +127,10 @@ pub(super) struct EvalClassifyArgs {
 
 #[derive(Debug, Args)]
 pub(super) struct BenchInferArgs {
-    /// Architecture to time (untrained weights time the same): cnn-lstm, cnn-lstm-dropout or transformer.
+    /// Architecture to time (untrained weights time the same): cnn-lstm,
+    /// cnn-lstm-dropout, transformer, …; or a model directory (e.g.
+    /// models/context-mlp-beat-inter), timed as the daemon classifies with it
+    /// (every ensemble member, probabilities averaged).
     #[arg(long, default_value = "cnn-lstm")]
     model: String,
     /// Seconds to run each batch size.
@@ -355,6 +358,9 @@ pub(super) fn bench_infer(a: BenchInferArgs) -> Result<()> {
     use crate::model::cpu::CpuNetwork;
     use crate::model::{Network, Params, SplitMix64};
     let device = crate::model::device(&a.device)?;
+    if Path::new(&a.model).join("card.json").is_file() {
+        return bench_model_dir(&a, &device);
+    }
     let mut params = Params::new(&device);
     let mut rng = SplitMix64::new(1);
     let network = Network::build(&a.model, &mut params, &mut rng)?;
@@ -431,6 +437,42 @@ pub(super) fn bench_infer(a: BenchInferArgs) -> Result<()> {
             }
         }
         writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// `bench infer` of a model directory: the classifier the daemon loads from
+/// it (all ensemble members), on random beats and side features.
+fn bench_model_dir(a: &BenchInferArgs, device: &candle_core::Device) -> Result<()> {
+    use crate::model::classifier::Classifier;
+    use crate::model::rr::SIDE_FEATURES;
+    let classifier = Classifier::load(&[Path::new(&a.model)], device)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} ({} network(s)) on {}, RAYON_NUM_THREADS={}; beats/s over {} s per batch size",
+        a.model,
+        classifier.members().len(),
+        a.device,
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        a.seconds
+    )?;
+    writeln!(out, "batch | beats/s")?;
+    let mut rng = crate::model::SplitMix64::new(1);
+    for batch in [1usize, 32, 256] {
+        let beats: Vec<[f32; crate::dsp::BEAT_LEN]> = (0..batch)
+            .map(|_| std::array::from_fn(|_| rng.next_f32()))
+            .collect();
+        let side: Vec<[f32; SIDE_FEATURES]> = (0..batch)
+            .map(|_| std::array::from_fn(|_| 0.5 + rng.next_f32()))
+            .collect();
+        let idx: Vec<usize> = (0..batch).collect();
+        let r = rate(batch, a.seconds, || {
+            Ok(classifier
+                .probabilities_of(&beats, Some(&side), &idx, batch)?
+                .len())
+        })?;
+        writeln!(out, "{batch:>5} | {r:.0}")?;
     }
     Ok(())
 }
