@@ -185,6 +185,68 @@ fn an_ensemble_directory_loads_as_one_model_averaging_its_members() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `train --seed 1,2` writes one ensemble model directory whose card lists
+/// its second member, and the card's evaluation is exactly what `eval
+/// classify` measures for the directory as loaded.
+#[test]
+fn train_with_several_seeds_writes_an_ensemble_scored_as_loaded() {
+    let dir = common::temp_dir("train-ensemble");
+    let data = dir.join("data");
+    let model = dir.join("ens");
+    let fixtures = common::fixture("100_0");
+    common::holterd_ok(&[
+        "dataset",
+        "build",
+        "--db",
+        fixtures.parent().unwrap().to_str().unwrap(),
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    common::holterd_ok(&[
+        "train",
+        "--model",
+        "context-mlp-beat",
+        "--protocol",
+        "intra",
+        "--data",
+        data.to_str().unwrap(),
+        "--seed",
+        "1,2",
+        "--max-epochs",
+        "2",
+        "--normal-weight",
+        "4",
+        "--premature-rule",
+        "0.85:0.1:0.9:0.5:0.97:0.85:600",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
+    assert_eq!(card["ensemble"], serde_json::json!(["seed-2"]));
+    assert!(model.join("seed-2/weights.safetensors").is_file());
+    let c = Classifier::load(&[&model], &candle_core::Device::Cpu).unwrap();
+    assert_eq!(c.members().len(), 2);
+    let json = common::holterd_ok(&[
+        "eval",
+        "classify",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    let measured: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let recorded = &card["evaluation"];
+    assert!(recorded["beats"].as_u64().unwrap() > 100, "{recorded}");
+    assert!(recorded["aami"].is_object(), "{recorded}");
+    for key in ["beats", "tp", "fp", "fn", "tn", "abstained", "aami"] {
+        assert!(!recorded[key].is_null(), "{key} missing: {recorded}");
+        assert_eq!(measured[key], recorded[key], "{key}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Inputs no electrode on a heart produces: every shipped model abstains on
 /// them (verdict "unreadable") rather than calling them normal.
 #[test]

@@ -6,17 +6,13 @@
 //! and `card.json`) that the daemon, `analyze` and uploads load.
 
 use super::card::{Evaluation, ModelCard};
-use super::metrics::AamiConfusion;
 use super::profile::InputProfile;
-use super::train::{
-    EpochStats, TrainConfig, class_balanced_split, paper_split, predict, predict_probabilities,
-    train,
-};
+use super::train::{EpochStats, TrainConfig, class_balanced_split, paper_split, train};
 use super::{Network, Params, SplitMix64};
 use crate::dataset::{self, Protocol, protocol_split};
 use crate::formats::wfdb::AamiClass;
 use anyhow::{Context, Result, bail};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What to train, on what, and where to write it.
@@ -159,26 +155,7 @@ pub fn train_model(
     for e in &outcome.history {
         progress(TrainEvent::Epoch(e));
     }
-    let p = predict(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?;
-    let classes: Vec<_> = test_idx.iter().map(|&i| set.class[i]).collect();
     let input_profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
-    let mut evaluation = Evaluation::compute(a.protocol, &p, &classes);
-    evaluation.abstained = Some(input_profile.count_outliers(&set.values, &test_idx));
-    if five_class {
-        // The classes the daemon would give: the card's decision rule.
-        let rule = super::decision::DecisionRule {
-            normal_weight: a.normal_weight.unwrap_or(1.0),
-            premature: a.premature_rule,
-        };
-        let predicted: Vec<usize> =
-            predict_probabilities(&network, &params, &set.values, Some(&rr), &test_idx, 1024)?
-                .chunks_exact(AamiClass::ALL.len())
-                .zip(&test_idx)
-                .map(|(q, &i)| rule.decide(q, Some(&rr[i])).index())
-                .collect();
-        let reference: Vec<usize> = classes.iter().map(|c| c.index()).collect();
-        evaluation.aami = Some(AamiConfusion::compute(&predicted, &reference));
-    }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     params.save(&out.join("weights.safetensors"))?;
     let card = ModelCard {
@@ -193,7 +170,8 @@ pub fn train_model(
         training_seconds: start.elapsed().as_secs_f64(),
         history: outcome.history,
         recipe_test: outcome.test,
-        evaluation,
+        // Scored below, through the model as it is loaded from `out`.
+        evaluation: Evaluation::compute(a.protocol, &[], &[]),
         holterd_version: env!("CARGO_PKG_VERSION").to_string(),
         input_profile: Some(input_profile),
         augmentation,
@@ -202,9 +180,31 @@ pub fn train_model(
         normal_cap: a.normal_cap,
         ensemble: Vec::new(),
     };
-    std::fs::write(out.join("card.json"), serde_json::to_string_pretty(&card)?)
-        .with_context(|| format!("cannot write {}", out.join("card.json").display()))?;
+    let mut card = card;
+    score_card(&out, &mut card, &set, &test_idx, &device)?;
     Ok((out, card))
+}
+
+/// Writes `card` into the model directory `out`, loads the model from there
+/// as the daemon would (with any ensemble members), scores it on the
+/// protocol's held-out beats `test_idx` of `set`, and writes the card again
+/// with that evaluation: a card's numbers are those of the files beside it.
+fn score_card(
+    out: &Path,
+    card: &mut ModelCard,
+    set: &dataset::BeatSet,
+    test_idx: &[usize],
+    device: &candle_core::Device,
+) -> Result<()> {
+    let path = out.join("card.json");
+    let write = |card: &ModelCard| {
+        std::fs::write(&path, serde_json::to_string_pretty(card)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
+    write(card)?;
+    let classifier = super::classifier::Classifier::load(&[out], device)?;
+    card.evaluation = classifier.evaluate(set, test_idx, card.protocol)?;
+    write(card)
 }
 
 /// Trains one network per seed of `seeds`, all with the settings of `a`, and
@@ -244,16 +244,10 @@ pub fn train_ensemble(
         card.ensemble.push(member);
     }
     if !card.ensemble.is_empty() {
-        let card_path = out.join("card.json");
-        std::fs::write(&card_path, serde_json::to_string_pretty(&card)?)
-            .with_context(|| format!("cannot write {}", card_path.display()))?;
         let device = crate::model::device(&a.device)?;
-        let classifier = super::classifier::Classifier::load(&[&out], &device)?;
         let set = dataset::load(&a.data)?;
         let (_, test_idx) = protocol_split(&set, a.protocol);
-        card.evaluation = classifier.evaluate(&set, &test_idx, a.protocol)?;
-        std::fs::write(&card_path, serde_json::to_string_pretty(&card)?)
-            .with_context(|| format!("cannot write {}", card_path.display()))?;
+        score_card(&out, &mut card, &set, &test_idx, &device)?;
     }
     Ok((out, card))
 }
