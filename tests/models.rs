@@ -185,6 +185,19 @@ fn an_ensemble_directory_loads_as_one_model_averaging_its_members() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `holterd dataset build` of every fixture record into `out`.
+fn build_fixture_dataset(out: &std::path::Path) {
+    let fixtures = common::fixture("100_0");
+    common::holterd_ok(&[
+        "dataset",
+        "build",
+        "--db",
+        fixtures.parent().unwrap().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+}
+
 /// `train --seed 1,2` writes one ensemble model directory whose card lists
 /// its second member, and the card's evaluation is exactly what `eval
 /// classify` measures for the directory as loaded.
@@ -193,15 +206,7 @@ fn train_with_several_seeds_writes_an_ensemble_scored_as_loaded() {
     let dir = common::temp_dir("train-ensemble");
     let data = dir.join("data");
     let model = dir.join("ens");
-    let fixtures = common::fixture("100_0");
-    common::holterd_ok(&[
-        "dataset",
-        "build",
-        "--db",
-        fixtures.parent().unwrap().to_str().unwrap(),
-        "--out",
-        data.to_str().unwrap(),
-    ]);
+    build_fixture_dataset(&data);
     common::holterd_ok(&[
         "train",
         "--model",
@@ -301,14 +306,7 @@ fn eval_classify_writes_probabilities_that_match_its_metrics() {
     let data = dir.join("data");
     let probabilities = dir.join("p.csv");
     let fixtures = common::fixture("100_0");
-    common::holterd_ok(&[
-        "dataset",
-        "build",
-        "--db",
-        fixtures.parent().unwrap().to_str().unwrap(),
-        "--out",
-        data.to_str().unwrap(),
-    ]);
+    build_fixture_dataset(&data);
     let json = common::holterd_ok(&[
         "eval",
         "classify",

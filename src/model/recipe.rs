@@ -158,7 +158,7 @@ pub fn train_model(
     let input_profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     params.save(&out.join("weights.safetensors"))?;
-    let card = ModelCard {
+    let mut card = ModelCard {
         name,
         architecture: a.architecture.clone(),
         parameters: params.count(),
@@ -180,7 +180,6 @@ pub fn train_model(
         normal_cap: a.normal_cap,
         ensemble: Vec::new(),
     };
-    let mut card = card;
     score_card(&out, &mut card, &set, &test_idx, &device)?;
     Ok((out, card))
 }
