@@ -20,6 +20,14 @@ const NOISE_RATIO: f32 = 0.12;
 /// QRS complexes, so its median slope is small (99 % of clean MIT-BIH blocks
 /// are under 5.1 /s).
 const SLOPE_RATIO: f32 = 8.0;
+/// The noise measures are taken relative to the larger of the block's own
+/// peak-to-peak amplitude and this share of the patient's recent QRS amplitude
+/// (see [`AmplitudeMemory`]). A block with no QRS in it (a pause, the
+/// diastole of a slow rhythm) has a small amplitude of its own, and measured
+/// against that alone its ordinary baseline activity reads as heavy noise.
+const REFERENCE_SHARE: f32 = 0.5;
+/// Completed good blocks whose amplitudes [`AmplitudeMemory`] keeps.
+const AMPLITUDE_BLOCKS: usize = 16;
 
 /// Signal quality of a stretch of ECG, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -103,7 +111,13 @@ impl BlockStats {
     /// The block's verdict. An incomplete block is only judged on what a few
     /// samples can show (invalid samples, lead-off jumps); flatness, clipping and
     /// noise need the whole block.
-    fn verdict(&self, hf_scale: f32, median_slope: f32, complete: bool) -> Quality {
+    fn verdict(
+        &self,
+        hf_scale: f32,
+        median_slope: f32,
+        reference_pp: f32,
+        complete: bool,
+    ) -> Quality {
         if self.invalid || self.raw_max - self.raw_min > LEAD_OFF_PP_MV {
             return Quality::LeadOff;
         }
@@ -121,16 +135,17 @@ impl BlockStats {
         if self.long_run_hi >= self.raw_max - eps || self.long_run_lo <= self.raw_min + eps {
             return Quality::Clipped;
         }
-        if self.noise_ratio(hf_scale) > NOISE_RATIO || median_slope > SLOPE_RATIO * beat_pp {
+        let scale = beat_pp.max(REFERENCE_SHARE * reference_pp);
+        if self.noise_ratio(hf_scale, scale) > NOISE_RATIO || median_slope > SLOPE_RATIO * scale {
             return Quality::Noisy;
         }
         Quality::Good
     }
 
-    /// Mean high-frequency activity over the beat signal's peak-to-peak amplitude.
-    fn noise_ratio(&self, hf_scale: f32) -> f32 {
+    /// Mean high-frequency activity over the amplitude `scale` (mV).
+    fn noise_ratio(&self, hf_scale: f32, scale: f32) -> f32 {
         let hf = self.hf_sum as f32 * HF_UNIT_MV / self.len.max(1) as f32 * hf_scale;
-        hf / (self.beat_max - self.beat_min).max(1e-6)
+        hf / scale.max(1e-6)
     }
 }
 
@@ -157,6 +172,38 @@ pub struct QualityMonitor {
     /// Sample ranges `start..end` and verdicts of the last completed blocks (a ring).
     history: [(u64, u64, Quality); HISTORY],
     next_slot: usize,
+    /// Beat-signal amplitudes of the last good blocks.
+    amplitudes: AmplitudeMemory,
+}
+
+/// The beat-signal peak-to-peak amplitudes of the last [`AMPLITUDE_BLOCKS`]
+/// blocks judged good, a ring. Its upper quartile is the patient's recent QRS
+/// amplitude: most one-second blocks hold a QRS, and a quartile, unlike the
+/// maximum, is not moved by one stray artefact that passed the gate.
+#[derive(Debug, Clone, Default)]
+struct AmplitudeMemory {
+    values: [f32; AMPLITUDE_BLOCKS],
+    len: usize,
+    next: usize,
+}
+
+impl AmplitudeMemory {
+    fn push(&mut self, pp: f32) {
+        self.values[self.next] = pp;
+        self.next = (self.next + 1) % AMPLITUDE_BLOCKS;
+        self.len = (self.len + 1).min(AMPLITUDE_BLOCKS);
+    }
+
+    /// The upper quartile of the remembered amplitudes (0 until there are four).
+    fn reference(&self) -> f32 {
+        if self.len < 4 {
+            return 0.0;
+        }
+        let mut v = self.values;
+        let v = &mut v[..self.len];
+        v.sort_unstable_by(f32::total_cmp);
+        v[self.len * 3 / 4]
+    }
 }
 
 impl QualityMonitor {
@@ -176,6 +223,7 @@ impl QualityMonitor {
             working_rate: (fs / decimation as f64) as f32,
             history: [(0, 0, Quality::Good); HISTORY],
             next_slot: 0,
+            amplitudes: AmplitudeMemory::default(),
         }
     }
 
@@ -240,6 +288,10 @@ impl QualityMonitor {
             i += take;
             if end - self.current_start >= self.block_len {
                 let verdict = self.current_verdict(true);
+                if verdict == Quality::Good {
+                    self.amplitudes
+                        .push(self.current.beat_max - self.current.beat_min);
+                }
                 self.slopes.clear();
                 self.history[self.next_slot] = (self.current_start, end, verdict);
                 self.next_slot = (self.next_slot + 1) % HISTORY;
@@ -262,8 +314,12 @@ impl QualityMonitor {
 
     /// Verdict of the current block; `complete` when it is about to close.
     fn current_verdict(&self, complete: bool) -> Quality {
-        self.current
-            .verdict(self.hf_scale, self.slopes.median(), complete)
+        self.current.verdict(
+            self.hf_scale,
+            self.slopes.median(),
+            self.amplitudes.reference(),
+            complete,
+        )
     }
 
     /// Worst quality over input samples `from..to`, from the remembered blocks and
@@ -477,6 +533,49 @@ mod tests {
             })
             .collect();
         assert_eq!(judge(&x, None, 0, 3600), Quality::Noisy);
+    }
+
+    /// [`ecg`] with the spikes of seconds `from..to` left out (a pause), and
+    /// a little baseline noise everywhere, as on any real recording.
+    fn ecg_with_pause(n: usize, from: f32, to: f32) -> Vec<f32> {
+        ecg(n)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let t = i as f32 / FS as f32;
+                let wave = 0.1 * (std::f32::consts::TAU * 1.2 * t).sin();
+                let noise = 0.02 * ((i * 7919 % 13) as f32 - 6.0) / 6.0;
+                noise + if (from..to).contains(&t) { wave } else { v }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pause_between_clean_beats_is_good() {
+        // Ten seconds of beats, a five-second pause, beats again: the blocks
+        // with no QRS in them are judged against the patient's QRS
+        // amplitude, not their own small one.
+        let x = ecg_with_pause(7200, 10.0, 15.0);
+        assert_eq!(judge(&x, None, 0, 7200), Quality::Good);
+        // Measured against its own amplitude, the same pause block is noise.
+        let pause = &x[11 * 360..12 * 360];
+        assert_eq!(judge(pause, None, 0, 360), Quality::Noisy);
+    }
+
+    #[test]
+    fn noise_after_a_clean_stretch_is_still_noisy() {
+        let mut seed = 1u32;
+        let x: Vec<f32> = ecg(7200)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let noise = 0.8 * ((seed >> 8) as f32 / (1 << 24) as f32 - 0.5);
+                v + if i >= 3600 { noise } else { 0.0 }
+            })
+            .collect();
+        assert_eq!(judge(&x, None, 0, 3600), Quality::Good);
+        assert_eq!(judge(&x, None, 4000, 7200), Quality::Noisy);
     }
 
     #[test]

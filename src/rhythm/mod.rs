@@ -84,6 +84,10 @@ impl Default for RhythmConfig {
     }
 }
 
+/// An AF episode with no reading for this long after its last irregular
+/// one ends there, µs.
+const AF_STALE_US: i64 = 60_000_000;
+
 /// Settings of the RR-irregularity AF detector ([`AfDetector`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -542,6 +546,12 @@ impl RhythmAnalyser {
 
     fn atrial_fibrillation(&mut self, beat: RhythmBeat, out: &mut Vec<RhythmEvent>) {
         let Some(state) = self.af.push(beat) else {
+            if !self.af.has_evidence() && beat.r_time_us - self.af_episode.last_us() > AF_STALE_US {
+                // The rhythm has not been judged for a minute (too few
+                // clean intervals): the episode ends at its last irregular
+                // reading rather than bridging the gap.
+                self.af_episode.close(out);
+            }
             return;
         };
         let cfg = &self.config.af;

@@ -318,6 +318,70 @@ fn bigeminal_and_ectopic_rhythms_are_not_atrial_fibrillation() {
 }
 
 #[test]
+fn atrial_trigeminy_is_not_atrial_fibrillation() {
+    // Normal, normal, early S with a longer interval after it: a cycle of
+    // three intervals, repeating, so RRᵢ ≈ RRᵢ₋₃ although successive and
+    // alternate intervals differ.
+    let mut seq = sinus(50, 0.8);
+    for _ in 0..120 {
+        seq.extend([(0.8, Some(N)), (0.5, Some(S)), (1.1, Some(N))]);
+    }
+    seq.extend(sinus(50, 0.8));
+    assert!(!kinds(&run(&seq).1).contains(&EpisodeKind::AtrialFibrillation));
+}
+
+#[test]
+fn atrial_fibrillation_ends_when_ventricular_trigeminy_follows() {
+    // AF, then sinus rhythm with a PVC every third beat, then a short
+    // irregular burst: the clean intervals of the trigeminy (one per cycle)
+    // are as regular as the sinus rhythm, so the episode ends near the
+    // change instead of being stretched over the trigeminy to the burst.
+    let mut seq = sinus(100, 0.8);
+    seq.extend(irregular(300, 11));
+    let af_end = seq.len() - 1;
+    for cycle in 0..200 {
+        seq.extend([(0.9, Some(N)), (0.9, Some(N)), (0.5, Some(V))]);
+        if cycle % 4 == 3 {
+            // Now and then a PVC is missing: a few clean intervals in a row.
+            seq.push((0.9, Some(N)));
+        }
+    }
+    seq.extend(irregular(20, 14));
+    seq.extend(sinus(100, 0.8));
+    let (_, closed) = run(&seq);
+    let af: Vec<_> = closed
+        .iter()
+        .filter(|e| e.kind == EpisodeKind::AtrialFibrillation)
+        .collect();
+    assert_eq!(af.len(), 1, "{closed:?}");
+    let offset = beats(&seq)[af_end].r_time_us;
+    assert!(
+        (af[0].end_us - offset).abs() < 30_000_000,
+        "{:?} vs {offset}",
+        af[0]
+    );
+}
+
+#[test]
+fn atrial_fibrillation_is_not_carried_across_minutes_without_clean_intervals() {
+    // AF, three minutes of ventricular bigeminy (no interval between two
+    // non-V beats), then AF again: two episodes, not one bridging the bigeminy.
+    let mut seq = sinus(100, 0.8);
+    seq.extend(irregular(200, 12));
+    for _ in 0..150 {
+        seq.extend([(0.7, Some(N)), (0.5, Some(V))]);
+    }
+    seq.extend(irregular(200, 13));
+    seq.extend(sinus(100, 0.8));
+    let (_, closed) = run(&seq);
+    let af = closed
+        .iter()
+        .filter(|e| e.kind == EpisodeKind::AtrialFibrillation)
+        .count();
+    assert_eq!(af, 2, "{closed:?}");
+}
+
+#[test]
 fn replayed_beats_change_nothing() {
     let mut seq = sinus(30, 0.8);
     seq.extend([(0.45, Some(V)); 4]);
