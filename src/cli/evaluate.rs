@@ -7,7 +7,7 @@ use super::{LeadArgs, default_db, selected_records};
 use crate::dataset::{DS1, DS2, PACED};
 use crate::eval::{
     AlgorithmLabel, Ec57Report, RecordScore, RhythmRecordScore, RhythmReport, ScoredRhythm, Span,
-    read_annotated, reference_spans, score_record, score_rhythms,
+    read_annotated, reference_spans, score_record, score_rhythms, vf_spans, without_pauses_in_vf,
 };
 use crate::model::classifier::Classifier;
 use crate::model::crossval::{CvRequest, cross_validate};
@@ -164,6 +164,8 @@ struct RhythmCase {
     duration_s: f64,
     beats: Vec<RhythmBeat>,
     reference: Vec<Span>,
+    /// Ventricular flutter or fibrillation, where pauses are not scored.
+    vf: Vec<(f64, f64)>,
 }
 
 /// The analyser settings an `eval rhythm` grid names (defaults where a list is empty).
@@ -229,6 +231,7 @@ fn score_rhythm_cases(cases: &[RhythmCase], config: &RhythmConfig) -> RhythmRepo
                     RhythmEvent::Opened(_) | RhythmEvent::Withdrawn(_) => None,
                 })
                 .collect();
+            let algorithm = without_pauses_in_vf(algorithm, &case.vf);
             RhythmRecordScore {
                 record: case.record.clone(),
                 stats: score_rhythms(&case.reference, &algorithm, LEARNING_S, case.duration_s),
@@ -275,6 +278,7 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
             duration_s,
             beats: rows.iter().filter_map(beat_of_row).collect(),
             reference: reference_spans(&rec.annotations, rec.fs, duration_s, pause_s),
+            vf: vf_spans(&rec.annotations, rec.fs),
         });
     }
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));

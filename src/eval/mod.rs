@@ -11,12 +11,13 @@ mod runner;
 
 pub use detection::{
     Comparison, DetectionScore, MATCH_WINDOW_S, compare_detections, match_beats, score_detections,
+    vf_episodes,
 };
 pub use ec57::{AlgorithmLabel, Confusion, Ec57Report, Ec57Stats, RecordScore, score_record};
 pub use noise::{NoiseKind, add_noise, in_noisy_segment};
 pub use rhythm::{
     EpisodeStats, RhythmRecordScore, RhythmReport, ScoredRhythm, Span, reference_spans,
-    score_rhythms,
+    score_rhythms, vf_spans, without_pauses_in_vf,
 };
 pub use runner::{
     AnnotatedSignal, DetectEvalOptions, EvalError, RecordResult, eval_record, read_annotated,

@@ -8,8 +8,12 @@
 //! Reference episodes come from the rhythm annotations (`+` with an aux label
 //! such as `(AFIB`, each lasting to the next rhythm label or the record's end)
 //! and, for pauses, from the reference beats (an RR interval at least the
-//! pause threshold).
+//! pause threshold). Ventricular flutter and fibrillation (between the `[`
+//! and `]` marks) have no beats but are no pause: as EC57 leaves them out of
+//! beat scoring, pauses overlapping them are not scored, neither the
+//! reference's nor the algorithm's ([`without_pauses_in_vf`]).
 
+use super::vf_episodes;
 use crate::formats::wfdb::Annotation;
 use crate::rhythm::EpisodeKind;
 use serde_json::{Value, json};
@@ -146,6 +150,31 @@ pub fn reference_spans(
             });
         }
     }
+    without_pauses_in_vf(spans, &vf_spans(annotations, fs))
+}
+
+/// The ventricular flutter or fibrillation episodes of a record, s.
+pub fn vf_spans(annotations: &[Annotation], fs: f64) -> Vec<(f64, f64)> {
+    vf_episodes(annotations)
+        .into_iter()
+        .map(|(a, b)| {
+            (
+                a as f64 / fs,
+                if b == u64::MAX {
+                    f64::INFINITY
+                } else {
+                    b as f64 / fs
+                },
+            )
+        })
+        .collect()
+}
+
+/// `spans` without the pauses that overlap one of the `vf` episodes.
+pub fn without_pauses_in_vf(mut spans: Vec<Span>, vf: &[(f64, f64)]) -> Vec<Span> {
+    spans.retain(|s| {
+        s.rhythm != ScoredRhythm::Pause || !vf.iter().any(|&v| overlaps((s.start_s, s.end_s), v))
+    });
     spans
 }
 
@@ -417,6 +446,53 @@ mod tests {
                 span(ScoredRhythm::Vt, 9.0, 10.0),
                 span(ScoredRhythm::Pause, 2.0, 5.0),
             ]
+        );
+    }
+
+    #[test]
+    fn no_pause_is_scored_across_ventricular_flutter() {
+        let normal = AnnotationCode(1);
+        let (vf_on, vf_off) = (AnnotationCode(32), AnnotationCode(33));
+        assert_eq!((vf_on.symbol(), vf_off.symbol()), ("[", "]"));
+        let ann = |sample: u64, code: AnnotationCode| Annotation {
+            sample,
+            code,
+            subtype: 0,
+            chan: 0,
+            num: 0,
+            aux: None,
+        };
+        // Beats at 0.1 and 0.5 s, flutter from 0.6 to 1.8 s, beats at 2.0 and
+        // 2.4 s, then a real pause to 5.0 s.
+        let annotations = vec![
+            ann(10, normal),
+            ann(50, normal),
+            ann(60, vf_on),
+            ann(180, vf_off),
+            ann(200, normal),
+            ann(240, normal),
+            ann(500, normal),
+        ];
+        assert_eq!(vf_spans(&annotations, 100.0), vec![(0.6, 1.8)]);
+        let spans = reference_spans(&annotations, 100.0, 10.0, 1.0);
+        assert_eq!(spans, vec![span(ScoredRhythm::Pause, 2.4, 5.0)]);
+        // The algorithm's pauses overlapping the flutter are dropped too.
+        let algorithm = vec![
+            span(ScoredRhythm::Pause, 0.5, 2.0),
+            span(ScoredRhythm::Vt, 0.5, 2.0),
+            span(ScoredRhythm::Pause, 2.4, 5.0),
+        ];
+        assert_eq!(
+            without_pauses_in_vf(algorithm, &[(0.6, 1.8)]),
+            vec![
+                span(ScoredRhythm::Vt, 0.5, 2.0),
+                span(ScoredRhythm::Pause, 2.4, 5.0)
+            ]
+        );
+        // A flutter still open at the end lasts to the end.
+        assert_eq!(
+            vf_spans(&annotations[..3], 100.0),
+            vec![(0.6, f64::INFINITY)]
         );
     }
 

@@ -1,6 +1,6 @@
 //! Streams one record through the beat extractor and scores it.
 
-use super::{DetectionScore, NoiseKind, add_noise, compare_detections};
+use super::{DetectionScore, NoiseKind, add_noise, compare_detections, vf_episodes};
 use crate::dsp::{BeatExtractor, DspError, ExtractorConfig};
 use crate::formats::wfdb::{self, Annotation, LeadChoice, WfdbError};
 use serde::Serialize;
@@ -122,23 +122,11 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         channel,
         ..
     } = annotated;
-    let mut excluded = Vec::new();
-    let mut vf_start = None;
-    for a in annotations.iter().filter(|_| !opts.score_vf) {
-        match a.code.symbol() {
-            "[" => vf_start = Some(a.sample),
-            "]" => {
-                if let Some(s) = vf_start.take() {
-                    excluded.push((s, a.sample));
-                }
-            }
-            _ => {}
-        }
-    }
-    // A flutter episode still open at the end of the record lasts to its end, as in bxb.
-    if let Some(s) = vf_start {
-        excluded.push((s, u64::MAX));
-    }
+    let excluded = if opts.score_vf {
+        Vec::new()
+    } else {
+        vf_episodes(&annotations)
+    };
     if let Some((kind, snr)) = opts.noise {
         let noise_path = opts.noise_dir.join(kind.record());
         let noise = wfdb::read_record(&noise_path)?;
