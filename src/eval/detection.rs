@@ -142,6 +142,29 @@ pub fn compare_detections(
     out
 }
 
+/// The ventricular flutter or fibrillation episodes of a record, as sample
+/// ranges from its `[` to its `]` mark (one still open at the end lasts to
+/// `u64::MAX`, as in bxb). EC57 leaves them out of beat-by-beat scoring.
+pub fn vf_episodes(annotations: &[Annotation]) -> Vec<(u64, u64)> {
+    let mut episodes = Vec::new();
+    let mut start = None;
+    for a in annotations {
+        match a.code.symbol() {
+            "[" => start = Some(a.sample),
+            "]" => {
+                if let Some(s) = start.take() {
+                    episodes.push((s, a.sample));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        episodes.push((s, u64::MAX));
+    }
+    episodes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,27 +208,4 @@ mod tests {
             }
         );
     }
-}
-
-/// The ventricular flutter or fibrillation episodes of a record, as sample
-/// ranges from its `[` to its `]` mark (one still open at the end lasts to
-/// `u64::MAX`, as in bxb). EC57 leaves them out of beat-by-beat scoring.
-pub fn vf_episodes(annotations: &[Annotation]) -> Vec<(u64, u64)> {
-    let mut episodes = Vec::new();
-    let mut start = None;
-    for a in annotations {
-        match a.code.symbol() {
-            "[" => start = Some(a.sample),
-            "]" => {
-                if let Some(s) = start.take() {
-                    episodes.push((s, a.sample));
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        episodes.push((s, u64::MAX));
-    }
-    episodes
 }
