@@ -66,6 +66,13 @@ pub struct PrematureRule {
     /// [`Self::max_local_ratio`] (600 ms: 100 /min, the tachycardia limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_rr_ms: Option<f32>,
+    /// When set, a fast beat is S through [`Self::fast_rr_ms`] only when it is
+    /// also this early against the recent mean RR. A supraventricular
+    /// tachycardia starts abruptly, far faster than the minutes before it; a
+    /// sinus rate rising gradually (exercise) stays within a moderate ratio of
+    /// its lagging recent mean and is not a run of S beats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_max_ratio: Option<f32>,
 }
 
 impl PrematureRule {
@@ -78,7 +85,10 @@ impl PrematureRule {
             && side[WARM_UP] >= self.min_warm_up
             && self.max_local_ratio.is_none_or(|r| {
                 side[RR_TO_LAST_8] < r
-                    || 1000.0 * side[RR_BEFORE_S] < self.fast_rr_ms.unwrap_or(DEFAULT_FAST_RR_MS)
+                    || (1000.0 * side[RR_BEFORE_S] < self.fast_rr_ms.unwrap_or(DEFAULT_FAST_RR_MS)
+                        && self
+                            .fast_max_ratio
+                            .is_none_or(|f| side[RR_TO_RECENT_MEAN] < f))
             })
     }
 
@@ -96,8 +106,8 @@ impl PrematureRule {
 impl std::str::FromStr for PrematureRule {
     type Err = String;
 
-    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS]]`, e.g.
-    /// `0.8:0.1:0.9:0.5` or `0.8:0.1:0.9:0.5:0.97:0.85:600`.
+    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO]]]`,
+    /// e.g. `0.8:0.1:0.9:0.5` or `0.8:0.1:0.9:0.5:0.97:0.85:600:0.6`.
     fn from_str(s: &str) -> Result<Self, String> {
         let v: Vec<f32> = s
             .split(':')
@@ -111,7 +121,7 @@ impl std::str::FromStr for PrematureRule {
                 min_correlation,
                 min_warm_up,
                 ..,
-            ] if matches!(v.len(), 4 | 5 | 7) && v.iter().all(|x| x.is_finite()) => {
+            ] if matches!(v.len(), 4 | 5 | 7 | 8) && v.iter().all(|x| x.is_finite()) => {
                 Ok(PrematureRule {
                     max_rr_ratio,
                     max_irregularity,
@@ -120,10 +130,11 @@ impl std::str::FromStr for PrematureRule {
                     veto_correlation: v.get(4).copied(),
                     max_local_ratio: v.get(5).copied(),
                     fast_rr_ms: v.get(6).copied(),
+                    fast_max_ratio: v.get(7).copied(),
                 })
             }
             _ => Err(format!(
-                "premature rule {s:?}: expected four, five or seven numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS]], e.g. 0.8:0.1:0.9:0.5"
+                "premature rule {s:?}: expected four, five, seven or eight numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO]]], e.g. 0.8:0.1:0.9:0.5"
             )),
         }
     }
@@ -141,7 +152,11 @@ impl std::fmt::Display for PrematureRule {
         }
         match (self.max_local_ratio, self.fast_rr_ms) {
             (Some(local), fast) => {
-                write!(f, ":{local}:{}", fast.unwrap_or(DEFAULT_FAST_RR_MS))
+                write!(f, ":{local}:{}", fast.unwrap_or(DEFAULT_FAST_RR_MS))?;
+                match self.fast_max_ratio {
+                    Some(r) => write!(f, ":{r}"),
+                    None => Ok(()),
+                }
             }
             _ => Ok(()),
         }
@@ -294,6 +309,29 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_beat_is_s_only_when_far_earlier_than_the_recent_rhythm() {
+        let rule: PrematureRule = "0.85:0.1:0.9:0.5:0.97:0.85:600:0.6".parse().unwrap();
+        let mut fast = side(0.5, 0.02, 0.98);
+        fast[RR_TO_LAST_8] = 1.0;
+        fast[RR_BEFORE_S] = 0.4;
+        // A tachycardia at 150 /min after 75 /min: half the recent mean RR.
+        assert!(rule.holds(&fast));
+        // A sinus rate risen gradually to 125 /min, its recent mean lagging
+        // at 95 /min: early against it (0.76), fast, but no S beat.
+        let mut sinus = fast;
+        sinus[RR_TO_RECENT_MEAN] = 0.76;
+        sinus[RR_BEFORE_S] = 0.48;
+        assert!(!rule.holds(&sinus));
+        // Without the eighth number the fast clause takes it (the older rule).
+        let older: PrematureRule = "0.85:0.1:0.9:0.5:0.97:0.85:600".parse().unwrap();
+        assert!(older.holds(&sinus));
+        // An abrupt ectopic beat needs no fast clause.
+        let mut ectopic = sinus;
+        ectopic[RR_TO_LAST_8] = 0.76;
+        assert!(rule.holds(&ectopic));
+    }
+
+    #[test]
     fn rules_parse_print_and_refuse() {
         let r: PrematureRule = "0.8:0.1:0.9:0.5".parse().unwrap();
         assert_eq!(r.to_string().parse::<PrematureRule>().unwrap(), r);
@@ -303,7 +341,16 @@ mod tests {
         let l: PrematureRule = "0.8:0.1:0.9:0.5:0.97:0.85:600".parse().unwrap();
         assert_eq!((l.max_local_ratio, l.fast_rr_ms), (Some(0.85), Some(600.0)));
         assert_eq!(l.to_string(), "0.8:0.1:0.9:0.5:0.97:0.85:600");
-        for bad in ["0.8", "a:b:c:d", "0.8:0.1:0.9:NaN", "1:2:3:4:5:6"] {
+        let f: PrematureRule = "0.8:0.1:0.9:0.5:0.97:0.85:600:0.6".parse().unwrap();
+        assert_eq!(f.fast_max_ratio, Some(0.6));
+        assert_eq!(f.to_string(), "0.8:0.1:0.9:0.5:0.97:0.85:600:0.6");
+        for bad in [
+            "0.8",
+            "a:b:c:d",
+            "0.8:0.1:0.9:NaN",
+            "1:2:3:4:5:6",
+            "1:2:3:4:5:6:7:8:9",
+        ] {
             assert!(bad.parse::<PrematureRule>().is_err(), "{bad}");
         }
     }

@@ -84,6 +84,10 @@ impl Default for RhythmConfig {
     }
 }
 
+/// Largest change between successive intervals, as a share, for which an
+/// SVT goes on through beats called N ([`RhythmAnalyser::svt_goes_on`]).
+const SVT_STEADY: f64 = 0.15;
+
 /// An AF episode with no reading for this long after its last irregular
 /// one ends there, µs.
 const AF_STALE_US: i64 = 60_000_000;
@@ -441,8 +445,29 @@ impl RhythmAnalyser {
         }
     }
 
+    /// Whether an SVT under way goes on through `beat`, which the beat model
+    /// called N: the beats of a supraventricular tachycardia after its abrupt
+    /// onset are not early against the beats before them, and the beat model
+    /// calls them N, while the rhythm stays fast (over `run_tachy_bpm`) and
+    /// regular (this interval within [`SVT_STEADY`] of the one before).
+    fn svt_goes_on(&self, beat: RhythmBeat) -> bool {
+        let n = self.recent.len();
+        if beat.class != Some(AamiClass::N)
+            || n < 3
+            || self.s_run.kind() != Some(EpisodeKind::SupraventricularTachycardia)
+        {
+            return false;
+        }
+        let rr = (beat.r_time_us - self.recent[n - 2].r_time_us) as f64;
+        let before = (self.recent[n - 2].r_time_us - self.recent[n - 3].r_time_us) as f64;
+        rr > 0.0
+            && 60e6 / rr > self.config.run_tachy_bpm
+            && (rr - before).abs() <= SVT_STEADY * before
+    }
+
     fn runs(&mut self, beat: RhythmBeat, out: &mut Vec<RhythmEvent>) {
         let k = self.config.run_beats;
+        let svt_goes_on = self.svt_goes_on(beat);
         for (class, fast, slow) in [
             (
                 AamiClass::V,
@@ -461,7 +486,12 @@ impl RhythmAnalyser {
                 &mut self.s_run
             };
             if beat.class != Some(class) {
-                tracker.close(out);
+                if class == AamiClass::S && svt_goes_on {
+                    let bpm = rate_of(tracker.last_us(), beat.r_time_us);
+                    tracker.extend(beat.r_time_us, bpm);
+                } else {
+                    tracker.close(out);
+                }
                 continue;
             }
             if tracker.is_running() {

@@ -121,6 +121,42 @@ fn a_supraventricular_run_is_svt_when_fast() {
 }
 
 #[test]
+fn an_svt_goes_on_through_beats_called_n_while_fast_and_steady() {
+    // Abrupt onset: four S beats at 150 /min, then the same rhythm called N
+    // (no longer early against the beats before), then sinus rhythm again.
+    let mut seq = sinus(30, 0.8);
+    seq.extend([(0.4, Some(S)); 4]);
+    seq.extend([(0.4, Some(N)); 20]);
+    seq.extend(sinus(30, 0.8));
+    let svt = |closed: Vec<Episode>| -> Vec<Episode> {
+        closed
+            .into_iter()
+            .filter(|e| e.kind == EpisodeKind::SupraventricularTachycardia)
+            .collect()
+    };
+    let found = svt(run(&seq).1);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].beats, 24);
+    // A fast sinus rhythm reached gradually, with no S onset, is no SVT.
+    let mut ramp = sinus(30, 0.8);
+    let mut rr = 0.8;
+    while rr > 0.45 {
+        rr *= 0.99;
+        ramp.push((rr, Some(N)));
+    }
+    ramp.extend(sinus(30, 0.45));
+    assert!(svt(run(&ramp).1).is_empty());
+    // An SVT whose rhythm turns irregular ends there.
+    let mut irregular_end = sinus(30, 0.8);
+    irregular_end.extend([(0.4, Some(S)); 4]);
+    irregular_end.extend([(0.4, Some(N)), (0.55, Some(N)), (0.4, Some(N))]);
+    irregular_end.extend(sinus(30, 0.8));
+    let found = svt(run(&irregular_end).1);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].beats, 5);
+}
+
+#[test]
 fn bigeminy_and_trigeminy_after_three_cycles() {
     let mut seq = sinus(20, 0.8);
     for _ in 0..10 {
