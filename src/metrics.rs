@@ -20,6 +20,7 @@ pub struct Metrics {
     pub beats_extracted: IntCounter,
     pub beats_out_of_distribution: IntCounter,
     pub beats_stored: IntCounterVec,
+    pub beats_classified: IntCounterVec,
     pub episodes_opened: IntCounterVec,
     pub events_published: IntCounterVec,
     pub events_failed: IntCounter,
@@ -142,6 +143,12 @@ impl Metrics {
                 "Beats stored, by verdict",
                 &["verdict"],
             ),
+            beats_classified: counter_vec(
+                &r,
+                "holterd_beats_classified_total",
+                "Beats stored, by the five-class model's AAMI class (N, S, V, F, Q; none: unreadable or a binary model)",
+                &["class"],
+            ),
             episodes_opened: counter_vec(
                 &r,
                 "holterd_episodes_opened_total",
@@ -250,6 +257,20 @@ impl Metrics {
         for v in crate::store::Verdict::ALL {
             m.beats_stored.with_label_values(&[v.as_str()]);
         }
+        // Every series a dashboard or alerting rule reads exists from the start.
+        let tiers = crate::pipeline::alerts::Tier::ALL.map(|t| t.as_str());
+        for tier in tiers.iter().copied().chain(["none"]) {
+            for phase in ["start", "alert", "end", "withdrawn"] {
+                m.events_published.with_label_values(&[phase, tier]);
+            }
+            for stage in ["stored", "published"] {
+                m.alert_latency_seconds.with_label_values(&[stage, tier]);
+            }
+        }
+        for c in crate::formats::wfdb::AamiClass::ALL {
+            m.beats_classified.with_label_values(&[c.as_str()]);
+        }
+        m.beats_classified.with_label_values(&["none"]);
         for k in crate::rhythm::EpisodeKind::ALL {
             m.episodes_opened.with_label_values(&[k.as_str()]);
         }

@@ -27,6 +27,9 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, lowest first.
+    pub const ALL: [Tier; 3] = [Tier::Routine, Tier::Urgent, Tier::Emergency];
+
     /// The tier's name in events and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -127,6 +127,10 @@ pub async fn run<S: Store>(
                 .with_label_values(&[row.verdict.as_str()])
                 .inc();
             metrics
+                .beats_classified
+                .with_label_values(&[row.class.map_or("none", |c| c.as_str())])
+                .inc();
+            metrics
                 .end_to_end_seconds
                 .observe(t.elapsed().as_secs_f64());
         }
