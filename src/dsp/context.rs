@@ -42,13 +42,21 @@
 //! | 15 | RR before / mean of the last 8 RR intervals | prematurity against the rhythm of the last few seconds (de Chazal's local average), which follows rate changes faster than feature 0 |
 //! | 16 | RR irregularity: median of the last 16 successive RR differences / their mean RR | atrial fibrillation makes every interval "premature"; high irregularity tells the classifier that an early beat is not an S beat |
 //! | 17 | RR before / the last interval learned (the previous readable beat's, pauses left out) | a sudden shortening, independent of any mean |
+//! | 18 | RR before / the rhythm before the current run (the mean of the 8 intervals before it); outside a run, the same as 15 | a run of early beats (atrial tachycardia, a string of APCs) starts abruptly, below [`RUN_ONSET`] × the last 8 intervals, and goes on steadily (each interval within [`RUN_STEADY`] of the previous one): from its second beat on, 15 compares the run with itself and no longer sees it early, 18 still does. A sinus rate rising gradually never starts a run |
 //!
 //! Before the first template or interval is known, features take neutral
 //! values (ratios 1, correlation 1, differences 0), which is what a normal
 //! beat shows.
 
 /// Numbers per beat.
-pub const CONTEXT_FEATURES: usize = 18;
+pub const CONTEXT_FEATURES: usize = 19;
+/// The features the shipped context networks read (the first this many);
+/// feature 18 came later and is read by the decision rule only.
+pub const NETWORK_CONTEXT_FEATURES: usize = 18;
+/// A run of early beats starts with an interval below this share of the mean of the last 8.
+pub const RUN_ONSET: f32 = 0.85;
+/// ... and goes on while each interval is within this share of the previous one.
+pub const RUN_STEADY: f32 = 0.15;
 /// Morphology window samples before the R peak (at 125 Hz: 256 ms).
 pub const MORPH_PRE: usize = 32;
 /// Morphology window samples from the R peak on (at 125 Hz: 400 ms).
@@ -106,6 +114,8 @@ pub struct PatientContext {
     rr_written: usize,
     /// The last learned interval, ms.
     rr_last: Option<f32>,
+    /// While a run of early beats goes on, the mean RR (ms) of the 8 intervals before it.
+    run_base: Option<f32>,
 }
 
 /// A beat as the context sees it.
@@ -230,14 +240,37 @@ impl PatientContext {
         f[13] = (self.learned as f32 / RECENT_BEATS).min(1.0);
         let (buffer, n) = self.rr_recent_history();
         let history = &buffer[..n];
-        let mean8 = (!history.is_empty()).then(|| {
-            let last = &history[history.len().saturating_sub(8)..];
-            last.iter().sum::<f32>() / last.len() as f32
-        });
+        let mean8 = self.mean_of_last_8();
         f[15] = ratio(prev, mean8);
         f[16] = rr_irregularity(history);
         f[17] = ratio(prev, self.rr_last);
+        f[18] = ratio(
+            prev,
+            prev.and_then(|rr| self.run_base_for(rr, mean8)).or(mean8),
+        );
         f
+    }
+
+    /// The rhythm (mean RR, ms) a beat with interval `rr` is early against
+    /// when it starts or continues a run of early beats; `None` outside a run.
+    /// `mean8`: the mean of the last 8 learned intervals.
+    fn run_base_for(&self, rr: f32, mean8: Option<f32>) -> Option<f32> {
+        let continues = |base: f32| {
+            self.rr_last
+                .is_some_and(|last| (rr - last).abs() <= RUN_STEADY * last)
+                && rr < RUN_ONSET * base
+        };
+        match self.run_base {
+            Some(base) if continues(base) => Some(base),
+            _ => mean8.filter(|&m| rr < RUN_ONSET * m),
+        }
+    }
+
+    /// The mean of the last 8 learned intervals, ms.
+    fn mean_of_last_8(&self) -> Option<f32> {
+        let (buffer, n) = self.rr_recent_history();
+        let last = &buffer[n.saturating_sub(8)..n];
+        (!last.is_empty()).then(|| last.iter().sum::<f32>() / last.len() as f32)
     }
 
     /// The learned intervals still in the history, oldest first, and how
@@ -264,6 +297,7 @@ impl PatientContext {
             // Pauses and missed beats (beyond 2.5 × the mean) would drag the means.
             let plausible = self.rr_recent.is_none_or(|m| rr < 2.5 * m);
             if plausible {
+                self.run_base = self.run_base_for(rr, self.mean_of_last_8());
                 self.rr_total += rr as f64;
                 self.rr_count += 1;
                 let alpha = 1.0 / (self.rr_count as f32).min(RECENT_BEATS);
@@ -274,6 +308,9 @@ impl PatientContext {
                 self.rr_history[self.rr_written % RR_HISTORY] = rr;
                 self.rr_written += 1;
                 self.rr_last = Some(rr);
+            } else {
+                // A pause ends any run.
+                self.run_base = None;
             }
         }
         let decay = 1.0 - 1.0 / RECENT_BEATS;
@@ -572,6 +609,54 @@ mod tests {
             (f[16] - 0.5).abs() < 1e-3,
             "400 ms steps over an 800 ms mean: {f:?}"
         );
+    }
+
+    #[test]
+    fn a_run_of_early_beats_stays_early_against_the_rhythm_before_it() {
+        let mut c = PatientContext::new();
+        let normal = shape(10, 1.0, 0.1);
+        for _ in 0..40 {
+            c.observe(timing(800.0, 800.0), &normal, true);
+        }
+        // Twelve beats at 500 ms: an abrupt, steady run.
+        let run: Vec<_> = (0..12)
+            .map(|_| c.observe(timing(500.0, 500.0), &normal, true))
+            .collect();
+        for (i, f) in run.iter().enumerate() {
+            assert!((f[18] - 0.625).abs() < 1e-4, "beat {i} of the run: {f:?}");
+        }
+        assert!((run[0][15] - 0.625).abs() < 1e-4, "{:?}", run[0]);
+        assert!(
+            (run[11][15] - 1.0).abs() < 1e-4,
+            "the last 8 are the run's own: {:?}",
+            run[11]
+        );
+        // Back to 800 ms: the run is over, 18 reads as 15 again.
+        let after = c.observe(timing(800.0, 800.0), &normal, true);
+        assert!((after[18] - after[15]).abs() < 1e-6, "{after:?}");
+        // A pause ends a run too.
+        for _ in 0..3 {
+            c.observe(timing(500.0, 500.0), &normal, true);
+        }
+        c.observe(timing(3000.0, 500.0), &normal, true);
+        let f = c.observe(timing(500.0, 500.0), &normal, false);
+        assert!((f[18] - f[15]).abs() < 1e-6, "{f:?}");
+    }
+
+    #[test]
+    fn a_gradually_rising_rate_is_no_run() {
+        let mut c = PatientContext::new();
+        let normal = shape(10, 1.0, 0.1);
+        for _ in 0..40 {
+            c.observe(timing(800.0, 800.0), &normal, true);
+        }
+        // 800 ms down to 480 ms (75 to 125 /min), 1 % a beat.
+        let mut rr = 800.0;
+        while rr > 480.0 {
+            rr *= 0.99;
+            let f = c.observe(timing(rr, rr * 0.99), &normal, true);
+            assert!((f[18] - f[15]).abs() < 1e-6, "at {rr} ms: {f:?}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! (`holterd eval cv`, see `docs/accuracy.md`).
 
 use super::params::{ModelError, Params, SplitMix64};
-use super::rr::SIDE_FEATURES;
+use super::rr::NETWORK_SIDE_FEATURES;
 use super::transformer::{check_len, dropout_mask};
 use crate::dsp::BEAT_LEN;
 use candle_core::Tensor;
@@ -51,7 +51,7 @@ impl ContextMlpConfig {
 
     /// Inputs of the first layer.
     pub fn inputs(&self) -> usize {
-        SIDE_FEATURES + if self.with_beat { BEAT_LEN } else { 0 }
+        NETWORK_SIDE_FEATURES + if self.with_beat { BEAT_LEN } else { 0 }
     }
 }
 
@@ -91,7 +91,7 @@ impl ContextMlp {
     }
 
     /// Class logits (batch, classes) for beats (batch, 187) and their side
-    /// features (batch, [`SIDE_FEATURES`]); dropout masks from `dropout` when training.
+    /// features (batch, [`NETWORK_SIDE_FEATURES`]); dropout masks from `dropout` when training.
     pub fn forward(
         &self,
         params: &Params,
@@ -101,10 +101,10 @@ impl ContextMlp {
     ) -> Result<Tensor, ModelError> {
         check_len(x)?;
         let side = match side {
-            Some(s) if s.dims() == [x.dims()[0], SIDE_FEATURES] => s,
+            Some(s) if s.dims() == [x.dims()[0], NETWORK_SIDE_FEATURES] => s,
             _ => {
                 return Err(ModelError::Device(format!(
-                    "this model needs {SIDE_FEATURES} side features per beat beside the samples"
+                    "this model needs {NETWORK_SIDE_FEATURES} side features per beat beside the samples"
                 )));
             }
         };
@@ -136,16 +136,23 @@ mod tests {
     #[test]
     fn shapes_parameters_and_missing_side_features() {
         for (config, inputs) in [
-            (ContextMlpConfig::side_only(), SIDE_FEATURES),
-            (ContextMlpConfig::with_beat(), SIDE_FEATURES + BEAT_LEN),
+            (ContextMlpConfig::side_only(), NETWORK_SIDE_FEATURES),
+            (
+                ContextMlpConfig::with_beat(),
+                NETWORK_SIDE_FEATURES + BEAT_LEN,
+            ),
         ] {
             let mut p = Params::new(&Device::Cpu);
             let m = ContextMlp::new(config.clone(), &mut p, &mut SplitMix64::new(1)).unwrap();
             let [h1, h2] = config.hidden;
             assert_eq!(p.count(), inputs * h1 + h1 + h1 * h2 + h2 + h2 * 5 + 5);
             let x = Tensor::zeros((3, BEAT_LEN), candle_core::DType::F32, &Device::Cpu).unwrap();
-            let s =
-                Tensor::ones((3, SIDE_FEATURES), candle_core::DType::F32, &Device::Cpu).unwrap();
+            let s = Tensor::ones(
+                (3, NETWORK_SIDE_FEATURES),
+                candle_core::DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap();
             assert_eq!(m.forward(&p, &x, Some(&s), None).unwrap().dims(), [3, 5]);
             assert!(m.forward(&p, &x, None, None).is_err());
         }

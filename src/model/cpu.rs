@@ -64,7 +64,7 @@ impl CpuNetwork {
         match self {
             CpuNetwork::CnnLstm(m) => m.rr_features,
             CpuNetwork::Mlp(_) => 0,
-            CpuNetwork::ContextMlp(_) => super::rr::SIDE_FEATURES,
+            CpuNetwork::ContextMlp(_) => super::rr::NETWORK_SIDE_FEATURES,
         }
     }
 
@@ -93,11 +93,13 @@ impl CpuNetwork {
             }
             CpuNetwork::Mlp(m) => m.logits(beats),
             CpuNetwork::ContextMlp(m) => match rr {
-                Some(side) if side.len() == n * super::rr::SIDE_FEATURES => m.logits(beats, side),
+                Some(side) if side.len() == n * super::rr::NETWORK_SIDE_FEATURES => {
+                    m.logits(beats, side)
+                }
                 _ => {
                     return Err(ModelError::Device(format!(
                         "this model needs {} side features per beat beside the samples",
-                        super::rr::SIDE_FEATURES
+                        super::rr::NETWORK_SIDE_FEATURES
                     )));
                 }
             },
@@ -468,12 +470,12 @@ impl CpuContextMlp {
     }
 
     fn logits(&self, beats: &[f32], side: &[f32]) -> Vec<f32> {
-        use super::rr::SIDE_FEATURES;
+        use super::rr::NETWORK_SIDE_FEATURES as K;
         let n = beats.len() / BEAT_LEN;
-        let width = SIDE_FEATURES + if self.with_beat { BEAT_LEN } else { 0 };
+        let width = K + if self.with_beat { BEAT_LEN } else { 0 };
         let mut h = Vec::with_capacity(n * width);
         for b in 0..n {
-            h.extend_from_slice(&side[b * SIDE_FEATURES..(b + 1) * SIDE_FEATURES]);
+            h.extend_from_slice(&side[b * K..(b + 1) * K]);
             if self.with_beat {
                 h.extend_from_slice(&beats[b * BEAT_LEN..(b + 1) * BEAT_LEN]);
             }

@@ -27,7 +27,7 @@ const COMMON_SHAPE_CORRELATION: usize = RR_FEATURES + 14;
 const RR_IRREGULARITY: usize = RR_FEATURES + 16;
 const DOMINANT_CORRELATION: usize = RR_FEATURES + 5;
 const WIDTH_TO_DOMINANT: usize = RR_FEATURES + 9;
-const RR_TO_LAST_8: usize = RR_FEATURES + 15;
+const RR_TO_RUN_BASE: usize = RR_FEATURES + 18;
 /// Side feature 0: RR before, seconds (see [`super::rr::features`]).
 const RR_BEFORE_S: usize = 0;
 /// RR (ms) under which a rhythm is fast (100 /min), when a rule gives none.
@@ -55,11 +55,13 @@ pub struct PrematureRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub veto_correlation: Option<f32>,
     /// ... and, when set, RR before / the mean of the last 8 intervals is
-    /// below this, or the rhythm is fast (RR before under [`Self::fast_rr_ms`]).
-    /// A beat early against the last minutes but not against the last few
-    /// seconds belongs to a sustained change of rate (an AV block changing its
-    /// conduction ratio, a sinus rate rising), not to an ectopic beat; a run
-    /// that is fast stays S (supraventricular tachycardia).
+    /// below this (for the later beats of a run of early beats, that mean as
+    /// it stood before the run: context feature 18), or the rhythm is fast
+    /// (RR before under [`Self::fast_rr_ms`]). A beat early against the last
+    /// minutes but not against the last few seconds, and not in a run that
+    /// started abruptly, belongs to a gradual change of rate (a sinus rate
+    /// rising), not to an ectopic beat; a run that is fast stays S
+    /// (supraventricular tachycardia).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_local_ratio: Option<f32>,
     /// The RR interval (ms) below which a beat counts as fast for
@@ -84,7 +86,7 @@ impl PrematureRule {
             && side[COMMON_SHAPE_CORRELATION] >= self.min_correlation
             && side[WARM_UP] >= self.min_warm_up
             && self.max_local_ratio.is_none_or(|r| {
-                side[RR_TO_LAST_8] < r
+                side[RR_TO_RUN_BASE] < r
                     || (1000.0 * side[RR_BEFORE_S] < self.fast_rr_ms.unwrap_or(DEFAULT_FAST_RR_MS)
                         && self
                             .fast_max_ratio
@@ -289,13 +291,13 @@ mod tests {
         let plain: PrematureRule = "0.8:0.1:0.9:0.5:0.97".parse().unwrap();
         // Early against the minutes before and the last 8 beats: an ectopic beat.
         let mut ectopic = side(0.7, 0.02, 0.98);
-        ectopic[RR_TO_LAST_8] = 0.7;
+        ectopic[RR_TO_RUN_BASE] = 0.7;
         ectopic[RR_BEFORE_S] = 0.7;
         assert!(rule.holds(&ectopic) && plain.holds(&ectopic));
         // The same, 8 beats into a slow new rhythm (an AV block going from 2:1
         // to 1:1 conduction): no longer early against the last 8, so N.
         let mut rate_change = ectopic;
-        rate_change[RR_TO_LAST_8] = 0.98;
+        rate_change[RR_TO_RUN_BASE] = 0.98;
         assert!(!rule.holds(&rate_change));
         assert!(plain.holds(&rate_change));
         // Inside a fast run (RR 450 ms, 133 /min): still S.
@@ -312,7 +314,7 @@ mod tests {
     fn a_fast_beat_is_s_only_when_far_earlier_than_the_recent_rhythm() {
         let rule: PrematureRule = "0.85:0.1:0.9:0.5:0.97:0.85:600:0.6".parse().unwrap();
         let mut fast = side(0.5, 0.02, 0.98);
-        fast[RR_TO_LAST_8] = 1.0;
+        fast[RR_TO_RUN_BASE] = 1.0;
         fast[RR_BEFORE_S] = 0.4;
         // A tachycardia at 150 /min after 75 /min: half the recent mean RR.
         assert!(rule.holds(&fast));
@@ -327,7 +329,7 @@ mod tests {
         assert!(older.holds(&sinus));
         // An abrupt ectopic beat needs no fast clause.
         let mut ectopic = sinus;
-        ectopic[RR_TO_LAST_8] = 0.76;
+        ectopic[RR_TO_RUN_BASE] = 0.76;
         assert!(rule.holds(&ectopic));
     }
 

@@ -143,7 +143,7 @@ impl Network {
         match self {
             Network::CnnLstm(m) => m.config().rr_features,
             Network::Transformer(_) | Network::PatchTransformer(_) => 0,
-            Network::ContextMlp(_) => rr::SIDE_FEATURES,
+            Network::ContextMlp(_) => rr::NETWORK_SIDE_FEATURES,
         }
     }
 

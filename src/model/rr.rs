@@ -13,12 +13,14 @@
 //! CNN-LSTMs read exactly the four they were trained on.
 
 use crate::dsp::Beat;
-use crate::dsp::context::CONTEXT_FEATURES;
+use crate::dsp::context::{CONTEXT_FEATURES, NETWORK_CONTEXT_FEATURES};
 
 /// RR values per beat.
 pub const RR_FEATURES: usize = 4;
 /// Side features per beat: the RR values, then the patient context.
 pub const SIDE_FEATURES: usize = RR_FEATURES + CONTEXT_FEATURES;
+/// Side features the context networks read: the first this many.
+pub const NETWORK_SIDE_FEATURES: usize = RR_FEATURES + NETWORK_CONTEXT_FEATURES;
 
 /// A beat's side features: [`features`] then its patient context.
 pub fn side_features(
