@@ -348,7 +348,7 @@ pub(super) struct EvalCvArgs {
     /// Candidate weights of the normal class in the decision rule, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     normal_weights: Vec<f32>,
-    /// Candidate premature rules for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO]]]` or `none`, comma-separated.
+    /// Candidate premature rules for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]]` or `none`, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     premature_rules: Vec<String>,
     #[arg(long, default_value_t = 60)]

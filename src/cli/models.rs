@@ -63,7 +63,7 @@ pub(super) struct TrainArgs {
     /// chosen by `holterd eval cv` (default 1: the most probable class).
     #[arg(long)]
     normal_weight: Option<f32>,
-    /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO]]]` (chosen by `eval cv`).
+    /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]]` (chosen by `eval cv`).
     #[arg(long)]
     premature_rule: Option<crate::model::decision::PrematureRule>,
     /// Five-class models: N beats kept per epoch, as a multiple of the largest other class (default 1).

@@ -43,15 +43,16 @@
 //! | 16 | RR irregularity: median of the last 16 successive RR differences / their mean RR | atrial fibrillation makes every interval "premature"; high irregularity tells the classifier that an early beat is not an S beat |
 //! | 17 | RR before / the last interval learned (the previous readable beat's, pauses left out) | a sudden shortening, independent of any mean |
 //! | 18 | RR before / the rhythm before the current run (the mean of the 8 intervals before it); outside a run, the same as 15 | a run of early beats (atrial tachycardia, a string of APCs) starts abruptly, below [`RUN_ONSET`] × the last 8 intervals, and goes on steadily (each interval within [`RUN_STEADY`] of the previous one): from its second beat on, 15 compares the run with itself and no longer sees it early, 18 still does. A sinus rate rising gradually never starts a run |
+//! | 19 | RMS difference of the segment before the QRS (P wave, each segment's mean removed) from its running mean over the beats that were not early, / dominant QRS amplitude | an atrial run's beats have an ectopic P wave; a run that keeps the P wave of the beats before it is sinus or conducted sinus rhythm (an AV block returning from 2:1 to 1:1 conduction) |
 //!
 //! Before the first template or interval is known, features take neutral
 //! values (ratios 1, correlation 1, differences 0), which is what a normal
 //! beat shows.
 
 /// Numbers per beat.
-pub const CONTEXT_FEATURES: usize = 19;
+pub const CONTEXT_FEATURES: usize = 20;
 /// The features the shipped context networks read (the first this many);
-/// feature 18 came later and is read by the decision rule only.
+/// features 18 and 19 came later and are read by the decision rule only.
 pub const NETWORK_CONTEXT_FEATURES: usize = 18;
 /// A run of early beats starts with an interval below this share of the mean of the last 8.
 pub const RUN_ONSET: f32 = 0.85;
@@ -72,6 +73,10 @@ const QRS: std::ops::Range<usize> = (MORPH_PRE - 12)..(MORPH_PRE + 19);
 const PRE_QRS: std::ops::Range<usize> = 0..(MORPH_PRE - 12);
 /// Samples at the window's start whose mean is the baseline for the width.
 const BASELINE: std::ops::Range<usize> = (MORPH_PRE - 14)..(MORPH_PRE - 10);
+/// Samples of the P-wave segment.
+const P_WAVE_LEN: usize = MORPH_PRE - 12;
+/// The P-wave template moves by 1/this of the difference per beat.
+const P_WAVE_MEMORY: f32 = 16.0;
 /// Sampling rate of the window, Hz.
 const RATE_HZ: f32 = 125.0;
 /// Beats over which the recent mean RR and the cluster weights decay.
@@ -116,6 +121,9 @@ pub struct PatientContext {
     rr_last: Option<f32>,
     /// While a run of early beats goes on, the mean RR (ms) of the 8 intervals before it.
     run_base: Option<f32>,
+    /// Running mean of the segment before the QRS (mean removed) of the
+    /// beats that were not early: the patient's usual P wave.
+    p_wave: Option<[f32; P_WAVE_LEN]>,
 }
 
 /// A beat as the context sees it.
@@ -215,6 +223,9 @@ impl PatientContext {
                 f[7] = (qrs_amplitude(morph) / amp).clamp(0.0, MAX_RATIO);
                 f[9] = (width / qrs_width_s(c).max(1.0 / RATE_HZ)).clamp(0.0, MAX_RATIO);
                 f[10] = (rms_difference(&morph[PRE_QRS], &c[PRE_QRS]) / amp).clamp(0.0, MAX_RATIO);
+                f[19] = self.p_wave.map_or(0.0, |p| {
+                    (rms_difference(&p_wave_of(morph), &p) / amp).clamp(0.0, MAX_RATIO)
+                });
                 f[11] = (rms_difference(morph, c) / amp).clamp(0.0, MAX_RATIO);
                 let total_weight: f32 = self.clusters.iter().map(|c| c.weight).sum();
                 f[12] = self.matching(morph, scores).map_or(0.0, |(i, _)| {
@@ -311,6 +322,18 @@ impl PatientContext {
             } else {
                 // A pause ends any run.
                 self.run_base = None;
+            }
+            if self.run_base.is_none() {
+                let p = p_wave_of(morph);
+                self.p_wave = Some(match self.p_wave {
+                    None => p,
+                    Some(mut m) => {
+                        for (m, x) in m.iter_mut().zip(p) {
+                            *m += (x - *m) / P_WAVE_MEMORY;
+                        }
+                        m
+                    }
+                });
             }
         }
         let decay = 1.0 - 1.0 / RECENT_BEATS;
@@ -444,6 +467,17 @@ impl LaggedQrs {
         }
         best
     }
+}
+
+/// The segment before the QRS with its mean removed (baseline wander cancels).
+fn p_wave_of(morph: &[f32; MORPH_LEN]) -> [f32; P_WAVE_LEN] {
+    let mut p = [0.0f32; P_WAVE_LEN];
+    p.copy_from_slice(&morph[PRE_QRS]);
+    let mean = p.iter().sum::<f32>() / P_WAVE_LEN as f32;
+    for v in &mut p {
+        *v -= mean;
+    }
+    p
 }
 
 /// `morph` moved by `lag` samples (sample `i` of the result is `morph[i + lag]`), edges repeated.
@@ -641,6 +675,31 @@ mod tests {
         c.observe(timing(3000.0, 500.0), &normal, true);
         let f = c.observe(timing(500.0, 500.0), &normal, false);
         assert!((f[18] - f[15]).abs() < 1e-6, "{f:?}");
+    }
+
+    #[test]
+    fn the_p_wave_is_compared_with_the_beats_before_a_run() {
+        let mut c = PatientContext::new();
+        let sinus = shape(10, 1.0, 0.1);
+        for _ in 0..40 {
+            c.observe(timing(800.0, 800.0), &sinus, true);
+        }
+        let same = c.observe(timing(800.0, 800.0), &sinus, false);
+        assert!(same[19] < 1e-3, "the usual P wave: {same:?}");
+        // An atrial run with an inverted P wave: far from the usual one, and
+        // its beats do not teach the template (the 12th still differs as much).
+        let ectopic = shape(10, 1.0, -0.1);
+        let run: Vec<_> = (0..12)
+            .map(|_| c.observe(timing(500.0, 500.0), &ectopic, true))
+            .collect();
+        assert!(run[1][19] > 0.03, "{:?}", run[1]);
+        assert!((run[11][19] - run[1][19]).abs() < 1e-4, "{:?}", run[11]);
+        // A run keeping the sinus P wave (conduction returning to 1:1).
+        for _ in 0..20 {
+            c.observe(timing(1000.0, 1000.0), &sinus, true);
+        }
+        let conducted = c.observe(timing(500.0, 500.0), &sinus, true);
+        assert!(conducted[19] < 0.01, "{conducted:?}");
     }
 
     #[test]

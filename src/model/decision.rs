@@ -27,7 +27,9 @@ const COMMON_SHAPE_CORRELATION: usize = RR_FEATURES + 14;
 const RR_IRREGULARITY: usize = RR_FEATURES + 16;
 const DOMINANT_CORRELATION: usize = RR_FEATURES + 5;
 const WIDTH_TO_DOMINANT: usize = RR_FEATURES + 9;
+const RR_TO_LAST_8: usize = RR_FEATURES + 15;
 const RR_TO_RUN_BASE: usize = RR_FEATURES + 18;
+const P_WAVE_DIFFERENCE: usize = RR_FEATURES + 19;
 /// Side feature 0: RR before, seconds (see [`super::rr::features`]).
 const RR_BEFORE_S: usize = 0;
 /// RR (ms) under which a rhythm is fast (100 /min), when a rule gives none.
@@ -75,6 +77,13 @@ pub struct PrematureRule {
     /// its lagging recent mean and is not a run of S beats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_max_ratio: Option<f32>,
+    /// When set, a later beat of a run (early only against the rhythm before
+    /// the run, context feature 18) is S only when its P wave differs at
+    /// least this much from the patient's usual one (context feature 19): an
+    /// atrial run has an ectopic P wave; an AV block returning from 2:1 to
+    /// 1:1 conduction keeps the sinus P wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_run_p_difference: Option<f32>,
 }
 
 impl PrematureRule {
@@ -86,7 +95,11 @@ impl PrematureRule {
             && side[COMMON_SHAPE_CORRELATION] >= self.min_correlation
             && side[WARM_UP] >= self.min_warm_up
             && self.max_local_ratio.is_none_or(|r| {
-                side[RR_TO_RUN_BASE] < r
+                side[RR_TO_LAST_8] < r
+                    || (side[RR_TO_RUN_BASE] < r
+                        && self
+                            .min_run_p_difference
+                            .is_none_or(|p| side[P_WAVE_DIFFERENCE] >= p))
                     || (1000.0 * side[RR_BEFORE_S] < self.fast_rr_ms.unwrap_or(DEFAULT_FAST_RR_MS)
                         && self
                             .fast_max_ratio
@@ -108,7 +121,7 @@ impl PrematureRule {
 impl std::str::FromStr for PrematureRule {
     type Err = String;
 
-    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO]]]`,
+    /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]]`,
     /// e.g. `0.8:0.1:0.9:0.5` or `0.8:0.1:0.9:0.5:0.97:0.85:600:0.6`.
     fn from_str(s: &str) -> Result<Self, String> {
         let v: Vec<f32> = s
@@ -123,7 +136,7 @@ impl std::str::FromStr for PrematureRule {
                 min_correlation,
                 min_warm_up,
                 ..,
-            ] if matches!(v.len(), 4 | 5 | 7 | 8) && v.iter().all(|x| x.is_finite()) => {
+            ] if matches!(v.len(), 4 | 5 | 7 | 8 | 9) && v.iter().all(|x| x.is_finite()) => {
                 Ok(PrematureRule {
                     max_rr_ratio,
                     max_irregularity,
@@ -133,10 +146,11 @@ impl std::str::FromStr for PrematureRule {
                     max_local_ratio: v.get(5).copied(),
                     fast_rr_ms: v.get(6).copied(),
                     fast_max_ratio: v.get(7).copied(),
+                    min_run_p_difference: v.get(8).copied(),
                 })
             }
             _ => Err(format!(
-                "premature rule {s:?}: expected four, five, seven or eight numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO]]], e.g. 0.8:0.1:0.9:0.5"
+                "premature rule {s:?}: expected four, five, seven, eight or nine numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]], e.g. 0.8:0.1:0.9:0.5"
             )),
         }
     }
@@ -155,9 +169,11 @@ impl std::fmt::Display for PrematureRule {
         match (self.max_local_ratio, self.fast_rr_ms) {
             (Some(local), fast) => {
                 write!(f, ":{local}:{}", fast.unwrap_or(DEFAULT_FAST_RR_MS))?;
-                match self.fast_max_ratio {
-                    Some(r) => write!(f, ":{r}"),
-                    None => Ok(()),
+                match (self.fast_max_ratio, self.min_run_p_difference) {
+                    (Some(r), None) => write!(f, ":{r}"),
+                    // No fast ratio: any ratio, which the context clamps below 1000.
+                    (r, Some(p)) => write!(f, ":{}:{p}", r.unwrap_or(1000.0)),
+                    (None, None) => Ok(()),
                 }
             }
             _ => Ok(()),
@@ -291,12 +307,14 @@ mod tests {
         let plain: PrematureRule = "0.8:0.1:0.9:0.5:0.97".parse().unwrap();
         // Early against the minutes before and the last 8 beats: an ectopic beat.
         let mut ectopic = side(0.7, 0.02, 0.98);
+        ectopic[RR_TO_LAST_8] = 0.7;
         ectopic[RR_TO_RUN_BASE] = 0.7;
         ectopic[RR_BEFORE_S] = 0.7;
         assert!(rule.holds(&ectopic) && plain.holds(&ectopic));
         // The same, 8 beats into a slow new rhythm (an AV block going from 2:1
         // to 1:1 conduction): no longer early against the last 8, so N.
         let mut rate_change = ectopic;
+        rate_change[RR_TO_LAST_8] = 0.98;
         rate_change[RR_TO_RUN_BASE] = 0.98;
         assert!(!rule.holds(&rate_change));
         assert!(plain.holds(&rate_change));
@@ -314,6 +332,7 @@ mod tests {
     fn a_fast_beat_is_s_only_when_far_earlier_than_the_recent_rhythm() {
         let rule: PrematureRule = "0.85:0.1:0.9:0.5:0.97:0.85:600:0.6".parse().unwrap();
         let mut fast = side(0.5, 0.02, 0.98);
+        fast[RR_TO_LAST_8] = 1.0;
         fast[RR_TO_RUN_BASE] = 1.0;
         fast[RR_BEFORE_S] = 0.4;
         // A tachycardia at 150 /min after 75 /min: half the recent mean RR.
@@ -329,8 +348,33 @@ mod tests {
         assert!(older.holds(&sinus));
         // An abrupt ectopic beat needs no fast clause.
         let mut ectopic = sinus;
+        ectopic[RR_TO_LAST_8] = 0.76;
         ectopic[RR_TO_RUN_BASE] = 0.76;
         assert!(rule.holds(&ectopic));
+    }
+
+    #[test]
+    fn a_run_is_s_only_with_another_p_wave_when_the_rule_asks() {
+        let plain: PrematureRule = "0.85:0.1:0.9:0.5:0.97:0.85:600:0.6".parse().unwrap();
+        let rule: PrematureRule = "0.85:0.1:0.9:0.5:0.97:0.85:600:0.6:0.05".parse().unwrap();
+        // The fifth beat of a run at 80 /min after 50 /min: early against the
+        // rhythm before the run (18), not against the last 8 (15), not fast.
+        let mut run = side(0.75, 0.02, 0.98);
+        run[RR_BEFORE_S] = 0.75;
+        run[RR_TO_LAST_8] = 1.0;
+        run[RR_TO_RUN_BASE] = 0.62;
+        // The sinus P wave of the beats before it: conduction, not an atrial run.
+        run[P_WAVE_DIFFERENCE] = 0.01;
+        assert!(plain.holds(&run));
+        assert!(!rule.holds(&run));
+        // An ectopic P wave: an atrial run.
+        run[P_WAVE_DIFFERENCE] = 0.08;
+        assert!(rule.holds(&run));
+        // The run's first beat is early against the last 8 too: S whatever its P wave.
+        let mut onset = run;
+        onset[RR_TO_LAST_8] = 0.62;
+        onset[P_WAVE_DIFFERENCE] = 0.0;
+        assert!(rule.holds(&onset));
     }
 
     #[test]
@@ -346,12 +390,15 @@ mod tests {
         let f: PrematureRule = "0.8:0.1:0.9:0.5:0.97:0.85:600:0.6".parse().unwrap();
         assert_eq!(f.fast_max_ratio, Some(0.6));
         assert_eq!(f.to_string(), "0.8:0.1:0.9:0.5:0.97:0.85:600:0.6");
+        let p: PrematureRule = "0.8:0.1:0.9:0.5:0.97:0.85:600:0.6:0.05".parse().unwrap();
+        assert_eq!(p.min_run_p_difference, Some(0.05));
+        assert_eq!(p.to_string().parse::<PrematureRule>().unwrap(), p);
         for bad in [
             "0.8",
             "a:b:c:d",
             "0.8:0.1:0.9:NaN",
             "1:2:3:4:5:6",
-            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7:8:9:10",
         ] {
             assert!(bad.parse::<PrematureRule>().is_err(), "{bad}");
         }
