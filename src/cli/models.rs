@@ -3,7 +3,6 @@
 use super::{LeadArgs, default_db, selected_records};
 use crate::dsp::ExtractorConfig;
 use crate::eval::NoiseKind;
-use crate::formats::wfdb;
 use crate::formats::wfdb::LeadChoice;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -84,7 +83,8 @@ pub(super) struct DatasetBuildArgs {
     records: Vec<String>,
     #[command(flatten)]
     lead: LeadArgs,
-    /// Add recorded electrode noise (bw: baseline wander, ma: muscle artefact)
+    /// Add electrode noise (bw: baseline wander, ma: muscle artefact, both
+    /// recorded; artefacts: synthetic movement and electrode artefacts)
     /// as the noise stress test does, and keep only the beats in noisy segments:
     /// an augmentation set for `train --augment`.
     #[arg(long)]
@@ -321,15 +321,18 @@ pub(super) fn dataset_build(a: DatasetBuildArgs) -> Result<()> {
     let noise = match a.noise {
         None => None,
         Some(kind) => {
-            let path = a
+            // nstdb's rate, and MIT-BIH's; 30 minutes, reused from the start when shorter.
+            let fs = 360.0;
+            let dir = a
                 .noise_dir
-                .unwrap_or_else(|| crate::data_dir().join("nstdb"))
-                .join(kind.record());
-            let rec = wfdb::read_record(&path)?;
+                .unwrap_or_else(|| crate::data_dir().join("nstdb"));
+            let signal = kind
+                .signal(&dir, 0, fs, (1800.0 * fs) as usize)
+                .map_err(anyhow::Error::msg)?;
             Some(crate::dataset::NoiseMix {
                 name: kind.record().to_string(),
-                signal: rec.physical(0),
-                fs: rec.header.fs,
+                signal,
+                fs,
                 snr_db: a.snr,
             })
         }

@@ -33,7 +33,8 @@ pub(super) struct EvalDetectArgs {
     db: Option<PathBuf>,
     #[command(flatten)]
     lead: LeadArgs,
-    /// Add recorded electrode noise from nstdb: bw or ma.
+    /// Add electrode noise: bw or ma (recorded, from nstdb) or artefacts
+    /// (synthetic steps, slow excursions and cable tugs).
     #[arg(long, requires = "snr")]
     noise: Option<NoiseKind>,
     /// Signal-to-noise ratio of the added noise, dB.

@@ -10,25 +10,61 @@
 //! minutes. Each noisy segment starts and ends at zero added noise (the noise
 //! is offset by its value at the segment's start and faded over its last
 //! second), so switching it on and off adds no step.
+//!
+//! Besides `nstdb`'s two recorded kinds, [`NoiseKind::Artefacts`] is made
+//! here ([`synthetic_artefacts`]): the movement and electrode artefacts of
+//! ambulatory recordings that `nstdb` lacks, so that the quality gate can be
+//! judged on noise it was not tuned on.
 
+use crate::formats::wfdb;
+use crate::model::SplitMix64;
+use std::path::Path;
 use std::str::FromStr;
 
-/// Which noise record of `nstdb` to add.
+/// Which noise to add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoiseKind {
-    /// Baseline wander (`bw`).
+    /// Baseline wander (`nstdb/bw`).
     BaselineWander,
-    /// Muscle artefact (`ma`).
+    /// Muscle artefact (`nstdb/ma`).
     MuscleArtifact,
+    /// Synthetic movement and electrode artefacts ([`synthetic_artefacts`]).
+    Artefacts,
 }
 
 impl NoiseKind {
-    /// The record name in `nstdb`.
+    /// The name on the command line (and of the record in `nstdb`).
     pub fn record(self) -> &'static str {
         match self {
             NoiseKind::BaselineWander => "bw",
             NoiseKind::MuscleArtifact => "ma",
+            NoiseKind::Artefacts => "artefacts",
         }
+    }
+
+    /// The noise signal (mV) at `fs`, at least `len` samples long when
+    /// synthetic: lead `channel` (modulo the leads there) of the record in
+    /// `nstdb_dir`, or made here.
+    pub fn signal(
+        self,
+        nstdb_dir: &Path,
+        channel: usize,
+        fs: f64,
+        len: usize,
+    ) -> Result<Vec<f32>, String> {
+        if self == NoiseKind::Artefacts {
+            return Ok(synthetic_artefacts(len, fs, ARTEFACT_SEED));
+        }
+        let path = nstdb_dir.join(self.record());
+        let noise = wfdb::read_record(&path).map_err(|e| e.to_string())?;
+        if noise.header.fs != fs {
+            return Err(format!(
+                "{}: noise is sampled at {} Hz, the record at {fs} Hz",
+                path.display(),
+                noise.header.fs
+            ));
+        }
+        Ok(noise.physical(channel % noise.header.signals.len().max(1)))
     }
 }
 
@@ -38,9 +74,66 @@ impl FromStr for NoiseKind {
         match s {
             "bw" => Ok(NoiseKind::BaselineWander),
             "ma" => Ok(NoiseKind::MuscleArtifact),
-            _ => Err(format!("unknown noise {s:?}: use bw or ma")),
+            "artefacts" => Ok(NoiseKind::Artefacts),
+            _ => Err(format!("unknown noise {s:?}: use bw, ma or artefacts")),
         }
     }
+}
+
+/// Seed of the synthetic artefacts, so that every run adds the same ones.
+const ARTEFACT_SEED: u64 = 0x5EED_A27E;
+/// Artefact events per second, on average.
+const ARTEFACTS_PER_S: f64 = 0.5;
+
+/// `len` samples at `fs` of the artefacts an ambulatory ECG picks up when
+/// the patient moves, as events at random times (about one every 2 s), each
+/// of a random size (0.3 to 1 unit, either sign; [`add_noise`] scales the
+/// whole to the requested SNR):
+///
+/// - a **step** (electrode pop, a lead touched): the baseline jumps and
+///   recovers exponentially (time constant 0.2 to 1.5 s, as an AC-coupled
+///   amplifier's high-pass does);
+/// - a **slow excursion** (a body movement pulling the skin): a half-cosine
+///   bump of 0.3 to 1.5 s;
+/// - a **cable tug**: a burst of 0.1 to 0.4 s of a 4 to 15 Hz oscillation,
+///   damped, in the band where QRS complexes have their energy.
+pub fn synthetic_artefacts(len: usize, fs: f64, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    let mut uniform = |lo: f64, hi: f64| lo + (hi - lo) * rng.next_f32() as f64;
+    let mut out = vec![0.0f32; len];
+    let mut t = 0.0f64;
+    let duration = len as f64 / fs;
+    loop {
+        // Exponential gaps: a Poisson process of events.
+        t += -(1.0 - uniform(0.0, 0.999_999)).ln() / ARTEFACTS_PER_S;
+        if t >= duration {
+            break;
+        }
+        let size = uniform(0.3, 1.0) * if uniform(0.0, 1.0) < 0.5 { -1.0 } else { 1.0 };
+        let start = (t * fs) as usize;
+        let kind = uniform(0.0, 3.0);
+        let (span_s, shape): (f64, Box<dyn Fn(f64) -> f64>) = if kind < 1.0 {
+            let tau = uniform(0.2, 1.5);
+            (6.0 * tau, Box::new(move |s| (-s / tau).exp()))
+        } else if kind < 2.0 {
+            let width = uniform(0.3, 1.5);
+            (
+                width,
+                Box::new(move |s| 0.5 * (1.0 - (2.0 * std::f64::consts::PI * s / width).cos())),
+            )
+        } else {
+            let (width, hz) = (uniform(0.1, 0.4), uniform(4.0, 15.0));
+            (
+                width,
+                Box::new(move |s| (2.0 * std::f64::consts::PI * hz * s).sin() * (1.0 - s / width)),
+            )
+        };
+        let span = ((span_s * fs) as usize).min(len - start);
+        for (k, v) in out[start..start + span].iter_mut().enumerate() {
+            *v += (size * shape(k as f64 / fs)) as f32;
+        }
+    }
+    out
 }
 
 /// Trimmed mean of the per-second RMS (mean removed) over the first 300 s.
@@ -152,6 +245,34 @@ mod tests {
         assert!(in_noisy_segment(30_000 + 24_000 + 1, fs));
         assert_eq!("ma".parse::<NoiseKind>(), Ok(NoiseKind::MuscleArtifact));
         assert!("xx".parse::<NoiseKind>().is_err());
+    }
+
+    #[test]
+    fn synthetic_artefacts_are_repeatable_bounded_and_of_each_kind() {
+        let fs = 360.0;
+        let len = (600.0 * fs) as usize;
+        let a = synthetic_artefacts(len, fs, ARTEFACT_SEED);
+        assert_eq!(a, synthetic_artefacts(len, fs, ARTEFACT_SEED));
+        assert_ne!(a, synthetic_artefacts(len, fs, 1));
+        assert_eq!(a.len(), len);
+        assert!(a.iter().all(|v| v.is_finite() && v.abs() < 5.0));
+        // About one event every 2 s: most seconds hold some artefact, and
+        // some are quiet.
+        let busy = a
+            .chunks_exact(fs as usize)
+            .filter(|c| c.iter().any(|v| v.abs() > 0.05))
+            .count();
+        assert!((200..590).contains(&busy), "{busy} of 600 seconds");
+        // Steps: sample-to-sample jumps far beyond any smooth artefact's.
+        let jumps = a.windows(2).filter(|w| (w[1] - w[0]).abs() > 0.25).count();
+        assert!(jumps > 50, "{jumps} steps");
+        // Its size is measured like recorded noise's, so SNRs compare.
+        assert!(noise_rms(&a, fs) > 0.05);
+        assert_eq!("artefacts".parse::<NoiseKind>(), Ok(NoiseKind::Artefacts));
+        let made = NoiseKind::Artefacts
+            .signal(Path::new("/nonexistent"), 0, fs, len)
+            .unwrap();
+        assert_eq!(made, a);
     }
 
     #[test]

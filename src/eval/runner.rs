@@ -128,16 +128,9 @@ pub fn eval_record(path: &Path, opts: &DetectEvalOptions) -> Result<RecordResult
         vf_episodes(&annotations)
     };
     if let Some((kind, snr)) = opts.noise {
-        let noise_path = opts.noise_dir.join(kind.record());
-        let noise = wfdb::read_record(&noise_path)?;
-        if noise.header.fs != fs {
-            return Err(EvalError::Noise(format!(
-                "{}: noise is sampled at {} Hz, the record at {fs} Hz",
-                noise_path.display(),
-                noise.header.fs
-            )));
-        }
-        let noise_signal = noise.physical(channel % noise.header.signals.len());
+        let noise_signal = kind
+            .signal(&opts.noise_dir, channel, fs, signal.len())
+            .map_err(EvalError::Noise)?;
         add_noise(&mut signal, &noise_signal, &reference, fs, snr);
     }
     let config = ExtractorConfig {
