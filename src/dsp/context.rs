@@ -102,7 +102,7 @@ struct Cluster {
     members: u32,
 }
 
-/// One stream's running rhythm and dominant beat shapes (about 1.5 KiB).
+/// One stream's running rhythm, dominant beat shapes and usual P wave (about 1.6 KiB).
 #[derive(Debug, Clone, Default)]
 pub struct PatientContext {
     /// Exponential mean RR over ~[`RECENT_BEATS`] beats, ms.
