@@ -251,7 +251,7 @@ impl PatientContext {
         f[13] = (self.learned as f32 / RECENT_BEATS).min(1.0);
         let (buffer, n) = self.rr_recent_history();
         let history = &buffer[..n];
-        let mean8 = self.mean_of_last_8();
+        let mean8 = mean_of_last_8(history);
         f[15] = ratio(prev, mean8);
         f[16] = rr_irregularity(history);
         f[17] = ratio(prev, self.rr_last);
@@ -275,13 +275,6 @@ impl PatientContext {
             Some(base) if continues(base) => Some(base),
             _ => mean8.filter(|&m| rr < RUN_ONSET * m),
         }
-    }
-
-    /// The mean of the last 8 learned intervals, ms.
-    fn mean_of_last_8(&self) -> Option<f32> {
-        let (buffer, n) = self.rr_recent_history();
-        let last = &buffer[n.saturating_sub(8)..n];
-        (!last.is_empty()).then(|| last.iter().sum::<f32>() / last.len() as f32)
     }
 
     /// The learned intervals still in the history, oldest first, and how
@@ -308,7 +301,8 @@ impl PatientContext {
             // Pauses and missed beats (beyond 2.5 × the mean) would drag the means.
             let plausible = self.rr_recent.is_none_or(|m| rr < 2.5 * m);
             if plausible {
-                self.run_base = self.run_base_for(rr, self.mean_of_last_8());
+                let (buffer, n) = self.rr_recent_history();
+                self.run_base = self.run_base_for(rr, mean_of_last_8(&buffer[..n]));
                 self.rr_total += rr as f64;
                 self.rr_count += 1;
                 let alpha = 1.0 / (self.rr_count as f32).min(RECENT_BEATS);
@@ -467,6 +461,12 @@ impl LaggedQrs {
         }
         best
     }
+}
+
+/// The mean of the last 8 of `history` (learned intervals, oldest first), ms.
+fn mean_of_last_8(history: &[f32]) -> Option<f32> {
+    let last = &history[history.len().saturating_sub(8)..];
+    (!last.is_empty()).then(|| last.iter().sum::<f32>() / last.len() as f32)
 }
 
 /// The segment before the QRS with its mean removed (baseline wander cancels).
