@@ -6,8 +6,9 @@
 use super::{LeadArgs, default_db, selected_records};
 use crate::dataset::{DS1, DS2, PACED};
 use crate::eval::{
-    AlgorithmLabel, Ec57Report, RecordScore, RhythmRecordScore, RhythmReport, ScoredRhythm, Span,
-    read_annotated, reference_spans, score_record, score_rhythms, vf_spans, without_pauses_in_vf,
+    AlgorithmLabel, Ec57Report, EpisodeSource, ListedEpisode, RecordScore, RhythmRecordScore,
+    RhythmReport, ScoredRhythm, Span, list_episodes, read_annotated, reference_spans, score_record,
+    score_rhythms, vf_spans, without_pauses_in_vf,
 };
 use crate::model::classifier::Classifier;
 use crate::model::crossval::{CvRequest, cross_validate};
@@ -153,6 +154,10 @@ pub(super) struct EvalRhythmArgs {
     /// Readable beats (1 or 2) a pause needs among the two bounding it.
     #[arg(long)]
     pause_readable_flanks: Option<u8>,
+    /// Also list every scored episode, reference and algorithm, with whether
+    /// it was matched (missed and invented episodes are the unmatched ones).
+    #[arg(long)]
+    episodes: bool,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -207,38 +212,71 @@ fn rhythm_grid(a: &EvalRhythmArgs) -> Vec<RhythmConfig> {
     grid
 }
 
+/// The scored episodes the rhythm analyser finds in one case with `config`.
+fn algorithm_spans(case: &RhythmCase, config: &RhythmConfig) -> Vec<Span> {
+    let mut analyser = RhythmAnalyser::new(config.clone());
+    let mut events = Vec::new();
+    for &b in &case.beats {
+        analyser.push(b, &mut events);
+    }
+    analyser.finish(&mut events);
+    let algorithm: Vec<Span> = events
+        .iter()
+        .filter_map(|e| match e {
+            RhythmEvent::Closed(e) => ScoredRhythm::from_episode(e.kind).map(|rhythm| Span {
+                rhythm,
+                start_s: e.start_us as f64 / 1e6,
+                end_s: e.end_us as f64 / 1e6,
+            }),
+            RhythmEvent::Opened(_) | RhythmEvent::Withdrawn(_) => None,
+        })
+        .collect();
+    without_pauses_in_vf(algorithm, &case.vf)
+}
+
 /// Runs the rhythm analyser over every case with `config` and scores it.
 fn score_rhythm_cases(cases: &[RhythmCase], config: &RhythmConfig) -> RhythmReport {
     let records = cases
         .iter()
-        .map(|case| {
-            let mut analyser = RhythmAnalyser::new(config.clone());
-            let mut events = Vec::new();
-            for &b in &case.beats {
-                analyser.push(b, &mut events);
-            }
-            analyser.finish(&mut events);
-            let algorithm: Vec<Span> = events
-                .iter()
-                .filter_map(|e| match e {
-                    RhythmEvent::Closed(e) => {
-                        ScoredRhythm::from_episode(e.kind).map(|rhythm| Span {
-                            rhythm,
-                            start_s: e.start_us as f64 / 1e6,
-                            end_s: e.end_us as f64 / 1e6,
-                        })
-                    }
-                    RhythmEvent::Opened(_) | RhythmEvent::Withdrawn(_) => None,
-                })
-                .collect();
-            let algorithm = without_pauses_in_vf(algorithm, &case.vf);
-            RhythmRecordScore {
-                record: case.record.clone(),
-                stats: score_rhythms(&case.reference, &algorithm, LEARNING_S, case.duration_s),
-            }
+        .map(|case| RhythmRecordScore {
+            record: case.record.clone(),
+            stats: score_rhythms(
+                &case.reference,
+                &algorithm_spans(case, config),
+                LEARNING_S,
+                case.duration_s,
+            ),
         })
         .collect();
     RhythmReport { records }
+}
+
+/// Every scored episode of every case with its record's name, as
+/// `eval rhythm --episodes` lists them.
+fn listed_episodes<'a>(
+    cases: &'a [RhythmCase],
+    config: &RhythmConfig,
+) -> Vec<(&'a str, ListedEpisode)> {
+    let mut out = Vec::new();
+    for case in cases {
+        let algorithm = algorithm_spans(case, config);
+        out.extend(
+            list_episodes(&case.reference, &algorithm, LEARNING_S, case.duration_s)
+                .into_iter()
+                .map(|e| (case.record.as_str(), e)),
+        );
+    }
+    out
+}
+
+/// The source and status words a listed episode is printed with.
+fn episode_words(e: &ListedEpisode) -> (&'static str, &'static str) {
+    match (e.source, e.matched) {
+        (EpisodeSource::Reference, true) => ("reference", "detected"),
+        (EpisodeSource::Reference, false) => ("reference", "missed"),
+        (EpisodeSource::Algorithm, true) => ("algorithm", "true"),
+        (EpisodeSource::Algorithm, false) => ("algorithm", "invented"),
+    }
 }
 
 /// `holterd eval rhythm`.
@@ -314,8 +352,24 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
         return Ok(());
     }
     let report = score_rhythm_cases(&cases, &grid[0]);
+    let episodes = a.episodes.then(|| listed_episodes(&cases, &grid[0]));
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        let mut json = report.to_json();
+        if let Some(episodes) = &episodes {
+            let rows = episodes
+                .iter()
+                .map(|(record, e)| {
+                    let (source, status) = episode_words(e);
+                    serde_json::json!({
+                        "record": record, "rhythm": e.span.rhythm.key(),
+                        "source": source, "status": status,
+                        "start_s": e.span.start_s, "end_s": e.span.end_s,
+                    })
+                })
+                .collect();
+            json["episodes"] = serde_json::Value::Array(rows);
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!(
             "rhythm episodes of {} on {} records of {} (EC57/epic: overlap matching, first 5 minutes not scored)",
@@ -324,6 +378,21 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
             db.display()
         );
         print!("{report}");
+        if let Some(episodes) = episodes {
+            println!(
+                "\nrecord | rhythm    | source    | status   | onset s   | offset s  | length s"
+            );
+            for (record, e) in &episodes {
+                let (source, status) = episode_words(e);
+                println!(
+                    "{record:<6} | {:<9} | {source:<9} | {status:<8} | {:>9.2} | {:>9.2} | {:>8.2}",
+                    e.span.rhythm.key(),
+                    e.span.start_s,
+                    e.span.end_s,
+                    e.span.end_s - e.span.start_s
+                );
+            }
+        }
     }
     Ok(())
 }

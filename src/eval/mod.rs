@@ -16,8 +16,8 @@ pub use detection::{
 pub use ec57::{AlgorithmLabel, Confusion, Ec57Report, Ec57Stats, RecordScore, score_record};
 pub use noise::{NoiseKind, add_noise, in_noisy_segment};
 pub use rhythm::{
-    EpisodeStats, RhythmRecordScore, RhythmReport, ScoredRhythm, Span, reference_spans,
-    score_rhythms, vf_spans, without_pauses_in_vf,
+    EpisodeSource, EpisodeStats, ListedEpisode, RhythmRecordScore, RhythmReport, ScoredRhythm,
+    Span, list_episodes, reference_spans, score_rhythms, vf_spans, without_pauses_in_vf,
 };
 pub use runner::{
     AnnotatedSignal, DetectEvalOptions, EvalError, RecordResult, eval_record, read_annotated,

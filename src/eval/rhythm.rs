@@ -328,6 +328,61 @@ pub fn score_rhythms(
         .collect()
 }
 
+/// Which side of the scoring an episode comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpisodeSource {
+    /// The record's annotations.
+    Reference,
+    /// The analyser.
+    Algorithm,
+}
+
+/// One scored episode and whether the other side has one of the same rhythm
+/// overlapping it: the rows behind [`score_rhythms`]' counts, for finding
+/// which episodes were missed or invented.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListedEpisode {
+    /// Reference or algorithm.
+    pub source: EpisodeSource,
+    /// The episode, clipped to the scored range.
+    pub span: Span,
+    /// True when an episode of the other side overlaps it (a detected
+    /// reference episode, a true algorithm one).
+    pub matched: bool,
+}
+
+/// Every scored episode of one record, reference and algorithm, in time
+/// order, matched exactly as [`score_rhythms`] matches them.
+pub fn list_episodes(
+    reference: &[Span],
+    algorithm: &[Span],
+    from_s: f64,
+    to_s: f64,
+) -> Vec<ListedEpisode> {
+    let mut out = Vec::new();
+    for rhythm in ScoredRhythm::ALL {
+        let r = clipped(reference, rhythm, from_s, to_s);
+        let a = clipped(algorithm, rhythm, from_s, to_s);
+        let sides = [
+            (EpisodeSource::Reference, &r, &a),
+            (EpisodeSource::Algorithm, &a, &r),
+        ];
+        for (source, own, other) in sides {
+            out.extend(own.iter().map(|&(start_s, end_s)| ListedEpisode {
+                source,
+                span: Span {
+                    rhythm,
+                    start_s,
+                    end_s,
+                },
+                matched: other.iter().any(|&y| overlaps((start_s, end_s), y)),
+            }));
+        }
+    }
+    out.sort_by(|x, y| x.span.start_s.total_cmp(&y.span.start_s));
+    out
+}
+
 /// One record's rhythm statistics.
 #[derive(Debug, Clone)]
 pub struct RhythmRecordScore {
@@ -513,6 +568,51 @@ mod tests {
         assert_eq!(s.episode_ppv(), Some(50.0));
         assert!((s.duration_se().unwrap_or(0.0) - 25.0).abs() < 1e-9);
         assert!((s.duration_ppv().unwrap_or(0.0) - 50.0 / 120.0 * 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn listed_episodes_are_matched_as_they_are_counted() {
+        let reference = [
+            span(ScoredRhythm::Af, 400.0, 500.0),
+            span(ScoredRhythm::Af, 600.0, 700.0),
+            span(ScoredRhythm::Pause, 250.0, 252.5),
+        ];
+        let algorithm = [
+            span(ScoredRhythm::Af, 450.0, 550.0),
+            span(ScoredRhythm::Af, 800.0, 820.0),
+            span(ScoredRhythm::Pause, 900.0, 902.0),
+        ];
+        let listed = list_episodes(&reference, &algorithm, 300.0, 1000.0);
+        let rows: Vec<(EpisodeSource, ScoredRhythm, f64, bool)> = listed
+            .iter()
+            .map(|e| (e.source, e.span.rhythm, e.span.start_s, e.matched))
+            .collect();
+        use EpisodeSource::{Algorithm, Reference};
+        // In time order; the pause inside the learning period is not listed.
+        assert_eq!(
+            rows,
+            [
+                (Reference, ScoredRhythm::Af, 400.0, true),
+                (Algorithm, ScoredRhythm::Af, 450.0, true),
+                (Reference, ScoredRhythm::Af, 600.0, false),
+                (Algorithm, ScoredRhythm::Af, 800.0, false),
+                (Algorithm, ScoredRhythm::Pause, 900.0, false),
+            ]
+        );
+        let stats = score_rhythms(&reference, &algorithm, 300.0, 1000.0);
+        for (rhythm, s) in stats {
+            let count = |source: EpisodeSource, matched: bool| {
+                listed
+                    .iter()
+                    .filter(|e| e.span.rhythm == rhythm && e.source == source)
+                    .filter(|e| !matched || e.matched)
+                    .count() as u64
+            };
+            assert_eq!(count(Reference, false), s.reference, "{rhythm:?}");
+            assert_eq!(count(Reference, true), s.detected, "{rhythm:?}");
+            assert_eq!(count(Algorithm, false), s.algorithm, "{rhythm:?}");
+            assert_eq!(count(Algorithm, true), s.true_algorithm, "{rhythm:?}");
+        }
     }
 
     #[test]
