@@ -427,6 +427,10 @@ pub(super) struct EvalCvArgs {
     /// N beats kept per epoch, as a multiple of the largest other class.
     #[arg(long, default_value_t = 1.0)]
     normal_cap: f32,
+    /// Also train on a copy of each V beat with a normal beat's timing
+    /// features (same record): V learned from its QRS, not its prematurity.
+    #[arg(long)]
+    v_timing_swap: bool,
 }
 
 /// `holterd eval cv`.
@@ -458,6 +462,7 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
         max_epochs: a.max_epochs,
         patience: a.patience,
         normal_cap: a.normal_cap,
+        v_timing_swap: a.v_timing_swap,
     };
     let results = cross_validate(&set, &req, |line| eprintln!("{line}"))?;
     let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));

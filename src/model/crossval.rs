@@ -15,7 +15,9 @@
 //! `holterd eval ec57`, which streams records and skips their first 5 minutes.
 
 use super::decision::{DecisionRule, PrematureRule};
-use super::train::{TrainConfig, class_balanced_split, predict_probabilities, train};
+use super::train::{
+    TrainConfig, add_timing_swapped_v, class_balanced_split, predict_probabilities, train,
+};
 use super::{Network, Params, SplitMix64};
 use crate::dataset::BeatSet;
 use crate::eval::{AlgorithmLabel, Confusion, Ec57Stats};
@@ -43,6 +45,9 @@ pub struct CvRequest {
     pub patience: usize,
     /// N beats kept per epoch, as a multiple of the largest other class.
     pub normal_cap: f32,
+    /// Train on timing-swapped copies of the V beats too
+    /// ([`add_timing_swapped_v`]).
+    pub v_timing_swap: bool,
 }
 
 /// The pooled held-out result of one seed (`None`: the ensemble averaging
@@ -117,7 +122,16 @@ pub fn cross_validate(
             if network.classes() != AamiClass::ALL.len() {
                 bail!("{} is not a five-class architecture", req.architecture);
             }
-            let split = class_balanced_split(&labels, &train_idx, seed, req.normal_cap);
+            let mut split = class_balanced_split(&labels, &train_idx, seed, req.normal_cap);
+            let augmented;
+            let (values, side_all, labels_all) = if req.v_timing_swap {
+                let (mut v, mut s, mut l) = (set.values.clone(), side.clone(), labels.clone());
+                add_timing_swapped_v(&mut v, &mut s, &mut l, &set.record, &mut split, seed);
+                augmented = (v, s, l);
+                (&augmented.0, &augmented.1, &augmented.2)
+            } else {
+                (&set.values, &side, &labels)
+            };
             let config = TrainConfig {
                 seed,
                 max_epochs: req.max_epochs,
@@ -128,9 +142,9 @@ pub fn cross_validate(
             let outcome = train(
                 &network,
                 &params,
-                &set.values,
-                Some(&side),
-                &labels,
+                values,
+                Some(side_all),
+                labels_all,
                 &split,
                 &config,
                 |_, _, _, _| {},

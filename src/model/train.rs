@@ -7,8 +7,9 @@
 use super::Network;
 use super::metrics::BinaryMetrics;
 use super::params::{ModelError, Params, SplitMix64};
-use super::rr::SIDE_FEATURES;
+use super::rr::{RR_FEATURES, SIDE_FEATURES};
 use crate::dsp::BEAT_LEN;
+use crate::formats::wfdb::AamiClass;
 use candle_core::{D, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use serde::Serialize;
@@ -110,6 +111,69 @@ pub fn class_balanced_split(
     let spare = by_class[0].split_off(keep);
     let all: Vec<usize> = by_class.into_iter().flatten().collect();
     three_parts(all, spare, &mut rng)
+}
+
+/// Side-feature indices that say *when* a beat came (RR intervals and their
+/// ratios to the patient's rhythm, see [`crate::dsp::context`]), as opposed to
+/// what its QRS looks like.
+const TIMING_SIDE_FEATURES: [usize; 13] = [
+    0,
+    1,
+    2,
+    3,
+    RR_FEATURES,
+    RR_FEATURES + 1,
+    RR_FEATURES + 2,
+    RR_FEATURES + 3,
+    RR_FEATURES + 4,
+    RR_FEATURES + 15,
+    RR_FEATURES + 16,
+    RR_FEATURES + 17,
+    RR_FEATURES + 18,
+];
+
+/// Timing-swap augmentation: for every V beat in `split.train`, one more
+/// training beat with its samples and morphology features but the timing
+/// features of a normal beat of the same record, drawn at random (records
+/// without normal beats give none). A ventricular beat is one of
+/// ventricular origin, early or not; across patients the networks otherwise
+/// lean on prematurity and call late or interpolated PVCs N. The copies are
+/// appended to `values`, `side` and `labels` and their indices to
+/// `split.train` only (validation stays real beats; the N cap is unchanged).
+pub fn add_timing_swapped_v(
+    values: &mut Vec<[f32; BEAT_LEN]>,
+    side: &mut Vec<[f32; SIDE_FEATURES]>,
+    labels: &mut Vec<u8>,
+    records: &[String],
+    split: &mut Split,
+    seed: u64,
+) -> usize {
+    let (n, v) = (AamiClass::N.index() as u8, AamiClass::V.index() as u8);
+    let mut normals: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    for &i in split.train.iter().chain(&split.spare) {
+        if labels[i] == n {
+            normals.entry(records[i].as_str()).or_default().push(i);
+        }
+    }
+    let mut rng = SplitMix64::new(seed ^ 0x7a11_5a4b);
+    let mut added = Vec::new();
+    for &i in &split.train {
+        let Some(pool) = normals.get(records[i].as_str()).filter(|_| labels[i] == v) else {
+            continue;
+        };
+        let donor = side[pool[rng.below(pool.len())]];
+        let mut copy = side[i];
+        for k in TIMING_SIDE_FEATURES {
+            copy[k] = donor[k];
+        }
+        added.push(values.len());
+        values.push(values[i]);
+        side.push(copy);
+        labels.push(v);
+    }
+    let count = added.len();
+    split.train.extend(added);
+    count
 }
 
 /// Each epoch's training beats under `TrainConfig::redraw_each_epoch`: the
@@ -418,6 +482,41 @@ mod tests {
     use super::*;
 
     use candle_core::Device;
+
+    #[test]
+    fn timing_swapped_v_copies_keep_the_shape_and_take_a_normal_beats_timing() {
+        let (n, v) = (AamiClass::N.index() as u8, AamiClass::V.index() as u8);
+        // Record a: two normal beats (timing 1.0) and a V beat (timing 0.5);
+        // record b: a V beat and no normal beat; a V beat of a held-out part.
+        let records: Vec<String> = ["a", "a", "a", "b", "a"].map(String::from).to_vec();
+        let mut labels = vec![n, n, v, v, v];
+        let mut side: Vec<[f32; SIDE_FEATURES]> = labels
+            .iter()
+            .map(|&l| [if l == n { 1.0 } else { 0.5 }; SIDE_FEATURES])
+            .collect();
+        let mut values: Vec<[f32; BEAT_LEN]> = (0..5).map(|i| [i as f32; BEAT_LEN]).collect();
+        let mut split = Split {
+            train: vec![0, 2, 3],
+            validation: vec![4],
+            test: vec![],
+            spare: vec![1],
+        };
+        let added =
+            add_timing_swapped_v(&mut values, &mut side, &mut labels, &records, &mut split, 7);
+        assert_eq!(added, 1, "record b has no normal beat to lend its timing");
+        assert_eq!(split.train, [0, 2, 3, 5]);
+        assert_eq!(split.validation, [4], "validation keeps real beats only");
+        assert_eq!((labels.len(), labels[5]), (6, v));
+        assert_eq!(values[5], values[2]);
+        for (k, &x) in side[5].iter().enumerate() {
+            let want = if TIMING_SIDE_FEATURES.contains(&k) {
+                1.0
+            } else {
+                0.5
+            };
+            assert_eq!(x, want, "side feature {k}");
+        }
+    }
 
     #[test]
     fn split_is_balanced_disjoint_and_deterministic() {
