@@ -427,6 +427,9 @@ pub(super) struct EvalCvArgs {
     /// N beats kept per epoch, as a multiple of the largest other class.
     #[arg(long, default_value_t = 1.0)]
     normal_cap: f32,
+    /// Candidate cluster rules for V, `RATIO:CORRELATION` or `none`, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    cluster_rules: Vec<String>,
     /// Also train on a copy of each V beat with a normal beat's timing
     /// features (same record): V learned from its QRS, not its prematurity.
     #[arg(long)]
@@ -452,8 +455,17 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
             r => r.parse().map(Some).map_err(anyhow::Error::msg),
         })
         .collect::<Result<Vec<_>>>()?;
+    let cluster_rules = a
+        .cluster_rules
+        .iter()
+        .map(|r| match r.as_str() {
+            "none" => Ok(None),
+            r => r.parse().map(Some).map_err(anyhow::Error::msg),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let req = CvRequest {
         premature_rules: premature_rules.clone(),
+        cluster_rules: cluster_rules.clone(),
         architecture: a.model.clone(),
         records,
         folds: a.folds,
@@ -475,15 +487,19 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
     let rule_name = |p: &Option<crate::model::decision::PrematureRule>| {
         p.map_or("none".to_string(), |p| p.to_string())
     };
+    let cluster_name = |c: &Option<crate::model::decision::ClusterRule>| {
+        c.map_or("none".to_string(), |c| c.to_string())
+    };
     println!(
-        "w_N | premature rule | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %   (seed all: the seeds' probabilities averaged, an ensemble)"
+        "w_N | premature rule | cluster rule | seed | VEB Se | VEB +P | SVEB Se | SVEB +P | N flagged %   (seed all: the seeds' probabilities averaged, an ensemble)"
     );
     for r in &results {
         let s = &r.stats;
         println!(
-            "{:>3} | {:>14} | {:>4} | {:>6} | {:>6} | {:>7} | {:>7} | {:>6}",
+            "{:>3} | {:>14} | {:>12} | {:>4} | {:>6} | {:>6} | {:>7} | {:>7} | {:>6}",
             r.normal_weight,
             rule_name(&r.premature),
+            cluster_name(&r.cluster),
             r.seed.map_or("all".to_string(), |s| s.to_string()),
             f(s.veb_se),
             f(s.veb_ppv),
@@ -493,14 +509,20 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
         );
     }
     println!("mean ± sd over seeds:");
-    for (&w, p) in a
-        .normal_weights
-        .iter()
-        .flat_map(|w| premature_rules.iter().map(move |p| (w, p)))
-    {
+    let mut combos = Vec::new();
+    for &w in &a.normal_weights {
+        for p in &premature_rules {
+            for c in &cluster_rules {
+                combos.push((w, p, c));
+            }
+        }
+    }
+    for (w, p, c) in combos {
         let at: Vec<_> = results
             .iter()
-            .filter(|r| r.normal_weight == w && r.premature == *p && r.seed.is_some())
+            .filter(|r| {
+                r.normal_weight == w && r.premature == *p && r.cluster == *c && r.seed.is_some()
+            })
             .collect();
         let stat = |g: &dyn Fn(&crate::eval::Ec57Stats) -> Option<f64>| {
             let v: Vec<f64> = at.iter().filter_map(|r| g(&r.stats)).collect();
@@ -510,8 +532,9 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
             format!("{m:.1}±{sd:.1}")
         };
         println!(
-            "w_N {w}, premature {}: VEB Se {} +P {} | SVEB Se {} +P {} | N flagged {}",
+            "w_N {w}, premature {}, cluster {}: VEB Se {} +P {} | SVEB Se {} +P {} | N flagged {}",
             rule_name(p),
+            cluster_name(c),
             stat(&|s| s.veb_se),
             stat(&|s| s.veb_ppv),
             stat(&|s| s.sveb_se),

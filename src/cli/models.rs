@@ -65,6 +65,9 @@ pub(super) struct TrainArgs {
     /// Five-class models: the premature rule for S, `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]]` (chosen by `eval cv`).
     #[arg(long)]
     premature_rule: Option<crate::model::decision::PrematureRule>,
+    /// Five-class models: the cluster rule for V, `RATIO:CORRELATION` (chosen by `eval cv`).
+    #[arg(long)]
+    cluster_rule: Option<crate::model::decision::ClusterRule>,
     /// Five-class models: N beats kept per epoch, as a multiple of the largest other class (default 1).
     #[arg(long)]
     normal_cap: Option<f32>,
@@ -156,6 +159,7 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
         device: a.device,
         normal_weight: a.normal_weight,
         premature_rule: a.premature_rule,
+        cluster_rule: a.cluster_rule,
         normal_cap: a.normal_cap,
     };
     let (out, card) =

@@ -44,15 +44,17 @@
 //! | 17 | RR before / the last interval learned (the previous readable beat's, pauses left out) | a sudden shortening, independent of any mean |
 //! | 18 | RR before / the rhythm before the current run (the mean of the 8 intervals before it); outside a run, the same as 15 | a run of early beats (atrial tachycardia, a string of APCs) starts abruptly, below [`RUN_ONSET`] × the last 8 intervals, and goes on steadily (each interval within [`RUN_STEADY`] of the previous one): from its second beat on, 15 compares the run with itself and no longer sees it early, 18 still does. A sinus rate rising gradually never starts a run |
 //! | 19 | RMS difference of the segment before the QRS (P wave, each segment's mean removed) from its running mean over the beats that were not early, / dominant QRS amplitude | an atrial run's beats have an ectopic P wave; a run that keeps the P wave of the beats before it is sinus or conducted sinus rhythm (an AV block returning from 2:1 to 1:1 conduction) |
+//! | 20 | the cluster this beat matches: its members' mean of feature 0 (RR before / recent mean RR); 1 when the beat matches none or the cluster has fewer than [`CLUSTER_EVIDENCE`] members | a shape the patient makes early, beat after beat, is ectopic even in a member that happens to come late (an interpolated or late PVC); a second normal conduction (intermittent bundle branch block) comes on time |
+//! | 21 | QRS correlation (at the best lag) of that cluster's shape with the dominant beat's; 1 when the beat matches none | the cluster's shape against the patient's normal one, averaged over its members rather than read from one noisy beat |
 //!
 //! Before the first template or interval is known, features take neutral
 //! values (ratios 1, correlation 1, differences 0), which is what a normal
 //! beat shows.
 
 /// Numbers per beat.
-pub const CONTEXT_FEATURES: usize = 20;
+pub const CONTEXT_FEATURES: usize = 22;
 /// The features the shipped context networks read (the first this many);
-/// features 18 and 19 came later and are read by the decision rule only.
+/// features 18 to 21 came later and are read by the decision rule only.
 pub const NETWORK_CONTEXT_FEATURES: usize = 18;
 /// A run of early beats starts with an interval below this share of the mean of the last 8.
 pub const RUN_ONSET: f32 = 0.85;
@@ -93,6 +95,8 @@ const MAX_RATIO: f32 = 5.0;
 const RR_HISTORY: usize = 16;
 /// A cluster holding at least this share of the recent weight is a common shape.
 const COMMON_SHARE: f32 = 1.0 / 8.0;
+/// Members a cluster needs before its mean prematurity (feature 20) is read.
+pub const CLUSTER_EVIDENCE: u32 = 8;
 
 /// A beat-shape cluster: its running mean shape and its decayed member count.
 #[derive(Debug, Clone)]
@@ -100,6 +104,20 @@ struct Cluster {
     centroid: [f32; MORPH_LEN],
     weight: f32,
     members: u32,
+    /// Running mean of the members' RR before / recent mean RR (feature 0),
+    /// over those with an interval, at the centroid's rate.
+    prematurity: f32,
+}
+
+impl Cluster {
+    /// Feature 20 for a beat matching this cluster.
+    fn cluster_prematurity(&self) -> f32 {
+        if self.members >= CLUSTER_EVIDENCE {
+            self.prematurity
+        } else {
+            1.0
+        }
+    }
 }
 
 /// One stream's running rhythm, dominant beat shapes and usual P wave (about 1.6 KiB).
@@ -172,7 +190,9 @@ impl PatientContext {
             }
         }
         if learn && finite {
-            self.learn(timing, morph, &scores);
+            let has_interval = timing.rr_prev_ms.is_some_and(|v| v.is_finite() && v > 0.0);
+            let prematurity = (has_interval && self.rr_recent.is_some()).then_some(features[0]);
+            self.learn(timing, morph, &scores, prematurity);
         }
         features
     }
@@ -238,6 +258,17 @@ impl PatientContext {
                     .filter(|(k, _)| k.weight >= COMMON_SHARE * total_weight)
                     .map(|(_, s)| s.0)
                     .fold(f[5], f32::max);
+                (f[20], f[21]) = match self.matching(morph, scores) {
+                    Some((i, _)) if i == di => (self.clusters[i].cluster_prematurity(), 1.0),
+                    Some((i, _)) => {
+                        let k = &self.clusters[i];
+                        (
+                            k.cluster_prematurity(),
+                            LaggedQrs::of(&k.centroid).best(c).0,
+                        )
+                    }
+                    None => (1.0, 1.0),
+                };
             }
             None => {
                 f[5] = 1.0;
@@ -246,6 +277,8 @@ impl PatientContext {
                 f[9] = 1.0;
                 f[12] = 1.0;
                 f[14] = 1.0;
+                f[20] = 1.0;
+                f[21] = 1.0;
             }
         }
         f[13] = (self.learned as f32 / RECENT_BEATS).min(1.0);
@@ -289,11 +322,14 @@ impl PatientContext {
         (out, n)
     }
 
+    /// Learns the beat; `prematurity` is its feature 0 when it has an
+    /// interval and there is a recent mean to compare it with.
     fn learn(
         &mut self,
         t: BeatTiming,
         morph: &[f32; MORPH_LEN],
         scores: &[(f32, isize); TEMPLATES],
+        prematurity: Option<f32>,
     ) {
         self.learned += 1;
         if let Some(rr) = t.rr_prev_ms.filter(|v| v.is_finite() && *v > 0.0) {
@@ -345,12 +381,16 @@ impl PatientContext {
                 for (m, &x) in c.centroid.iter_mut().zip(&aligned) {
                     *m += rate * (x - *m);
                 }
+                if let Some(p) = prematurity {
+                    c.prematurity += rate * (p - c.prematurity);
+                }
             }
             None => {
                 let fresh = Cluster {
                     centroid: *morph,
                     weight: 1.0,
                     members: 1,
+                    prematurity: prematurity.unwrap_or(1.0),
                 };
                 if self.clusters.len() < TEMPLATES {
                     self.clusters.push(fresh);
@@ -744,6 +784,36 @@ mod tests {
         }
         let f = c.observe(timing(800.0, 800.0), &b, false);
         assert!(f[5] < f[14] && f[14] > 0.99, "{f:?}");
+    }
+
+    #[test]
+    fn a_shape_the_patient_makes_early_marks_its_late_members_too() {
+        let mut c = PatientContext::new();
+        let (normal, pvc, bbb) = (
+            shape(10, 1.0, 0.1),
+            shape(22, -1.5, 0.0),
+            shape(24, 1.0, 0.1),
+        );
+        // Trigeminy of early PVCs, and a second conduction that comes on time.
+        for i in 0..600 {
+            match i % 6 {
+                2 => c.observe(timing(500.0, 1100.0), &pvc, true),
+                4 => c.observe(timing(800.0, 800.0), &bbb, true),
+                _ => c.observe(timing(800.0, 800.0), &normal, true),
+            };
+        }
+        let n = c.observe(timing(800.0, 800.0), &normal, false);
+        assert!(n[20] > 0.95 && n[21] == 1.0, "the dominant cluster: {n:?}");
+        // A PVC that comes late: its own timing is normal, its cluster's is not.
+        let late = c.observe(timing(820.0, 800.0), &pvc, false);
+        assert!(late[0] > 0.95, "{late:?}");
+        assert!(late[20] < 0.75 && late[21] < 0.0, "{late:?}");
+        // The on-time second shape: unlike the dominant one, but not early.
+        let b = c.observe(timing(800.0, 800.0), &bbb, false);
+        assert!(b[20] > 0.95 && b[21] < 0.99, "{b:?}");
+        // A shape never seen: no cluster, no evidence.
+        let new = c.observe(timing(800.0, 800.0), &shape(30, 3.0, 0.0), false);
+        assert_eq!((new[20], new[21]), (1.0, 1.0), "{new:?}");
     }
 
     #[test]

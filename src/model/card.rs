@@ -125,6 +125,11 @@ pub struct ModelCard {
     /// [`super::decision::PrematureRule`]), chosen by cross-validation inside DS1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub premature_rule: Option<super::decision::PrematureRule>,
+    /// Five-class models: the rule that calls a beat of an ectopic shape
+    /// cluster V (see [`super::decision::ClusterRule`]), chosen by
+    /// cross-validation inside DS1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_rule: Option<super::decision::ClusterRule>,
     /// Five-class models: N beats kept per epoch, as a multiple of the largest
     /// other class (absent: 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]

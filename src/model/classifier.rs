@@ -185,7 +185,8 @@ impl Classifier {
 
     /// The class of a beat with five-class probabilities `q` and side
     /// features `side`: the decision rule with the members' mean normal weight
-    /// (1 when their cards give none) and the first member's premature rule.
+    /// (1 when their cards give none) and the first member's premature and
+    /// cluster rules.
     pub fn decide(&self, q: &[f32], side: Option<&[f32; SIDE_FEATURES]>) -> AamiClass {
         let n = self.members.len().max(1) as f32;
         let normal_weight = self
@@ -195,9 +196,11 @@ impl Classifier {
             .sum::<f32>()
             / n;
         let premature = self.members.iter().find_map(|m| m.card.premature_rule);
+        let cluster = self.members.iter().find_map(|m| m.card.cluster_rule);
         super::decision::DecisionRule {
             normal_weight,
             premature,
+            cluster,
         }
         .decide(q, side)
     }

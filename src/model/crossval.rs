@@ -14,7 +14,7 @@
 //! reference beat, readable), over whole records: close to, not the same as,
 //! `holterd eval ec57`, which streams records and skips their first 5 minutes.
 
-use super::decision::{DecisionRule, PrematureRule};
+use super::decision::{ClusterRule, DecisionRule, PrematureRule};
 use super::train::{
     TrainConfig, add_timing_swapped_v, class_balanced_split, predict_probabilities, train,
 };
@@ -39,6 +39,8 @@ pub struct CvRequest {
     pub normal_weights: Vec<f32>,
     /// Candidate premature rules (`None`: the network's N/S call stands).
     pub premature_rules: Vec<Option<PrematureRule>>,
+    /// Candidate cluster rules for V (`None`: none).
+    pub cluster_rules: Vec<Option<ClusterRule>>,
     /// Upper limit on epochs per training run.
     pub max_epochs: usize,
     /// Epochs without a better validation loss before stopping.
@@ -57,6 +59,7 @@ pub struct CvResult {
     pub seed: Option<u64>,
     pub normal_weight: f32,
     pub premature: Option<PrematureRule>,
+    pub cluster: Option<ClusterRule>,
     pub confusion: Confusion,
     pub stats: Ec57Stats,
 }
@@ -90,12 +93,13 @@ pub fn cross_validate(
         .normal_weights
         .iter()
         .flat_map(|&normal_weight| {
-            req.premature_rules
-                .iter()
-                .map(move |&premature| DecisionRule {
+            req.premature_rules.iter().flat_map(move |&premature| {
+                req.cluster_rules.iter().map(move |&cluster| DecisionRule {
                     normal_weight,
                     premature,
+                    cluster,
                 })
+            })
         })
         .collect();
     // Per fold: the held-out beats and the sum of every seed's probabilities.
@@ -180,6 +184,7 @@ pub fn cross_validate(
                 seed: Some(seed),
                 normal_weight: rule.normal_weight,
                 premature: rule.premature,
+                cluster: rule.cluster,
                 stats: Ec57Stats::from_confusion(&confusion, 0.0),
                 confusion,
             });
@@ -196,6 +201,7 @@ pub fn cross_validate(
                 seed: None,
                 normal_weight: rule.normal_weight,
                 premature: rule.premature,
+                cluster: rule.cluster,
                 stats: Ec57Stats::from_confusion(&confusion, 0.0),
                 confusion,
             });

@@ -13,7 +13,11 @@
 //!    are few, most in a handful of DS1 records, and look like the patient's
 //!    normal beats); prematurity against the same patient's running mean RR
 //!    is what defines them (AAMI EC57's SVEB: a supraventricular beat earlier
-//!    than expected) and what carries over to new patients.
+//!    than expected) and what carries over to new patients;
+//! 3. optionally, the [`ClusterRule`]: a beat the network calls N or S whose
+//!    shape cluster the patient makes early and whose shape is not the
+//!    dominant one is V (the networks lean on prematurity and miss the late
+//!    members of a PVC shape).
 
 use super::rr::{RR_FEATURES, SIDE_FEATURES};
 use crate::formats::wfdb::AamiClass;
@@ -30,6 +34,8 @@ const WIDTH_TO_DOMINANT: usize = RR_FEATURES + 9;
 const RR_TO_LAST_8: usize = RR_FEATURES + 15;
 const RR_TO_RUN_BASE: usize = RR_FEATURES + 18;
 const P_WAVE_DIFFERENCE: usize = RR_FEATURES + 19;
+const CLUSTER_PREMATURITY: usize = RR_FEATURES + 20;
+const CLUSTER_DOMINANT_CORRELATION: usize = RR_FEATURES + 21;
 /// Side feature 0: RR before, seconds (see [`super::rr::features`]).
 const RR_BEFORE_S: usize = 0;
 /// RR (ms) under which a rhythm is fast (100 /min), when a rule gives none.
@@ -181,13 +187,74 @@ impl std::fmt::Display for PrematureRule {
     }
 }
 
-/// The whole decision: the normal weight and the optional premature rule.
+/// When a beat the network calls N or S is V after all: it matches a shape
+/// cluster of the patient's whose members come early on average (context
+/// feature 20) and whose shape differs from the dominant beat's (feature 21).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRule {
+    /// V when the cluster's mean RR before / recent mean RR is below this ...
+    pub max_cluster_ratio: f32,
+    /// ... and its shape's QRS correlation with the dominant beat is below this.
+    pub max_dominant_correlation: f32,
+}
+
+/// The context must have learned this share of its warm-up before the
+/// cluster rule is applied (as the premature rules that ship require).
+const CLUSTER_MIN_WARM_UP: f32 = 0.5;
+
+impl ClusterRule {
+    /// Whether a beat with these side features belongs to an ectopic cluster.
+    pub fn holds(&self, side: &[f32; SIDE_FEATURES]) -> bool {
+        side[CLUSTER_PREMATURITY] < self.max_cluster_ratio
+            && side[CLUSTER_DOMINANT_CORRELATION] < self.max_dominant_correlation
+            && side[WARM_UP] >= CLUSTER_MIN_WARM_UP
+    }
+}
+
+impl std::str::FromStr for ClusterRule {
+    type Err = String;
+
+    /// `RATIO:CORRELATION`, e.g. `0.9:0.8`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v: Vec<f32> = s
+            .split(':')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cluster rule {s:?}: {e}"))?;
+        match v[..] {
+            [max_cluster_ratio, max_dominant_correlation] if v.iter().all(|x| x.is_finite()) => {
+                Ok(ClusterRule {
+                    max_cluster_ratio,
+                    max_dominant_correlation,
+                })
+            }
+            _ => Err(format!(
+                "cluster rule {s:?}: expected two numbers RATIO:CORRELATION, e.g. 0.9:0.8"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}",
+            self.max_cluster_ratio, self.max_dominant_correlation
+        )
+    }
+}
+
+/// The whole decision: the normal weight and the optional premature and
+/// cluster rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecisionRule {
     /// Weight of N's probability.
     pub normal_weight: f32,
     /// The S rule, if any.
     pub premature: Option<PrematureRule>,
+    /// The V rule for beats of an ectopic cluster, if any.
+    pub cluster: Option<ClusterRule>,
 }
 
 impl DecisionRule {
@@ -195,6 +262,12 @@ impl DecisionRule {
     /// premature rule, its side features.
     pub fn decide(&self, q: &[f32], side: Option<&[f32; SIDE_FEATURES]>) -> AamiClass {
         let class = weighted_argmax(q, self.normal_weight);
+        if let (Some(rule), Some(side)) = (self.cluster, side)
+            && matches!(class, AamiClass::N | AamiClass::S)
+            && rule.holds(side)
+        {
+            return AamiClass::V;
+        }
         match (self.premature, side) {
             (Some(rule), Some(side))
                 if matches!(class, AamiClass::N | AamiClass::S)
@@ -249,10 +322,47 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_rule_turns_n_and_s_calls_of_an_ectopic_cluster_into_v() {
+        let rule = DecisionRule {
+            normal_weight: 1.0,
+            premature: None,
+            cluster: "0.9:0.8".parse().ok(),
+        };
+        let mut ectopic = [1.0f32; SIDE_FEATURES];
+        ectopic[CLUSTER_PREMATURITY] = 0.7;
+        ectopic[CLUSTER_DOMINANT_CORRELATION] = 0.2;
+        let normal = [0.9, 0.05, 0.05, 0.0, 0.0];
+        let s_call = [0.2, 0.7, 0.1, 0.0, 0.0];
+        let f_call = [0.2, 0.0, 0.1, 0.7, 0.0];
+        assert_eq!(rule.decide(&normal, Some(&ectopic)), AamiClass::V);
+        assert_eq!(rule.decide(&s_call, Some(&ectopic)), AamiClass::V);
+        // The network's F and Q calls stand.
+        assert_eq!(rule.decide(&f_call, Some(&ectopic)), AamiClass::F);
+        // A cluster that comes on time, or looks like the dominant beat, or
+        // an unwarmed context: the network's call.
+        let mut on_time = ectopic;
+        on_time[CLUSTER_PREMATURITY] = 0.95;
+        let mut alike = ectopic;
+        alike[CLUSTER_DOMINANT_CORRELATION] = 0.85;
+        let mut cold = ectopic;
+        cold[WARM_UP] = 0.1;
+        for side in [on_time, alike, cold] {
+            assert_eq!(rule.decide(&normal, Some(&side)), AamiClass::N);
+        }
+        assert_eq!(
+            "0.9:0.8".parse::<ClusterRule>().map(|r| r.to_string()),
+            Ok("0.9:0.8".into())
+        );
+        assert!("0.9".parse::<ClusterRule>().is_err());
+        assert!("0.9:x".parse::<ClusterRule>().is_err());
+    }
+
+    #[test]
     fn the_premature_rule_decides_between_n_and_s_only() {
         let rule = DecisionRule {
             normal_weight: 1.0,
             premature: "0.8:0.1:0.9:0.5".parse().ok(),
+            cluster: None,
         };
         let normal = [0.9, 0.05, 0.05, 0.0, 0.0];
         let s_call = [0.2, 0.7, 0.1, 0.0, 0.0];
@@ -286,6 +396,7 @@ mod tests {
         let veto = DecisionRule {
             normal_weight: 1.0,
             premature: "0.8:0.1:0.9:0.5:0.97".parse().ok(),
+            cluster: None,
         };
         let mut dominant = side(0.95, 0.02, 0.99);
         dominant[DOMINANT_CORRELATION] = 0.99;

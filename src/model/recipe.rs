@@ -42,6 +42,8 @@ pub struct TrainRequest {
     pub normal_weight: Option<f32>,
     /// Five-class models: the premature rule for S (chosen by `eval cv`).
     pub premature_rule: Option<super::decision::PrematureRule>,
+    /// Five-class models: the cluster rule for V (chosen by `eval cv`).
+    pub cluster_rule: Option<super::decision::ClusterRule>,
     /// Five-class models: N beats kept per epoch, as a multiple of the largest
     /// other class (default 1).
     pub normal_cap: Option<f32>,
@@ -177,6 +179,7 @@ pub fn train_model(
         augmentation,
         normal_weight: a.normal_weight,
         premature_rule: a.premature_rule,
+        cluster_rule: a.cluster_rule,
         normal_cap: a.normal_cap,
         ensemble: Vec::new(),
     };
