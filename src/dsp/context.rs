@@ -248,9 +248,8 @@ impl PatientContext {
                 });
                 f[11] = (rms_difference(morph, c) / amp).clamp(0.0, MAX_RATIO);
                 let total_weight: f32 = self.clusters.iter().map(|c| c.weight).sum();
-                f[12] = self.matching(morph, scores).map_or(0.0, |(i, _)| {
-                    self.clusters[i].weight / total_weight.max(1e-6)
-                });
+                let matched = self.matching(morph, scores).map(|(i, _)| i);
+                f[12] = matched.map_or(0.0, |i| self.clusters[i].weight / total_weight.max(1e-6));
                 f[14] = self
                     .clusters
                     .iter()
@@ -258,9 +257,9 @@ impl PatientContext {
                     .filter(|(k, _)| k.weight >= COMMON_SHARE * total_weight)
                     .map(|(_, s)| s.0)
                     .fold(f[5], f32::max);
-                (f[20], f[21]) = match self.matching(morph, scores) {
-                    Some((i, _)) if i == di => (self.clusters[i].cluster_prematurity(), 1.0),
-                    Some((i, _)) => {
+                (f[20], f[21]) = match matched {
+                    Some(i) if i == di => (self.clusters[i].cluster_prematurity(), 1.0),
+                    Some(i) => {
                         let k = &self.clusters[i];
                         (
                             k.cluster_prematurity(),
