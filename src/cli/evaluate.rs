@@ -436,6 +436,16 @@ pub(super) struct EvalCvArgs {
     v_timing_swap: bool,
 }
 
+/// Rules given on the command line, `none` standing for no rule.
+fn optional_rules<T: std::str::FromStr<Err = String>>(list: &[String]) -> Result<Vec<Option<T>>> {
+    list.iter()
+        .map(|r| match r.as_str() {
+            "none" => Ok(None),
+            r => r.parse().map(Some).map_err(anyhow::Error::msg),
+        })
+        .collect()
+}
+
 /// `holterd eval cv`.
 pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
     let set = crate::dataset::load(&a.data)?;
@@ -447,22 +457,8 @@ pub(super) fn eval_cv(a: EvalCvArgs) -> Result<()> {
     if let Some(r) = records.iter().find(|r| DS2.contains(&r.as_str())) {
         bail!("record {r} is a DS2 (test) record: model choices are made inside DS1 only");
     }
-    let premature_rules = a
-        .premature_rules
-        .iter()
-        .map(|r| match r.as_str() {
-            "none" => Ok(None),
-            r => r.parse().map(Some).map_err(anyhow::Error::msg),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let cluster_rules = a
-        .cluster_rules
-        .iter()
-        .map(|r| match r.as_str() {
-            "none" => Ok(None),
-            r => r.parse().map(Some).map_err(anyhow::Error::msg),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let premature_rules = optional_rules(&a.premature_rules)?;
+    let cluster_rules = optional_rules(&a.cluster_rules)?;
     let req = CvRequest {
         premature_rules: premature_rules.clone(),
         cluster_rules: cluster_rules.clone(),

@@ -124,17 +124,26 @@ impl PrematureRule {
     }
 }
 
+/// The colon-separated numbers of a `kind` rule, all finite.
+fn rule_numbers(kind: &str, s: &str) -> Result<Vec<f32>, String> {
+    let v: Vec<f32> = s
+        .split(':')
+        .map(|x| x.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{kind} rule {s:?}: {e}"))?;
+    match v.iter().find(|x| !x.is_finite()) {
+        Some(x) => Err(format!("{kind} rule {s:?}: {x} is not a finite number")),
+        None => Ok(v),
+    }
+}
+
 impl std::str::FromStr for PrematureRule {
     type Err = String;
 
     /// `RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]]`,
     /// e.g. `0.8:0.1:0.9:0.5` or `0.8:0.1:0.9:0.5:0.97:0.85:600:0.6`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let v: Vec<f32> = s
-            .split(':')
-            .map(|x| x.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("premature rule {s:?}: {e}"))?;
+        let v = rule_numbers("premature", s)?;
         match v[..] {
             [
                 max_rr_ratio,
@@ -142,19 +151,17 @@ impl std::str::FromStr for PrematureRule {
                 min_correlation,
                 min_warm_up,
                 ..,
-            ] if matches!(v.len(), 4 | 5 | 7 | 8 | 9) && v.iter().all(|x| x.is_finite()) => {
-                Ok(PrematureRule {
-                    max_rr_ratio,
-                    max_irregularity,
-                    min_correlation,
-                    min_warm_up,
-                    veto_correlation: v.get(4).copied(),
-                    max_local_ratio: v.get(5).copied(),
-                    fast_rr_ms: v.get(6).copied(),
-                    fast_max_ratio: v.get(7).copied(),
-                    min_run_p_difference: v.get(8).copied(),
-                })
-            }
+            ] if matches!(v.len(), 4 | 5 | 7 | 8 | 9) => Ok(PrematureRule {
+                max_rr_ratio,
+                max_irregularity,
+                min_correlation,
+                min_warm_up,
+                veto_correlation: v.get(4).copied(),
+                max_local_ratio: v.get(5).copied(),
+                fast_rr_ms: v.get(6).copied(),
+                fast_max_ratio: v.get(7).copied(),
+                min_run_p_difference: v.get(8).copied(),
+            }),
             _ => Err(format!(
                 "premature rule {s:?}: expected four, five, seven, eight or nine numbers RATIO:IRREGULARITY:CORRELATION:WARMUP[:VETO[:LOCAL:FAST_MS[:FAST_RATIO[:RUN_P]]]], e.g. 0.8:0.1:0.9:0.5"
             )),
@@ -216,18 +223,11 @@ impl std::str::FromStr for ClusterRule {
 
     /// `RATIO:CORRELATION`, e.g. `0.9:0.8`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let v: Vec<f32> = s
-            .split(':')
-            .map(|x| x.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("cluster rule {s:?}: {e}"))?;
-        match v[..] {
-            [max_cluster_ratio, max_dominant_correlation] if v.iter().all(|x| x.is_finite()) => {
-                Ok(ClusterRule {
-                    max_cluster_ratio,
-                    max_dominant_correlation,
-                })
-            }
+        match rule_numbers("cluster", s)?[..] {
+            [max_cluster_ratio, max_dominant_correlation] => Ok(ClusterRule {
+                max_cluster_ratio,
+                max_dominant_correlation,
+            }),
             _ => Err(format!(
                 "cluster rule {s:?}: expected two numbers RATIO:CORRELATION, e.g. 0.9:0.8"
             )),
@@ -355,6 +355,7 @@ mod tests {
         );
         assert!("0.9".parse::<ClusterRule>().is_err());
         assert!("0.9:x".parse::<ClusterRule>().is_err());
+        assert!("0.9:inf".parse::<ClusterRule>().is_err());
     }
 
     #[test]
