@@ -6,7 +6,8 @@
 //! [`super::recipe`]: five classes, N down-sampled, redrawn each epoch) and
 //! scored on the held-out records' beats with the EC57 beat statistics, for
 //! every candidate decision rule ([`super::decision`]: a weight on the normal
-//! class, and optionally the premature rule for S). Scores are pooled over
+//! class, and optionally the premature rule for S and the cluster rule for
+//! V). Scores are pooled over
 //! folds (gross) per seed, then summarised over seeds; with several seeds,
 //! the ensemble that averages their probabilities is scored too.
 //!

@@ -1,7 +1,7 @@
 //! How a five-class model's probabilities, and the beat's patient context,
 //! become the beat's class.
 //!
-//! Two steps, both chosen by leave-records-out cross-validation inside DS1
+//! Up to three steps, all chosen by leave-records-out cross-validation inside DS1
 //! (`holterd eval cv`) and written in the model card:
 //!
 //! 1. the class maximising `w_N · p_N` against the other classes' `p`
@@ -16,8 +16,8 @@
 //!    than expected) and what carries over to new patients;
 //! 3. optionally, the [`ClusterRule`]: a beat the network calls N or S whose
 //!    shape cluster the patient makes early and whose shape is not the
-//!    dominant one is V (the networks lean on prematurity and miss the late
-//!    members of a PVC shape).
+//!    dominant one is V, before the premature rule is asked (the networks
+//!    lean on prematurity and miss the late members of a PVC shape).
 
 use super::rr::{RR_FEATURES, SIDE_FEATURES};
 use crate::formats::wfdb::AamiClass;
