@@ -234,34 +234,29 @@ fn algorithm_spans(case: &RhythmCase, config: &RhythmConfig) -> Vec<Span> {
     without_pauses_in_vf(algorithm, &case.vf)
 }
 
-/// Runs the rhythm analyser over every case with `config` and scores it.
-fn score_rhythm_cases(cases: &[RhythmCase], config: &RhythmConfig) -> RhythmReport {
+/// Scores every case's analyser episodes (`algorithm[i]` for `cases[i]`).
+fn score_rhythm_cases(cases: &[RhythmCase], algorithm: &[Vec<Span>]) -> RhythmReport {
     let records = cases
         .iter()
-        .map(|case| RhythmRecordScore {
+        .zip(algorithm)
+        .map(|(case, spans)| RhythmRecordScore {
             record: case.record.clone(),
-            stats: score_rhythms(
-                &case.reference,
-                &algorithm_spans(case, config),
-                LEARNING_S,
-                case.duration_s,
-            ),
+            stats: score_rhythms(&case.reference, spans, LEARNING_S, case.duration_s),
         })
         .collect();
     RhythmReport { records }
 }
 
 /// Every scored episode of every case with its record's name, as
-/// `eval rhythm --episodes` lists them.
+/// `eval rhythm --episodes` lists them (`algorithm[i]` for `cases[i]`).
 fn listed_episodes<'a>(
     cases: &'a [RhythmCase],
-    config: &RhythmConfig,
+    algorithm: &[Vec<Span>],
 ) -> Vec<(&'a str, ListedEpisode)> {
     let mut out = Vec::new();
-    for case in cases {
-        let algorithm = algorithm_spans(case, config);
+    for (case, spans) in cases.iter().zip(algorithm) {
         out.extend(
-            list_episodes(&case.reference, &algorithm, LEARNING_S, case.duration_s)
+            list_episodes(&case.reference, spans, LEARNING_S, case.duration_s)
                 .into_iter()
                 .map(|e| (case.record.as_str(), e)),
         );
@@ -324,7 +319,8 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
         let mut json = Vec::new();
         println!("af.on | af.off | af.window | af.min_s | AF ep Se | ep +P | dur Se | dur +P");
         for config in &grid {
-            let report = score_rhythm_cases(&cases, config);
+            let spans: Vec<Vec<Span>> = cases.iter().map(|c| algorithm_spans(c, config)).collect();
+            let report = score_rhythm_cases(&cases, &spans);
             let af = report
                 .gross()
                 .get(&ScoredRhythm::Af)
@@ -351,8 +347,9 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let report = score_rhythm_cases(&cases, &grid[0]);
-    let episodes = a.episodes.then(|| listed_episodes(&cases, &grid[0]));
+    let spans: Vec<Vec<Span>> = cases.iter().map(|c| algorithm_spans(c, &grid[0])).collect();
+    let report = score_rhythm_cases(&cases, &spans);
+    let episodes = a.episodes.then(|| listed_episodes(&cases, &spans));
     if a.json {
         let mut json = report.to_json();
         if let Some(episodes) = &episodes {
