@@ -1,10 +1,13 @@
-//! `bench storage`: bytes a sample of raw signal as the store keeps it, and
-//! how fast it packs and unpacks, on the records of a WFDB database.
+//! `bench storage`: bytes a sample of raw signal and bytes a beat as the
+//! store keeps them, and how fast they pack and unpack, on the records of a
+//! WFDB database.
 
 use super::{default_db, selected_records};
 use crate::formats::wfdb::{LeadChoice, Recording};
+use crate::model::classifier::Classifier;
+use crate::pipeline::offline::analyze_recording;
 use crate::store::signal::{self, Encoding};
-use crate::store::{ChunkRow, SegmentKey};
+use crate::store::{BeatRow, ChunkRow, SegmentKey, Verdict, beat_block};
 use anyhow::Result;
 use clap::Args;
 use std::io::Write;
@@ -25,6 +28,28 @@ pub(super) struct BenchStorageArgs {
     /// Chunks per block (240 of 250 ms: the minute the compactor packs).
     #[arg(long, default_value_t = 240)]
     block_chunks: usize,
+    /// Model whose beats are packed (several, comma-separated, form an ensemble).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "models/context-mlp-beat-inter"
+    )]
+    model: Vec<PathBuf>,
+    /// Minutes of beats per block (the compactor's pass).
+    #[arg(long, default_value_t = 1.0)]
+    beat_block_min: f64,
+}
+
+/// Bytes of one beat as a `beats` row holds it, before the row's own overhead:
+/// the fixed-width columns, the class probabilities and the `f32` vector.
+fn row_bytes(b: &BeatRow) -> usize {
+    let fixed = 8 * 4 + 4 * 3 + 1;
+    let text = b.quality.as_str().len()
+        + b.verdict.as_str().len()
+        + b.model.len()
+        + b.model_version.len()
+        + b.segment.device.len();
+    fixed + text + 2 + b.class_probs.map_or(0, |_| 20) + 4 * b.values.len()
 }
 
 pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
@@ -32,6 +57,8 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
     let (mut samples, mut loose, mut packed) = (0usize, 0usize, 0usize);
     let (mut records, mut counts_chunks, mut all_chunks) = (0, 0, 0);
     let (mut encode_s, mut decode_s) = (0.0, 0.0);
+    let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
+    let mut beats = BeatTotals::default();
     for name in selected_records(&db, &a.records)? {
         let rec = Recording::from_wfdb(&db.join(&name), &LeadChoice::Default)?;
         let scale = rec.scale();
@@ -77,6 +104,8 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         samples += mv.len();
         all_chunks += chunks.len();
         records += 1;
+        let rows = analyze_recording(&name, 0, rec.fs, &mv, None, &classifier, 0.5)?;
+        beats.add(&name, &rows, rec.fs, a.beat_block_min)?;
     }
     let per_sample = |bytes: usize| bytes as f64 / samples.max(1) as f64;
     let day = 360.0 * 86_400.0 / 1e6;
@@ -104,5 +133,99 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         samples as f64 / encode_s / 1e6,
         samples as f64 / decode_s / 1e6
     )?;
+    beats.report(&mut out, samples as f64 / 360.0 / 86_400.0)?;
     Ok(())
+}
+
+/// Beats of every record, as rows and as the compactor packs them.
+#[derive(Default)]
+struct BeatTotals {
+    beats: usize,
+    flagged: usize,
+    row_bytes: usize,
+    flagged_row_bytes: usize,
+    packed: usize,
+    packed_bytes: usize,
+    encode_s: f64,
+    decode_s: f64,
+    max_error: f32,
+}
+
+impl BeatTotals {
+    /// Packs the beats the compactor packs (all but abnormal ones) in blocks of
+    /// `block_min` minutes and checks they read back.
+    fn add(&mut self, name: &str, rows: &[BeatRow], fs: f64, block_min: f64) -> Result<()> {
+        let (flagged, packable): (Vec<&BeatRow>, Vec<&BeatRow>) =
+            rows.iter().partition(|b| b.verdict == Verdict::Abnormal);
+        self.beats += rows.len();
+        self.flagged += flagged.len();
+        self.row_bytes += rows.iter().map(row_bytes).sum::<usize>();
+        self.flagged_row_bytes += flagged.iter().map(|b| row_bytes(b)).sum::<usize>();
+        let span_us = (block_min * 60e6) as i64;
+        let mut parts: Vec<Vec<BeatRow>> = Vec::new();
+        for b in packable {
+            match parts.last_mut() {
+                Some(p) if b.r_time_us - p[0].r_time_us < span_us => p.push(b.clone()),
+                _ => parts.push(vec![b.clone()]),
+            }
+        }
+        for part in &parts {
+            let start = Instant::now();
+            let data = beat_block::encode(part, fs);
+            self.encode_s += start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            let back = beat_block::decode(&part[0].segment, &data)?;
+            self.decode_s += start.elapsed().as_secs_f64();
+            anyhow::ensure!(back.len() == part.len(), "{name}: a block lost beats");
+            for (b, a) in back.iter().zip(part) {
+                let error = b
+                    .values
+                    .iter()
+                    .zip(&a.values)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                self.max_error = self.max_error.max(error);
+                let same = BeatRow {
+                    values: a.values.clone(),
+                    ..b.clone()
+                };
+                anyhow::ensure!(
+                    same == *a && error <= beat_block::VALUE_TOLERANCE,
+                    "{name}: a packed beat does not read back"
+                );
+            }
+            self.packed += part.len();
+            self.packed_bytes += data.len();
+        }
+        Ok(())
+    }
+
+    fn report(&self, out: &mut impl Write, days: f64) -> Result<()> {
+        let per_day = |bytes: usize| bytes as f64 / days / 1e6;
+        writeln!(
+            out,
+            "{} beats ({} abnormal, kept as rows); every packed beat read back (vector within {:.2e}):",
+            self.beats, self.flagged, self.max_error
+        )?;
+        writeln!(
+            out,
+            "  beat rows (the layout before)   {:>6.0} bytes/beat = {:>6.1} MB per patient-day (columns only)",
+            self.row_bytes as f64 / self.beats.max(1) as f64,
+            per_day(self.row_bytes)
+        )?;
+        writeln!(
+            out,
+            "  packed blocks, abnormal as rows {:>6.1} bytes/beat = {:>6.1} MB per patient-day (columns only; packed beats {:.1} bytes each)",
+            (self.packed_bytes + self.flagged_row_bytes) as f64 / self.beats.max(1) as f64,
+            per_day(self.packed_bytes + self.flagged_row_bytes),
+            self.packed_bytes as f64 / self.packed.max(1) as f64
+        )?;
+        writeln!(
+            out,
+            "  packing {:.0} k beats/s, unpacking {:.0} k beats/s (one thread)",
+            self.packed as f64 / self.encode_s / 1e3,
+            self.packed as f64 / self.decode_s / 1e3
+        )?;
+        Ok(())
+    }
 }

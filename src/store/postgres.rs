@@ -4,7 +4,7 @@
 use super::rows::class_probs_bytes;
 use super::signal;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
+    BeatCompaction, BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
     EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead,
     UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
@@ -101,6 +101,8 @@ impl Store for PgStore {
     stream_reads!();
 
     signal_compaction!();
+
+    beat_compaction!();
 
     async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
         let mut removed = sqlx::query("DELETE FROM chunks WHERE received_us < $1")
@@ -371,6 +373,10 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
                                   $5::bigint[], $6::real[], $7::real[], $8::text[],
                                   $9::bool[], $10::text[], $11::real[], $12::text[],
                                   $13::text[], $14::bytea[], $15::text[], $16::bytea[])
+                 AS u(device_id, r_time_us, stream, first_seq)
+             WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE s.device_id = u.device_id
+                 AND s.stream = u.stream AND s.first_seq = u.first_seq
+                 AND s.beats_packed_to_us >= u.r_time_us)
              ON CONFLICT DO NOTHING
              RETURNING device_id, r_time_us",
         )
@@ -505,4 +511,5 @@ async fn close_segments(
 
 upload_insert!(sqlx::PgConnection);
 episode_upsert!(sqlx::PgConnection);
+packed_beat_reads!(PgPool);
 row_decoders!(sqlx::postgres::PgRow);
