@@ -1,4 +1,9 @@
--- Beats at rest (issue 15). A beat is stored as a row when it is classified
+-- Beats at rest (issue 15). A beat row's vector is now stored at 10 bits
+-- (`beat_encoding` 1, the layout of a block's vector column; 0: 187 f32 LE,
+-- rows written before), about 200 bytes instead of 748.
+ALTER TABLE beats ADD COLUMN beat_encoding INTEGER NOT NULL DEFAULT 0;
+
+-- A beat is stored as a row when it is classified
 -- (so that its transaction can be acknowledged); a few minutes later the
 -- daemon's compactor packs each segment's normal and unreadable beats into
 -- one block (columns under zstd, the beat vector at 10 bits; layout in

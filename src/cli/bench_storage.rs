@@ -3,12 +3,15 @@
 //! WFDB database.
 
 use super::{default_db, selected_records};
-use crate::formats::wfdb::{LeadChoice, Recording};
+use crate::formats::wfdb::{self, LeadChoice};
 use crate::model::classifier::Classifier;
 use crate::pipeline::offline::analyze_recording;
+use crate::pipeline::recording::{Recording, recording_rows};
+use crate::rhythm::RhythmConfig;
 use crate::store::signal::{self, Encoding};
+use crate::store::{AnyStore, Store};
 use crate::store::{BeatRow, ChunkRow, SegmentKey, Verdict, beat_block};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +41,11 @@ pub(super) struct BenchStorageArgs {
     /// Minutes of beats per block (the compactor's pass).
     #[arg(long, default_value_t = 1.0)]
     beat_block_min: f64,
+    /// Also store the records in a store of their own, pack them as the
+    /// compactor does and weigh every table with its indexes: a Postgres URL,
+    /// or `sqlite` for a temporary SQLite file.
+    #[arg(long)]
+    store: Option<String>,
 }
 
 /// Bytes of one beat as a `beats` row holds it, before the row's own overhead:
@@ -59,8 +67,9 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
     let (mut encode_s, mut decode_s) = (0.0, 0.0);
     let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
     let mut beats = BeatTotals::default();
+    let mut stored = Vec::new();
     for name in selected_records(&db, &a.records)? {
-        let rec = Recording::from_wfdb(&db.join(&name), &LeadChoice::Default)?;
+        let rec = wfdb::Recording::from_wfdb(&db.join(&name), &LeadChoice::Default)?;
         let scale = rec.scale();
         let mv = rec.millivolts();
         let per = ((rec.fs * f64::from(a.chunk_ms) / 1000.0).round() as usize).max(1);
@@ -106,6 +115,21 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         records += 1;
         let rows = analyze_recording(&name, 0, rec.fs, &mv, None, &classifier, 0.5)?;
         beats.add(&name, &rows, rec.fs, a.beat_block_min)?;
+        if a.store.is_some() {
+            stored.push(Recording {
+                key: SegmentKey {
+                    device: name.clone(),
+                    stream: 1,
+                    first_seq: 0,
+                },
+                t0_us: crate::clock::now_us() - 86_400_000_000,
+                fs: rec.fs,
+                lead: rec.lead.clone(),
+                samples: mv,
+                scale: Some(scale),
+                received_us: crate::clock::now_us(),
+            });
+        }
     }
     let per_sample = |bytes: usize| bytes as f64 / samples.max(1) as f64;
     let day = 360.0 * 86_400.0 / 1e6;
@@ -134,7 +158,108 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         samples as f64 / decode_s / 1e6
     )?;
     beats.report(&mut out, samples as f64 / 360.0 / 86_400.0)?;
+    if let Some(url) = &a.store {
+        let url = if url == "sqlite" { "" } else { url.as_str() };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(weigh_stored(url, stored, &classifier, &mut out))?;
+    }
     Ok(())
+}
+
+/// Stores the recordings as uploads are stored (segment, chunks, beats,
+/// episodes), packs them as the daemon's compactor does, compacts the
+/// database files, and reports every table's bytes with its indexes, per
+/// patient-day of signal.
+async fn weigh_stored(
+    url: &str,
+    recordings: Vec<Recording>,
+    classifier: &Classifier,
+    out: &mut impl Write,
+) -> Result<()> {
+    let scratch = super::bench_pages::ScratchStore::open(url).await?;
+    let outcome = async {
+        let store = &scratch.store;
+        store.migrate().await?;
+        let mut seconds = 0.0;
+        for rec in recordings {
+            seconds += rec.samples.len() as f64 / rec.fs;
+            let rows = recording_rows(rec, None, classifier, 0.5, &RhythmConfig::default())?;
+            store
+                .import_recording(&[rows.segment], &rows.chunks, &rows.beats, &rows.episodes)
+                .await?;
+        }
+        let far = i64::MAX;
+        let mut after: Option<String> = None;
+        while let Some(d) = store
+            .compact_signal(far, after.as_deref(), 50)
+            .await?
+            .last_device
+        {
+            after = Some(d);
+        }
+        let mut after: Option<String> = None;
+        while let Some(d) = store
+            .compact_beats(far, after.as_deref(), 50)
+            .await?
+            .last_device
+        {
+            after = Some(d);
+        }
+        let tables = table_bytes(store, scratch.sqlite_file()).await?;
+        let days = seconds / 86_400.0;
+        let total: i64 = tables.iter().map(|(_, b)| b).sum();
+        writeln!(
+            out,
+            "stored in {} and packed, {:.1} h of signal, tables with their indexes after VACUUM:",
+            store.kind(),
+            seconds / 3600.0
+        )?;
+        for (table, bytes) in tables.iter().filter(|(_, b)| *b > 0) {
+            writeln!(
+                out,
+                "  {table:<28} {:>8.2} MB per patient-day",
+                *bytes as f64 / days / 1e6
+            )?;
+        }
+        writeln!(
+            out,
+            "  {:<28} {:>8.2} MB per patient-day",
+            "everything",
+            total as f64 / days / 1e6
+        )?;
+        anyhow::Ok(())
+    }
+    .await;
+    scratch.remove().await?;
+    outcome
+}
+
+/// Bytes of each table with its indexes and TOAST (Postgres, after `VACUUM
+/// FULL`), or of the whole file (SQLite, after `VACUUM`).
+async fn table_bytes(store: &AnyStore, sqlite_file: Option<PathBuf>) -> Result<Vec<(String, i64)>> {
+    match store {
+        AnyStore::Postgres(pg) => {
+            sqlx::query("VACUUM FULL").execute(pg.pool()).await?;
+            Ok(sqlx::query_as(
+                "SELECT c.relname::text, pg_total_relation_size(c.oid)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                 ORDER BY 2 DESC",
+            )
+            .fetch_all(pg.pool())
+            .await?)
+        }
+        AnyStore::Sqlite(lite) => {
+            sqlx::query("VACUUM").execute(lite.pool()).await?;
+            let file = sqlite_file.context("the SQLite file")?;
+            Ok(vec![(
+                "the SQLite file".into(),
+                std::fs::metadata(&file)?.len() as i64,
+            )])
+        }
+    }
 }
 
 /// Beats of every record, as rows and as the compactor packs them.

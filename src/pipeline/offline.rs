@@ -5,10 +5,10 @@
 use super::analysis::Analyzer;
 use super::inference::classify;
 use super::{Batch, Item};
-use crate::store::beat_block;
 use crate::metrics::Metrics;
 use crate::model::ModelError;
 use crate::model::classifier::Classifier;
+use crate::store::beat_block;
 use crate::store::{BeatRow, SegmentKey, SegmentRow};
 
 /// The verdict for every beat of `samples` (mV at `fs` Hz, first sample at `t0_us`),

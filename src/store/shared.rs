@@ -102,7 +102,10 @@ macro_rules! row_decoders {
                 class_probs: super::rows::parse_class_probs(r.try_get("class_probs")?)?,
                 model: r.try_get("model")?,
                 model_version: r.try_get("model_version")?,
-                values: super::bytes_f32(r.try_get("beat")?)?,
+                values: super::beat_block::decode_vector(
+                    r.try_get::<i16, _>("beat_encoding")?.into(),
+                    r.try_get("beat")?,
+                )?,
             })
         }
 
@@ -361,11 +364,16 @@ pub(crate) const BEAT_COMPACTION_DEVICES: &str = "
         FROM d WHERE d.id IS NOT NULL)
     SELECT id FROM d WHERE id IS NOT NULL LIMIT $2";
 
+/// The most beat rows one compaction call reads (about 20 MB in memory): a
+/// database written before beat blocks, or a backlog, packs over several calls.
+pub(crate) const BEAT_COMPACTION_MAX: usize = 20_000;
+
 /// Columns of a beat row, as [`row_decoders`]' `beat_from` reads them.
 macro_rules! beat_columns {
     () => {
         "device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
-         quality, searchback, verdict, p_abnormal, class, class_probs, model, model_version, beat"
+         quality, searchback, verdict, p_abnormal, class, class_probs, model, model_version, beat,
+         beat_encoding"
     };
 }
 
@@ -397,13 +405,15 @@ macro_rules! beat_compaction {
                  FROM beats
                  WHERE device_id > $1 AND device_id <= $2 AND r_time_us < $3
                    AND verdict <> 'abnormal'
-                 ORDER BY device_id, stream, first_seq, r_time_us"
+                 ORDER BY device_id, stream, first_seq, r_time_us LIMIT $4"
             ))
             .bind(after)
             .bind(&last)
             .bind(before_us)
+            .bind(shared::BEAT_COMPACTION_MAX as i64)
             .fetch_all(&mut *tx)
             .await?;
+            let truncated = rows.len() >= shared::BEAT_COMPACTION_MAX;
             let mut beats = Vec::with_capacity(rows.len());
             let mut rates = std::collections::HashMap::new();
             for r in &rows {
@@ -469,7 +479,12 @@ macro_rules! beat_compaction {
                 beats: beats.len() as u64,
                 blocks: blocks.len() as u64,
                 bytes_out: blocks.iter().map(|b| b.data.len() as u64).sum(),
-                last_device: (ids.len() as u32 >= devices.max(1)).then_some(last),
+                // A pass cut short by its row limit goes on from the same device.
+                last_device: if truncated {
+                    Some(after.to_string())
+                } else {
+                    (ids.len() as u32 >= devices.max(1)).then_some(last)
+                },
             })
         }
     };

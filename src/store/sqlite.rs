@@ -4,9 +4,9 @@
 use super::rows::class_probs_bytes;
 use super::signal;
 use super::{
-    BeatCompaction, BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
-    EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead,
-    UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatCompaction, BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow,
+    EpisodeQuery, EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError,
+    StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -236,7 +236,7 @@ async fn insert_beats(
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
                 rr_prev_ms, rr_next_ms, quality, searchback, verdict, p_abnormal, model,
-                model_version, beat, class, class_probs) SELECT * FROM (",
+                model_version, beat, class, class_probs, beat_encoding) SELECT * FROM (",
         );
         q.push_values(part, |mut b, r| {
             b.push_bind(r.segment.device.clone())
@@ -252,9 +252,10 @@ async fn insert_beats(
                 .push_bind(r.p_abnormal)
                 .push_bind(r.model.clone())
                 .push_bind(r.model_version.clone())
-                .push_bind(f32_bytes(&r.values))
+                .push_bind(super::beat_block::encode_vector(&r.values))
                 .push_bind(r.class.map(|c| c.as_str()))
-                .push_bind(class_probs_bytes(r.class_probs));
+                .push_bind(class_probs_bytes(r.class_probs))
+                .push_bind(super::beat_block::VectorEncoding::Steps as i64);
         });
         // Only a stored beat is skipped (as on Postgres): a row a CHECK refuses
         // is an error, which `INSERT OR IGNORE` would drop silently.
