@@ -48,16 +48,21 @@ pub(super) struct BenchStorageArgs {
     store: Option<String>,
 }
 
-/// Bytes of one beat as a `beats` row holds it, before the row's own overhead:
-/// the fixed-width columns, the class probabilities and the `f32` vector.
-fn row_bytes(b: &BeatRow) -> usize {
-    let fixed = 8 * 4 + 4 * 3 + 1;
+/// Bytes of one beat's columns in a `beats` row, before the row's own
+/// overhead, with its vector as `f32` (the layout before) or at 10 bits.
+fn row_bytes(b: &BeatRow, f32_vector: bool) -> usize {
+    let fixed = 8 * 4 + 4 * 3 + 1 + 2;
     let text = b.quality.as_str().len()
         + b.verdict.as_str().len()
         + b.model.len()
         + b.model_version.len()
         + b.segment.device.len();
-    fixed + text + 2 + b.class_probs.map_or(0, |_| 20) + 4 * b.values.len()
+    let vector = if f32_vector {
+        4 * b.values.len()
+    } else {
+        beat_block::encode_vector(&b.values).len()
+    };
+    fixed + text + 2 + b.class_probs.map_or(0, |_| 20) + vector
 }
 
 pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
@@ -267,6 +272,7 @@ async fn table_bytes(store: &AnyStore, sqlite_file: Option<PathBuf>) -> Result<V
 struct BeatTotals {
     beats: usize,
     flagged: usize,
+    f32_row_bytes: usize,
     row_bytes: usize,
     flagged_row_bytes: usize,
     packed: usize,
@@ -284,8 +290,9 @@ impl BeatTotals {
             rows.iter().partition(|b| b.verdict == Verdict::Abnormal);
         self.beats += rows.len();
         self.flagged += flagged.len();
-        self.row_bytes += rows.iter().map(row_bytes).sum::<usize>();
-        self.flagged_row_bytes += flagged.iter().map(|b| row_bytes(b)).sum::<usize>();
+        self.f32_row_bytes += rows.iter().map(|b| row_bytes(b, true)).sum::<usize>();
+        self.row_bytes += rows.iter().map(|b| row_bytes(b, false)).sum::<usize>();
+        self.flagged_row_bytes += flagged.iter().map(|b| row_bytes(b, false)).sum::<usize>();
         let span_us = (block_min * 60e6) as i64;
         let mut parts: Vec<Vec<BeatRow>> = Vec::new();
         for b in packable {
@@ -332,15 +339,20 @@ impl BeatTotals {
             "{} beats ({} abnormal, kept as rows); every packed beat read back (vector within {:.2e}):",
             self.beats, self.flagged, self.max_error
         )?;
+        for (what, bytes) in [
+            ("rows, f32 vector (before)", self.f32_row_bytes),
+            ("rows, 10-bit vector", self.row_bytes),
+        ] {
+            writeln!(
+                out,
+                "  {what:<31} {:>6.1} bytes/beat = {:>6.1} MB per patient-day (columns only)",
+                bytes as f64 / self.beats.max(1) as f64,
+                per_day(bytes)
+            )?;
+        }
         writeln!(
             out,
-            "  beat rows (the layout before)   {:>6.0} bytes/beat = {:>6.1} MB per patient-day (columns only)",
-            self.row_bytes as f64 / self.beats.max(1) as f64,
-            per_day(self.row_bytes)
-        )?;
-        writeln!(
-            out,
-            "  packed blocks, abnormal as rows {:>6.1} bytes/beat = {:>6.1} MB per patient-day (columns only; packed beats {:.1} bytes each)",
+            "  blocks, abnormal beats as rows  {:>6.1} bytes/beat = {:>6.1} MB per patient-day (columns only; packed beats {:.1} bytes each)",
             (self.packed_bytes + self.flagged_row_bytes) as f64 / self.beats.max(1) as f64,
             per_day(self.packed_bytes + self.flagged_row_bytes),
             self.packed_bytes as f64 / self.packed.max(1) as f64

@@ -71,28 +71,24 @@ pub struct BeatBlockRow {
 /// R time, into blocks of one segment, each at most [`BLOCK_MAX_BEATS`]
 /// beats and [`BLOCK_MAX_SPAN_US`] long.
 pub fn pack(beats: &[BeatRow], fs: impl Fn(&SegmentKey) -> f64) -> Vec<BeatBlockRow> {
-    let mut blocks = Vec::new();
-    let mut start = 0;
-    for i in 1..=beats.len() {
-        let split = i == beats.len() || {
-            let (first, b) = (&beats[start], &beats[i]);
-            b.segment != first.segment
-                || i - start >= BLOCK_MAX_BEATS
-                || b.r_time_us - first.r_time_us > BLOCK_MAX_SPAN_US
-        };
-        if split && i > start {
-            let part = &beats[start..i];
-            blocks.push(BeatBlockRow {
+    let runs = codec::runs(beats.len(), |start, i| {
+        let (first, b) = (&beats[start], &beats[i]);
+        b.segment != first.segment
+            || i - start >= BLOCK_MAX_BEATS
+            || b.r_time_us - first.r_time_us > BLOCK_MAX_SPAN_US
+    });
+    runs.into_iter()
+        .map(|run| {
+            let part = &beats[run];
+            BeatBlockRow {
                 segment: part[0].segment.clone(),
                 t_from_us: part[0].r_time_us,
                 t_to_us: part[part.len() - 1].r_time_us,
                 beats: part.len() as i32,
                 data: encode(part, fs(&part[0].segment)),
-            });
-            start = i;
-        }
-    }
-    blocks
+            }
+        })
+        .collect()
 }
 
 /// The RR interval, ms, that `samples` samples at `fs` give, as the extractor computes it.
@@ -296,6 +292,16 @@ fn verdict_code(v: Verdict) -> u8 {
 
 /// The beats of a block written by [`encode`], for `segment`.
 pub fn decode(segment: &SegmentKey, data: &[u8]) -> Result<Vec<BeatRow>, StoreError> {
+    decode_with(segment, data, true)
+}
+
+/// [`decode`], leaving every beat's vector empty unless `vectors` (lists and
+/// marks need none, and the vectors are most of the decoding).
+pub fn decode_with(
+    segment: &SegmentKey,
+    data: &[u8],
+    with_vectors: bool,
+) -> Result<Vec<BeatRow>, StoreError> {
     let body = codec::inflate(data, "beat block")?;
     let mut c = Cursor::new(&body, "beat block");
     match c.byte()? {
@@ -444,7 +450,11 @@ pub fn decode(segment: &SegmentKey, data: &[u8]) -> Result<Vec<BeatRow>, StoreEr
             class_probs,
             model: pair[0].clone(),
             model_version: pair[1].clone(),
-            values: take_vector(vectors)?,
+            values: if with_vectors {
+                take_vector(vectors)?
+            } else {
+                Vec::new()
+            },
         });
     }
     Ok(beats)
@@ -654,6 +664,18 @@ mod tests {
         assert_eq!(back[0].values[7], 1.0);
         assert_eq!(back[0].values[9], 0.0);
         assert!(back[0].values[120..].iter().all(|v| *v == 0.0));
+    }
+
+    #[test]
+    fn decoding_without_vectors_gives_the_rest() {
+        let data = encode(&beats(), 360.0);
+        let whole = decode(&segment(0), &data).unwrap();
+        let bare = decode_with(&segment(0), &data, false).unwrap();
+        for (mut w, b) in whole.into_iter().zip(bare) {
+            assert!(b.values.is_empty());
+            w.values.clear();
+            assert_eq!(w, b);
+        }
     }
 
     #[test]

@@ -61,6 +61,23 @@ pub(crate) fn inflate(data: &[u8], what: &str) -> Result<Vec<u8>, StoreError> {
     Ok(body)
 }
 
+/// Splits `0..n` into consecutive runs, a new one starting at `i` where
+/// `split(start, i)` says so (`start`: the first index of the run so far).
+pub(crate) fn runs(n: usize, split: impl Fn(usize, usize) -> bool) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..n {
+        if split(start, i) {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    if start < n {
+        out.push(start..n);
+    }
+    out
+}
+
 /// Reads a packed body front to back; `what` names the layout in errors.
 pub(crate) struct Cursor<'a> {
     pub(crate) rest: &'a [u8],
@@ -136,6 +153,14 @@ mod tests {
         assert!(c.rest.is_empty());
         assert!(c.byte().is_err());
         assert!(take_varint(&[0x80, 0x80]).is_err());
+    }
+
+    #[test]
+    fn runs_cover_every_index_once() {
+        assert!(runs(0, |_, _| true).is_empty());
+        assert_eq!(runs(3, |_, _| false), [0..3]);
+        assert_eq!(runs(3, |_, _| true), [0..1, 1..2, 2..3]);
+        assert_eq!(runs(5, |start, i| i - start >= 2), [0..2, 2..4, 4..5]);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write raced another and was rolled back; the next attempt will do.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Database error codes that mean "not now" rather than "wrong": Postgres

@@ -457,7 +457,7 @@ macro_rules! beat_compaction {
                 .await?
                 .rows_affected();
                 if deleted != b.beats as u64 {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(StoreError::Conflict(format!(
                         "beats of {} changed while being packed ({deleted} rows for {} beats); packed again next pass",
                         b.segment.device, b.beats
                     )));
@@ -501,6 +501,7 @@ macro_rules! packed_beat_reads {
             pool: &$pool,
             q: &BeatQuery,
             need: usize,
+            vectors: bool,
         ) -> Result<Vec<BeatRow>, StoreError> {
             if !super::beat_block::may_match_packed(q) {
                 return Ok(Vec::new());
@@ -530,7 +531,7 @@ macro_rules! packed_beat_reads {
                     stream: r.try_get::<i64, _>("stream")? as u32,
                     first_seq: r.try_get::<i64, _>("first_seq")? as u64,
                 };
-                let beats = packed_block(pool, &key, t_from).await?;
+                let beats = packed_block(pool, &key, t_from, vectors).await?;
                 latest = latest.max(beats.last().map_or(t_from, |b| b.r_time_us));
                 out.extend(beats.into_iter().filter(|b| super::beat_block::matches(b, q)));
             }
@@ -543,6 +544,7 @@ macro_rules! packed_beat_reads {
             pool: &$pool,
             key: &SegmentKey,
             t_from_us: i64,
+            vectors: bool,
         ) -> Result<Vec<BeatRow>, StoreError> {
             let data: Vec<u8> = sqlx::query_scalar(
                 "SELECT data FROM beat_blocks
@@ -554,10 +556,10 @@ macro_rules! packed_beat_reads {
             .bind(t_from_us)
             .fetch_one(pool)
             .await?;
-            super::beat_block::decode(key, &data)
+            super::beat_block::decode_with(key, &data, vectors)
         }
 
-        /// A segment's packed beats before `before_us`, by time.
+        /// A segment's packed beats before `before_us`, by time, without vectors.
         async fn packed_segment_beats(
             pool: &$pool,
             key: &SegmentKey,
@@ -576,7 +578,7 @@ macro_rules! packed_beat_reads {
             .await?;
             let mut out = Vec::new();
             for r in &rows {
-                let beats = super::beat_block::decode(key, r.try_get("data")?)?;
+                let beats = super::beat_block::decode_with(key, r.try_get("data")?, false)?;
                 out.extend(beats.into_iter().filter(|b| b.r_time_us < before_us));
             }
             Ok(out)
@@ -593,7 +595,7 @@ macro_rules! packed_beat_reads {
                 to_us: r_time_us.saturating_add(1),
                 ..BeatQuery::all(device, 1)
             };
-            Ok(packed_beats(pool, &q, 1).await?.into_iter().next())
+            Ok(packed_beats(pool, &q, 1, true).await?.into_iter().next())
         }
     };
 }
@@ -770,6 +772,21 @@ macro_rules! select_beats {
     }};
 }
 
+/// The rows part of `q`, given the packed beats' sorted times: when blocks
+/// already hold `need` beats, rows after the `need`-th cannot be on the page,
+/// so the read stops there instead of at the range's end.
+pub(crate) fn rows_query(
+    q: &super::BeatQuery,
+    mut packed_times: impl Iterator<Item = i64>,
+    need: usize,
+) -> super::BeatQuery {
+    let mut rows_q = q.clone();
+    if let Some(t) = need.checked_sub(1).and_then(|i| packed_times.nth(i)) {
+        rows_q.to_us = rows_q.to_us.min(t.saturating_add(1));
+    }
+    rows_q
+}
+
 /// Beats a page of `q` needs from each of rows and blocks: its offset and limit.
 pub(crate) fn page_need(q: &super::BeatQuery) -> usize {
     usize::try_from(q.offset.saturating_add(u64::from(q.limit))).unwrap_or(usize::MAX)
@@ -880,9 +897,10 @@ macro_rules! stream_reads {
 
         async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
             let need = shared::page_need(q);
-            let rows = select_beats!(self.pool, q, need, beat_columns!());
+            let packed = packed_beats(&self.pool, q, need, true).await?;
+            let rows_q = shared::rows_query(q, packed.iter().map(|b| b.r_time_us), need);
+            let rows = select_beats!(self.pool, rows_q, need, beat_columns!());
             let rows = rows.iter().map(beat_from).collect::<Result<Vec<_>, _>>()?;
-            let packed = packed_beats(&self.pool, q, need).await?;
             Ok(super::beat_block::merge_page(rows, packed, |b| b.r_time_us, q.offset, q.limit))
         }
 
@@ -969,14 +987,15 @@ macro_rules! review_reads {
 
         async fn beat_marks(&self, q: &BeatQuery) -> Result<Vec<BeatMark>, StoreError> {
             let need = shared::page_need(q);
+            let packed = packed_beats(&self.pool, q, need, false).await?;
+            let rows_q = shared::rows_query(q, packed.iter().map(|b| b.r_time_us), need);
             let rows = select_beats!(
                 self.pool,
-                q,
+                rows_q,
                 need,
                 "r_time_us, rr_prev_ms, quality, verdict, p_abnormal, class, model"
             );
             let rows = rows.iter().map(mark_from).collect::<Result<Vec<_>, _>>()?;
-            let packed = packed_beats(&self.pool, q, need).await?;
             let packed = packed.into_iter().map(super::beat_block::mark_of).collect();
             Ok(super::beat_block::merge_page(rows, packed, |m| m.r_time_us, q.offset, q.limit))
         }

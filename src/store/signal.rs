@@ -309,18 +309,16 @@ fn chunk_end_us(c: &super::ChunkRow) -> i64 {
 /// chunks of one segment, each at most [`BLOCK_MAX_CHUNKS`] chunks and
 /// [`BLOCK_MAX_SPAN_US`] long.
 pub fn pack(chunks: &[super::ChunkRow]) -> Vec<BlockRow> {
-    let mut blocks = Vec::new();
-    let mut start = 0;
-    for i in 1..=chunks.len() {
-        let split = i == chunks.len() || {
-            let (first, c) = (&chunks[start], &chunks[i]);
-            c.segment != first.segment
-                || i - start >= BLOCK_MAX_CHUNKS
-                || chunk_end_us(c) - first.t0_us > BLOCK_MAX_SPAN_US
-        };
-        if split && i > start {
-            let part = &chunks[start..i];
-            blocks.push(BlockRow {
+    let runs = codec::runs(chunks.len(), |start, i| {
+        let (first, c) = (&chunks[start], &chunks[i]);
+        c.segment != first.segment
+            || i - start >= BLOCK_MAX_CHUNKS
+            || chunk_end_us(c) - first.t0_us > BLOCK_MAX_SPAN_US
+    });
+    runs.into_iter()
+        .map(|run| {
+            let part = &chunks[run];
+            BlockRow {
                 segment: part[0].segment.clone(),
                 seq_from: part[0].seq,
                 seq_to: part[part.len() - 1].seq,
@@ -330,11 +328,9 @@ pub fn pack(chunks: &[super::ChunkRow]) -> Vec<BlockRow> {
                 chunks: part.len() as i32,
                 samples: part.iter().map(|c| c.samples.len() as i32).sum(),
                 data: encode_block(part),
-            });
-            start = i;
-        }
-    }
-    blocks
+            }
+        })
+        .collect()
 }
 
 /// Chunks read from loose rows and from blocks, each (segment, `seq`) once (a
