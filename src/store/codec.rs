@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn runs_cover_every_index_once() {
         assert!(runs(0, |_, _| true).is_empty());
-        assert_eq!(runs(3, |_, _| false), [0..3]);
+        assert_eq!(runs(3, |_, _| false), vec![0..3usize]);
         assert_eq!(runs(3, |_, _| true), [0..1, 1..2, 2..3]);
         assert_eq!(runs(5, |start, i| i - start >= 2), [0..2, 2..4, 4..5]);
     }
