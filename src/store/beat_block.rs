@@ -1,24 +1,25 @@
 //! Beats packed by segment once review no longer needs them as rows.
 //!
-//! A beat row costs about 1.1 KB with its indexes, three quarters of it the
-//! 187 `f32` values of the beat vector: 110 MB a patient-day, six times the
-//! raw signal it was cut from. Normal and unreadable beats are read as lists
-//! and summaries, never looked up one by one through an index of their own, so
-//! the compactor packs them, a few minutes after they are stored, into one
-//! zstd row per segment and stretch of up to ten minutes
-//! (`beat_blocks`). Abnormal beats stay rows: the flagged-beat index that the
-//! review pages walk keeps working on them unchanged.
+//! A beat row with its indexes cost about 1.1 KB when its vector was 187
+//! `f32`s: some 110 MB a patient-day, six times the raw signal it was cut
+//! from. Rows now keep the vector at 10 bits (below), and normal and
+//! unreadable beats, which are read as lists and summaries and never found
+//! through an index of their own, are packed by the compactor a few minutes
+//! after they are stored, into one zstd row per segment and stretch of up to
+//! ten minutes (`beat_blocks`). Abnormal beats stay rows: the flagged-beat
+//! index that the review pages walk keeps working on them unchanged.
 //!
 //! Every field but the beat vector comes back bit for bit. The vector is kept
 //! at 10 bits over its [0, 1] range (steps of 1/1023): it is the beat signal
 //! min-max normalised, so a step is finer than a 5 µV ADC step (MIT-BIH's)
 //! for any beat under 5 mV peak to peak; the error is at most 4.9e-4 of the
-//! beat's range. (On MIT-BIH, 12 bits cost 35 % more bytes a beat and 8 bits
-//! 28 % fewer, `holterd bench storage`.) A vector with values outside [0, 1] (not one the extractor cut) is
-//! kept as `f32`. Why not derive the vector from the raw signal on demand: the
-//! extractor's filters carry state from the segment's start, so an exact
-//! vector would need the whole segment re-analysed, and the raw signal is
-//! dropped after `store.raw_retention_days` while beats are kept.
+//! beat's range. (Measured on MIT-BIH while choosing: the vector column takes
+//! 34 % more bytes at 12 bits, 28 % fewer at 8.) A vector with values outside
+//! [0, 1] (not one the extractor cut) is kept as `f32`. Why not derive the
+//! vector from the raw signal on demand: the extractor's filters carry state
+//! from the segment's start, so an exact vector would need the whole segment
+//! re-analysed, and the raw signal is dropped after
+//! `store.raw_retention_days` while beats are kept.
 //!
 //! Body, before zstd: a version byte, the beat count, the segment's sampling
 //! rate (`f64`), the (model, version) pairs the beats name, then one column
@@ -43,7 +44,8 @@ use crate::formats::wfdb::AamiClass;
 pub const BLOCK_MAX_BEATS: usize = 2000;
 /// See [`BLOCK_MAX_BEATS`].
 pub const BLOCK_MAX_SPAN_US: i64 = 10 * 60 * 1_000_000;
-/// zstd level: 3 (its default); 6 to 19 pack MIT-BIH's beats 1 % smaller at 2–8 times the cost (`holterd bench storage`).
+/// zstd level: 3 (its default); 6 to 19 pack MIT-BIH's beats 1 % smaller at
+/// 2–8 times the cost (measured with `holterd bench storage`).
 const LEVEL: i32 = 3;
 const VERSION: u8 = 1;
 /// Steps of the stored beat vector over [0, 1]: 10 bits.
