@@ -118,9 +118,10 @@ pub struct StoreConfig {
     pub sqlite_path: PathBuf,
     /// Raw signal older than this is deleted (beats are kept); 0 keeps it forever.
     pub raw_retention_days: u64,
-    /// Raw chunks are packed into compressed blocks once this old, every
-    /// minute; 0 leaves them loose (twice the bytes, and strips slow down, as
-    /// loose chunks have no time index).
+    /// Raw chunks, then normal and unreadable beats, are packed into
+    /// compressed blocks once this old, every minute; 0 leaves them loose
+    /// (raw signal takes twice the bytes, beats seven times, and strips slow
+    /// down, as loose chunks have no time index).
     pub compact_after_s: u64,
     pub max_connections: u32,
     /// Most rows per bulk write.

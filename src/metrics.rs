@@ -40,6 +40,8 @@ pub struct Metrics {
     pub recovered_segments: IntCounter,
     pub signal_packed_chunks: IntCounter,
     pub signal_packed_bytes: IntCounterVec,
+    pub beats_packed: IntCounter,
+    pub beats_packed_bytes: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -245,6 +247,16 @@ impl Metrics {
                 "holterd_signal_packed_bytes_total",
                 "Stored sample bytes of the chunks packed (stage=in) and of their blocks (stage=out)",
                 &["stage"],
+            ),
+            beats_packed: counter(
+                &r,
+                "holterd_beats_packed_total",
+                "Normal and unreadable beat rows packed into compressed beat blocks",
+            ),
+            beats_packed_bytes: counter(
+                &r,
+                "holterd_beats_packed_bytes_total",
+                "Bytes of the beat blocks written",
             ),
             registry: r,
         };

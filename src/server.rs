@@ -188,7 +188,7 @@ pub async fn run<S: Store>(
         store.clone(),
         config.store.raw_retention_days,
     ));
-    let compaction = tokio::spawn(compact_raw_signal(
+    let compaction = tokio::spawn(compact_stored(
         store.clone(),
         config.store.compact_after_s,
         metrics.clone(),
@@ -245,12 +245,13 @@ async fn prune_raw_signal<S: Store>(store: S, days: u64) {
 /// Devices per compaction transaction: a few MB of chunks, a short lock.
 const COMPACTION_DEVICES: u32 = 50;
 
-/// Packs raw chunks older than `after_s` into compressed blocks once a minute
-/// (never when `after_s` is 0). It rests as long as each call took, so that
-/// it holds the database at most half the time and live traffic comes first;
-/// a pass that runs past the minute delays the next. Cancelling it mid-pass
-/// loses nothing: each transaction packs and deletes together.
-async fn compact_raw_signal<S: Store>(store: S, after_s: u64, metrics: Arc<Metrics>) {
+/// Once a minute (never when `after_s` is 0), packs raw chunks received more
+/// than `after_s` ago into compressed signal blocks, then beats whose R peak is
+/// that old into beat blocks. Each call rests as long as it took, so that
+/// compaction holds the database at most half the time and live traffic
+/// comes first; a pass that runs past the minute delays the next. Cancelling
+/// it mid-pass loses nothing: each transaction packs and deletes together.
+async fn compact_stored<S: Store>(store: S, after_s: u64, metrics: Arc<Metrics>) {
     if after_s == 0 {
         return;
     }
@@ -259,33 +260,53 @@ async fn compact_raw_signal<S: Store>(store: S, after_s: u64, metrics: Arc<Metri
     loop {
         tick.tick().await;
         let before = crate::clock::now_us() - (after_s as i64).saturating_mul(1_000_000);
-        let mut after: Option<String> = None;
-        loop {
-            let started = std::time::Instant::now();
-            let result = store
-                .compact_signal(before, after.as_deref(), COMPACTION_DEVICES)
-                .await;
-            tokio::time::sleep(started.elapsed()).await;
-            match result {
-                Ok(c) => {
-                    metrics.signal_packed_chunks.inc_by(c.chunks);
-                    metrics
-                        .signal_packed_bytes
-                        .with_label_values(&["in"])
-                        .inc_by(c.bytes_in);
-                    metrics
-                        .signal_packed_bytes
-                        .with_label_values(&["out"])
-                        .inc_by(c.bytes_out);
-                    match c.last_device {
-                        Some(d) => after = Some(d),
-                        None => break,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "packing raw signal failed; retried next minute");
-                    break;
-                }
+        paced_pass("raw signal", |after| {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            async move {
+                let c = store
+                    .compact_signal(before, after.as_deref(), COMPACTION_DEVICES)
+                    .await?;
+                metrics.signal_packed_chunks.inc_by(c.chunks);
+                let bytes = &metrics.signal_packed_bytes;
+                bytes.with_label_values(&["in"]).inc_by(c.bytes_in);
+                bytes.with_label_values(&["out"]).inc_by(c.bytes_out);
+                Ok(c.last_device)
+            }
+        })
+        .await;
+        paced_pass("beats", |after| {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            async move {
+                let c = store
+                    .compact_beats(before, after.as_deref(), COMPACTION_DEVICES)
+                    .await?;
+                metrics.beats_packed.inc_by(c.beats);
+                metrics.beats_packed_bytes.inc_by(c.bytes_out);
+                Ok(c.last_device)
+            }
+        })
+        .await;
+    }
+}
+
+/// Runs `call` from the first device on, each time from the last device it
+/// returned, until it returns none; rests after each call as long as it took.
+async fn paced_pass<F, Fut>(what: &str, mut call: F)
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, crate::store::StoreError>>,
+{
+    let mut after: Option<String> = None;
+    loop {
+        let started = std::time::Instant::now();
+        let result = call(after.take()).await;
+        tokio::time::sleep(started.elapsed()).await;
+        match result {
+            Ok(Some(last)) => after = Some(last),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "packing {what} failed; retried next minute");
+                break;
             }
         }
     }

@@ -9,9 +9,9 @@ use holterd::formats::wfdb::AamiClass;
 use holterd::formats::wire::Scale;
 use holterd::rhythm::{Episode, EpisodeKind};
 use holterd::store::{
-    AnyStore, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
-    EpisodeRow, FlaggedLink, SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow, Verdict,
-    VerdictCounts,
+    AnyStore, BeatCompaction, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow,
+    EpisodeQuery, EpisodeRow, FlaggedLink, SegmentKey, SegmentRow, Store, UploadBeatRow, UploadRow,
+    Verdict, VerdictCounts,
 };
 
 fn key(device: &str, first_seq: u64) -> SegmentKey {
@@ -66,7 +66,8 @@ fn beat(device: &str, first_seq: u64, t: i64, verdict: Verdict, p: Option<f32>) 
         class_probs: None,
         model: "m".into(),
         model_version: "v1".into(),
-        values: (0..187).map(|i| i as f32 / 187.0).collect(),
+        // On the 10-bit grid the store keeps vectors at, so they read back exactly.
+        values: (0..187).map(|i| (5 * i) as f32 / 1023.0).collect(),
     }
 }
 
@@ -510,9 +511,21 @@ macro_rules! write_old_rows {
         .await
         .unwrap();
         sqlx::query(
+            "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index, rr_prev_ms,
+                                rr_next_ms, quality, searchback, verdict, p_abnormal, model,
+                                model_version, beat)
+             VALUES ($1, $2, 7, 0, 3, NULL, 800, 'good', TRUE, 'normal', 0.25, 'm', 'v1', $3)",
+        )
+        .bind($dev)
+        .bind($t - 1_000_000)
+        .bind(holterd::store::f32_bytes(&[0.5; 187]))
+        .execute($pool)
+        .await
+        .unwrap();
+        sqlx::query(
             "INSERT INTO beat_minutes (device_id, minute, beats, abnormal, unreadable, rr_n,
                                        rr_sum_ms, rr_max_ms)
-             VALUES ($1, $2, 1, 1, 0, 1, 800, 800)",
+             VALUES ($1, $2, 2, 1, 0, 1, 800, 800)",
         )
         .bind($dev)
         .bind($t / MINUTE_US)
@@ -552,6 +565,11 @@ async fn old_rows_read_after_migration(s: AnyStore, dev: &str, t: i64) {
     // Compaction packs chunks of the old layout too.
     assert_eq!(compact_all(&s, t + 1).await.chunks, 1);
     assert_eq!(s.segment_chunks(&key(dev, 0)).await.unwrap(), chunks);
+    // Compaction packs beats of the old schema too (the abnormal one stays a row).
+    let mut rows = s.beats(&BeatQuery::all(dev, 10)).await.unwrap();
+    assert_eq!(compact_beats_all(&s, t + 1).await.beats, 1);
+    rows[0].values = holterd::store::beat_block::packed_vector(&rows[0].values);
+    assert_eq!(s.beats(&BeatQuery::all(dev, 10)).await.unwrap(), rows);
     let old = s.beat(dev, t).await.unwrap().unwrap();
     assert_eq!((old.class, old.class_probs), (None, None));
     assert_eq!(
@@ -564,7 +582,7 @@ async fn old_rows_read_after_migration(s: AnyStore, dev: &str, t: i64) {
         .unwrap();
     assert_eq!(
         (m[0].counts.beats, m[0].classes),
-        (1, ClassCounts::default())
+        (2, ClassCounts::default())
     );
     let ub = s.upload_beat(dev, 0).await.unwrap().unwrap();
     assert_eq!((ub.class, ub.class_probs), (None, None));
@@ -576,7 +594,7 @@ async fn old_rows_read_after_migration(s: AnyStore, dev: &str, t: i64) {
         .minutes(dev, t / MINUTE_US, t / MINUTE_US + 1)
         .await
         .unwrap();
-    assert_eq!(m[0].counts.abnormal, 2);
+    assert_eq!((m[0].counts.beats, m[0].counts.abnormal), (3, 2));
     assert_eq!(m[0].classes.get(AamiClass::V), 1);
 }
 
@@ -884,4 +902,169 @@ async fn postgres_signal_at_rest() {
     // Sorted by name: today, tomorrow, default; today's is gone.
     assert_eq!(partitions().await, before[1..]);
     assert!(s.segment_chunks(&key(&dev, 0)).await.unwrap().is_empty());
+}
+
+/// Packs every beat row before `before_us`, a device at a time.
+async fn compact_beats_all(s: &AnyStore, before_us: i64) -> BeatCompaction {
+    let mut total = BeatCompaction::default();
+    let mut after: Option<String> = None;
+    loop {
+        let c = s
+            .compact_beats(before_us, after.as_deref(), 1)
+            .await
+            .unwrap();
+        total.beats += c.beats;
+        total.blocks += c.blocks;
+        total.bytes_out += c.bytes_out;
+        match c.last_device {
+            Some(d) => after = Some(d),
+            None => return total,
+        }
+    }
+}
+
+/// Beats with their vectors as a block keeps them (packing is idempotent).
+fn at_rest(beats: Vec<BeatRow>) -> Vec<BeatRow> {
+    beats
+        .into_iter()
+        .map(|b| BeatRow {
+            values: holterd::store::beat_block::packed_vector(&b.values),
+            ..b
+        })
+        .collect()
+}
+
+/// Every beat read a page or the daemon makes, for `dev` (vectors as at rest).
+async fn beat_reads(s: &AnyStore, dev: &str, times: &[i64]) -> Vec<String> {
+    let all = s.beats(&BeatQuery::all(dev, u32::MAX)).await.unwrap();
+    let mut out = vec![format!("{:?}", at_rest(all))];
+    let query = |verdict, class, min_p, limit, offset| BeatQuery {
+        verdict,
+        class,
+        min_p_abnormal: min_p,
+        limit,
+        offset,
+        from_us: times[3],
+        to_us: times[times.len() - 3],
+        ..BeatQuery::all(dev, 0)
+    };
+    for q in [
+        query(None, None, None, 1000, 0),
+        query(None, None, None, 4, 0),
+        query(None, None, None, 5, 7),
+        query(None, None, None, 100, 20),
+        query(Some(Verdict::Normal), None, None, 6, 3),
+        query(Some(Verdict::Abnormal), None, None, 100, 1),
+        query(Some(Verdict::Unreadable), None, None, 100, 0),
+        query(None, Some(AamiClass::N), None, 9, 2),
+        query(None, Some(AamiClass::V), None, 100, 0),
+        query(None, None, Some(0.5), 100, 0),
+        query(None, None, Some(0.001), 3, 4),
+    ] {
+        out.push(format!("{q:?} {:?}", s.beat_marks(&q).await.unwrap()));
+        out.push(format!("{:?}", at_rest(s.beats(&q).await.unwrap())));
+    }
+    for &t in times {
+        let one = s.beat(dev, t).await.unwrap();
+        out.push(format!("{:?}", at_rest(one.into_iter().collect())));
+        out.push(format!("{:?}", s.beat(dev, t + 1).await.unwrap()));
+    }
+    let k = key(dev, 0);
+    out.push(format!(
+        "{:?}",
+        s.segment_marks(&k, times[17]).await.unwrap()
+    ));
+    out.push(format!(
+        "{:?}",
+        s.segment_marks(&k, i64::MAX).await.unwrap()
+    ));
+    out.push(format!("{:?}", s.last_beat_us(&k).await.unwrap()));
+    out.push(format!(
+        "{:?}",
+        s.flagged_links(dev, 0, i64::MAX).await.unwrap()
+    ));
+    let minute = times[0] / MINUTE_US;
+    out.push(format!(
+        "{:?}",
+        s.minutes(dev, minute - 1, minute + 20).await.unwrap()
+    ));
+    out
+}
+
+/// Beats at rest: rows keep the vector at 10 bits; compaction packs normal
+/// and unreadable beats into blocks that every read gives back; abnormal
+/// beats stay rows; a beat written again after it was packed is not stored twice.
+async fn beat_rest_suite(s: AnyStore) {
+    let dev = common::unique("rest-");
+    let now = holterd::clock::now_us();
+    let times: Vec<i64> = (0..40).map(|i| now - 900_000_000 + i * 810_000).collect();
+    let beats: Vec<BeatRow> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let mut b = match i % 7 {
+                3 => classed(&dev, t, AamiClass::V),
+                5 => beat(&dev, 0, t, Verdict::Unreadable, None),
+                6 => beat(&dev, 0, t, Verdict::Normal, Some(0.125)),
+                _ => classed(&dev, t, AamiClass::N),
+            };
+            b.sample = (t - times[0]) as u64 * 360 / 1_000_000;
+            b.values = (0..187)
+                .map(|k| ((k * (i + 3)) % 97) as f32 / 96.0)
+                .collect();
+            b
+        })
+        .collect();
+    s.write_chunks(&[segment(&dev, 0)], &[]).await.unwrap();
+    // Stored in three transactions, as the writer does.
+    for part in beats.chunks(15) {
+        s.write_beats(part, &[], &[]).await.unwrap();
+    }
+    // Rows and blocks alike keep the vector at 10 bits.
+    let expected = at_rest(beats.clone());
+    let before = beat_reads(&s, &dev, &times).await;
+
+    // Beats older than the cutoff pack; abnormal ones and the last ten stay rows.
+    let cutoff = times[30];
+    let packed = compact_beats_all(&s, cutoff).await;
+    let abnormal_old = beats[..30]
+        .iter()
+        .filter(|b| b.verdict == Verdict::Abnormal)
+        .count();
+    assert_eq!(packed.beats as usize, 30 - abnormal_old);
+    assert!(packed.blocks >= 1 && packed.bytes_out > 0, "{packed:?}");
+    assert_eq!(
+        s.beats(&BeatQuery::all(&dev, u32::MAX)).await.unwrap(),
+        expected
+    );
+    // Every read is unchanged but for the packed vectors.
+    let after = beat_reads(&s, &dev, &times).await;
+    assert_eq!(after, before);
+
+    // Written again (a retried transaction, a re-analysis): stored once.
+    assert_eq!(s.write_beats(&beats, &[], &[]).await.unwrap(), 0);
+    let again = beat_reads(&s, &dev, &times).await;
+    assert_eq!(again, after);
+    // Nothing left to pack before the cutoff; then the rest packs too.
+    assert_eq!(compact_beats_all(&s, cutoff).await.beats, 0);
+    compact_beats_all(&s, now).await;
+    assert_eq!(
+        s.beats(&BeatQuery::all(&dev, u32::MAX)).await.unwrap(),
+        expected
+    );
+    assert_eq!(beat_reads(&s, &dev, &times).await, before);
+}
+
+#[tokio::test]
+async fn sqlite_beats_at_rest() {
+    beat_rest_suite(common::sqlite_store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_beats_at_rest() {
+    let Some(s) = common::postgres_store(2).await else {
+        eprintln!("skipped: set HOLTER_TEST_POSTGRES_URL");
+        return;
+    };
+    beat_rest_suite(s).await;
 }

@@ -4,7 +4,7 @@
 //! Seeds a store (a fresh SQLite file, or a fresh Postgres schema) with one
 //! device's beats at a realistic rhythm (about 70/min with jitter, 8 %
 //! abnormal in runs and singles, 2 % unreadable) and the last hour of raw
-//! signal, then sends each page's request straight into the router (no
+//! signal, packs the beats as the daemon's compactor does, then sends each page's request straight into the router (no
 //! network) and reports the median, 95th percentile and maximum time to the
 //! last byte of the response.
 
@@ -47,44 +47,64 @@ pub fn bench_pages(a: BenchPagesArgs) -> Result<()> {
     rt.block_on(run(a))
 }
 
-async fn open(
-    url: &str,
-) -> Result<(
-    AnyStore,
-    Option<(PgStore, String)>,
-    Option<std::path::PathBuf>,
-)> {
-    if url.is_empty() {
-        let dir = std::env::temp_dir().join(format!("holterd-bench-{}", auth::random_hex(6)));
-        std::fs::create_dir_all(&dir)?;
-        let store = AnyStore::Sqlite(SqliteStore::open(&dir.join("bench.sqlite")).await?);
-        return Ok((store, None, Some(dir)));
+/// A store of its own for a benchmark: a fresh SQLite file (`url` empty), or
+/// a fresh schema of the Postgres at `url`; [`ScratchStore::remove`] drops it.
+pub(super) struct ScratchStore {
+    pub store: AnyStore,
+    pg: Option<(PgStore, String)>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl ScratchStore {
+    pub async fn open(url: &str) -> Result<ScratchStore> {
+        if url.is_empty() {
+            let dir = std::env::temp_dir().join(format!("holterd-bench-{}", auth::random_hex(6)));
+            std::fs::create_dir_all(&dir)?;
+            let store = AnyStore::Sqlite(SqliteStore::open(&dir.join("bench.sqlite")).await?);
+            return Ok(ScratchStore {
+                store,
+                pg: None,
+                dir: Some(dir),
+            });
+        }
+        let schema = format!("holterd_bench_{}", auth::random_hex(6));
+        let admin = PgStore::connect(url, 1).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(admin.pool())
+            .await?;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        Ok(ScratchStore {
+            store: AnyStore::Postgres(PgStore::connect(&scoped, 4).await?),
+            pg: Some((admin, schema)),
+            dir: None,
+        })
     }
-    let schema = format!("holterd_bench_{}", auth::random_hex(6));
-    let admin = PgStore::connect(url, 1).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin.pool())
-        .await?;
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-    Ok((
-        AnyStore::Postgres(PgStore::connect(&scoped, 4).await?),
-        Some((admin, schema)),
-        None,
-    ))
+
+    /// The SQLite file, when it is one.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.join("bench.sqlite"))
+    }
+
+    pub async fn remove(self) -> Result<()> {
+        if let Some((admin, schema)) = self.pg {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(admin.pool())
+                .await?;
+        }
+        if let Some(dir) = self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
 }
 
 async fn run(a: BenchPagesArgs) -> Result<()> {
-    let (store, pg, dir) = open(&a.store_url).await.context("opening the store")?;
-    let outcome = bench(&store, &a).await;
-    if let Some((admin, schema)) = pg {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(admin.pool())
-            .await?;
-    }
-    if let Some(dir) = dir {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    let scratch = ScratchStore::open(&a.store_url)
+        .await
+        .context("opening the store")?;
+    let outcome = bench(&scratch.store, &a).await;
+    scratch.remove().await?;
     outcome
 }
 
@@ -300,6 +320,18 @@ async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
         })
         .collect();
     store.write_chunks(&[segment], &chunks).await?;
+    // Beats at rest as the daemon's compactor leaves them: all but the last
+    // two minutes packed, abnormal ones kept as rows.
+    let mut after: Option<String> = None;
+    loop {
+        let c = store
+            .compact_beats(t_last_target - 120_000_000, after.as_deref(), 1)
+            .await?;
+        match c.last_device {
+            Some(d) => after = Some(d),
+            None => break,
+        }
+    }
     // What autovacuum does after a bulk load: fresh statistics and, on Postgres, a
     // visibility map that lets the covering flagged-beat index answer alone.
     match store {
@@ -308,6 +340,9 @@ async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
                 .execute(pg.pool())
                 .await?;
             sqlx::query("VACUUM ANALYZE beat_minutes")
+                .execute(pg.pool())
+                .await?;
+            sqlx::query("VACUUM ANALYZE beat_blocks")
                 .execute(pg.pool())
                 .await?;
         }

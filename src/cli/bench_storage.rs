@@ -1,11 +1,17 @@
-//! `bench storage`: bytes a sample of raw signal as the store keeps it, and
-//! how fast it packs and unpacks, on the records of a WFDB database.
+//! `bench storage`: bytes a sample of raw signal and bytes a beat as the
+//! store keeps them, and how fast they pack and unpack, on the records of a
+//! WFDB database.
 
 use super::{default_db, selected_records};
-use crate::formats::wfdb::{LeadChoice, Recording};
+use crate::formats::wfdb::{self, LeadChoice};
+use crate::model::classifier::Classifier;
+use crate::pipeline::offline::analyze_recording;
+use crate::pipeline::recording::{Recording, recording_rows};
+use crate::rhythm::RhythmConfig;
 use crate::store::signal::{self, Encoding};
-use crate::store::{ChunkRow, SegmentKey};
-use anyhow::Result;
+use crate::store::{AnyStore, Store};
+use crate::store::{BeatRow, ChunkRow, SegmentKey, Verdict, beat_block};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,6 +31,38 @@ pub(super) struct BenchStorageArgs {
     /// Chunks per block (240 of 250 ms: the minute the compactor packs).
     #[arg(long, default_value_t = 240)]
     block_chunks: usize,
+    /// Model whose beats are packed (several, comma-separated, form an ensemble).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "models/context-mlp-beat-inter"
+    )]
+    model: Vec<PathBuf>,
+    /// Minutes of beats per block (the compactor's pass).
+    #[arg(long, default_value_t = 1.0)]
+    beat_block_min: f64,
+    /// Also store the records in a store of their own, pack them as the
+    /// compactor does and weigh every table with its indexes: a Postgres URL,
+    /// or `sqlite` for a temporary SQLite file.
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// Bytes of one beat's columns in a `beats` row, before the row's own
+/// overhead, with its vector as `f32` (the layout before) or at 10 bits.
+fn row_bytes(b: &BeatRow, f32_vector: bool) -> usize {
+    let fixed = 8 * 4 + 4 * 3 + 1 + 2;
+    let text = b.quality.as_str().len()
+        + b.verdict.as_str().len()
+        + b.model.len()
+        + b.model_version.len()
+        + b.segment.device.len();
+    let vector = if f32_vector {
+        4 * b.values.len()
+    } else {
+        beat_block::encode_vector(&b.values).len()
+    };
+    fixed + text + 2 + b.class_probs.map_or(0, |_| 20) + vector
 }
 
 pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
@@ -32,8 +70,11 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
     let (mut samples, mut loose, mut packed) = (0usize, 0usize, 0usize);
     let (mut records, mut counts_chunks, mut all_chunks) = (0, 0, 0);
     let (mut encode_s, mut decode_s) = (0.0, 0.0);
+    let classifier = Classifier::load(&a.model, &candle_core::Device::Cpu)?;
+    let mut beats = BeatTotals::default();
+    let mut stored = Vec::new();
     for name in selected_records(&db, &a.records)? {
-        let rec = Recording::from_wfdb(&db.join(&name), &LeadChoice::Default)?;
+        let rec = wfdb::Recording::from_wfdb(&db.join(&name), &LeadChoice::Default)?;
         let scale = rec.scale();
         let mv = rec.millivolts();
         let per = ((rec.fs * f64::from(a.chunk_ms) / 1000.0).round() as usize).max(1);
@@ -77,6 +118,23 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         samples += mv.len();
         all_chunks += chunks.len();
         records += 1;
+        let rows = analyze_recording(&name, 0, rec.fs, &mv, None, &classifier, 0.5)?;
+        beats.add(&name, &rows, rec.fs, a.beat_block_min)?;
+        if a.store.is_some() {
+            stored.push(Recording {
+                key: SegmentKey {
+                    device: name.clone(),
+                    stream: 1,
+                    first_seq: 0,
+                },
+                t0_us: crate::clock::now_us() - 86_400_000_000,
+                fs: rec.fs,
+                lead: rec.lead.clone(),
+                samples: mv,
+                scale: Some(scale),
+                received_us: crate::clock::now_us(),
+            });
+        }
     }
     let per_sample = |bytes: usize| bytes as f64 / samples.max(1) as f64;
     let day = 360.0 * 86_400.0 / 1e6;
@@ -104,5 +162,207 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         samples as f64 / encode_s / 1e6,
         samples as f64 / decode_s / 1e6
     )?;
+    beats.report(&mut out, samples as f64 / 360.0 / 86_400.0)?;
+    if let Some(url) = &a.store {
+        let url = if url == "sqlite" { "" } else { url.as_str() };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(weigh_stored(url, stored, &classifier, &mut out))?;
+    }
     Ok(())
+}
+
+/// Stores the recordings as uploads are stored (segment, chunks, beats,
+/// episodes), packs them as the daemon's compactor does, compacts the
+/// database files, and reports every table's bytes with its indexes, per
+/// patient-day of signal.
+async fn weigh_stored(
+    url: &str,
+    recordings: Vec<Recording>,
+    classifier: &Classifier,
+    out: &mut impl Write,
+) -> Result<()> {
+    let scratch = super::bench_pages::ScratchStore::open(url).await?;
+    let outcome = async {
+        let store = &scratch.store;
+        store.migrate().await?;
+        let mut seconds = 0.0;
+        for rec in recordings {
+            seconds += rec.samples.len() as f64 / rec.fs;
+            let rows = recording_rows(rec, None, classifier, 0.5, &RhythmConfig::default())?;
+            store
+                .import_recording(&[rows.segment], &rows.chunks, &rows.beats, &rows.episodes)
+                .await?;
+        }
+        let far = i64::MAX;
+        let mut after: Option<String> = None;
+        while let Some(d) = store
+            .compact_signal(far, after.as_deref(), 50)
+            .await?
+            .last_device
+        {
+            after = Some(d);
+        }
+        let mut after: Option<String> = None;
+        while let Some(d) = store
+            .compact_beats(far, after.as_deref(), 50)
+            .await?
+            .last_device
+        {
+            after = Some(d);
+        }
+        let tables = table_bytes(store, scratch.sqlite_file()).await?;
+        let days = seconds / 86_400.0;
+        let total: i64 = tables.iter().map(|(_, b)| b).sum();
+        writeln!(
+            out,
+            "stored in {} and packed, {:.1} h of signal, tables with their indexes after VACUUM:",
+            store.kind(),
+            seconds / 3600.0
+        )?;
+        for (table, bytes) in tables.iter().filter(|(_, b)| *b > 0) {
+            writeln!(
+                out,
+                "  {table:<28} {:>8.2} MB per patient-day",
+                *bytes as f64 / days / 1e6
+            )?;
+        }
+        writeln!(
+            out,
+            "  {:<28} {:>8.2} MB per patient-day",
+            "everything",
+            total as f64 / days / 1e6
+        )?;
+        anyhow::Ok(())
+    }
+    .await;
+    scratch.remove().await?;
+    outcome
+}
+
+/// Bytes of each table with its indexes and TOAST (Postgres, after `VACUUM
+/// FULL`), or of the whole file (SQLite, after `VACUUM`).
+async fn table_bytes(store: &AnyStore, sqlite_file: Option<PathBuf>) -> Result<Vec<(String, i64)>> {
+    match store {
+        AnyStore::Postgres(pg) => {
+            sqlx::query("VACUUM FULL").execute(pg.pool()).await?;
+            Ok(sqlx::query_as(
+                "SELECT c.relname::text, pg_total_relation_size(c.oid)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                 ORDER BY 2 DESC",
+            )
+            .fetch_all(pg.pool())
+            .await?)
+        }
+        AnyStore::Sqlite(lite) => {
+            sqlx::query("VACUUM").execute(lite.pool()).await?;
+            let file = sqlite_file.context("the SQLite file")?;
+            Ok(vec![(
+                "the SQLite file".into(),
+                std::fs::metadata(&file)?.len() as i64,
+            )])
+        }
+    }
+}
+
+/// Beats of every record, as rows and as the compactor packs them.
+#[derive(Default)]
+struct BeatTotals {
+    beats: usize,
+    flagged: usize,
+    f32_row_bytes: usize,
+    row_bytes: usize,
+    flagged_row_bytes: usize,
+    packed: usize,
+    packed_bytes: usize,
+    encode_s: f64,
+    decode_s: f64,
+    max_error: f32,
+}
+
+impl BeatTotals {
+    /// Packs the beats the compactor packs (all but abnormal ones) in blocks of
+    /// `block_min` minutes and checks they read back.
+    fn add(&mut self, name: &str, rows: &[BeatRow], fs: f64, block_min: f64) -> Result<()> {
+        let (flagged, packable): (Vec<&BeatRow>, Vec<&BeatRow>) =
+            rows.iter().partition(|b| b.verdict == Verdict::Abnormal);
+        self.beats += rows.len();
+        self.flagged += flagged.len();
+        self.f32_row_bytes += rows.iter().map(|b| row_bytes(b, true)).sum::<usize>();
+        self.row_bytes += rows.iter().map(|b| row_bytes(b, false)).sum::<usize>();
+        self.flagged_row_bytes += flagged.iter().map(|b| row_bytes(b, false)).sum::<usize>();
+        let span_us = (block_min * 60e6) as i64;
+        let mut parts: Vec<Vec<BeatRow>> = Vec::new();
+        for b in packable {
+            match parts.last_mut() {
+                Some(p) if b.r_time_us - p[0].r_time_us < span_us => p.push(b.clone()),
+                _ => parts.push(vec![b.clone()]),
+            }
+        }
+        for part in &parts {
+            let start = Instant::now();
+            let data = beat_block::encode(part, fs);
+            self.encode_s += start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            let back = beat_block::decode(&part[0].segment, &data)?;
+            self.decode_s += start.elapsed().as_secs_f64();
+            anyhow::ensure!(back.len() == part.len(), "{name}: a block lost beats");
+            for (b, a) in back.iter().zip(part) {
+                let error = b
+                    .values
+                    .iter()
+                    .zip(&a.values)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                self.max_error = self.max_error.max(error);
+                let same = BeatRow {
+                    values: a.values.clone(),
+                    ..b.clone()
+                };
+                anyhow::ensure!(
+                    same == *a && error <= beat_block::VALUE_TOLERANCE,
+                    "{name}: a packed beat does not read back"
+                );
+            }
+            self.packed += part.len();
+            self.packed_bytes += data.len();
+        }
+        Ok(())
+    }
+
+    fn report(&self, out: &mut impl Write, days: f64) -> Result<()> {
+        let per_day = |bytes: usize| bytes as f64 / days / 1e6;
+        writeln!(
+            out,
+            "{} beats ({} abnormal, kept as rows); every packed beat read back (vector within {:.2e}):",
+            self.beats, self.flagged, self.max_error
+        )?;
+        for (what, bytes) in [
+            ("rows, f32 vector (before)", self.f32_row_bytes),
+            ("rows, 10-bit vector", self.row_bytes),
+        ] {
+            writeln!(
+                out,
+                "  {what:<31} {:>6.1} bytes/beat = {:>6.1} MB per patient-day (columns only)",
+                bytes as f64 / self.beats.max(1) as f64,
+                per_day(bytes)
+            )?;
+        }
+        writeln!(
+            out,
+            "  blocks, abnormal beats as rows  {:>6.1} bytes/beat = {:>6.1} MB per patient-day (columns only; packed beats {:.1} bytes each)",
+            (self.packed_bytes + self.flagged_row_bytes) as f64 / self.beats.max(1) as f64,
+            per_day(self.packed_bytes + self.flagged_row_bytes),
+            self.packed_bytes as f64 / self.packed.max(1) as f64
+        )?;
+        writeln!(
+            out,
+            "  packing {:.0} k beats/s, unpacking {:.0} k beats/s (one thread)",
+            self.packed as f64 / self.encode_s / 1e3,
+            self.packed as f64 / self.decode_s / 1e3
+        )?;
+        Ok(())
+    }
 }

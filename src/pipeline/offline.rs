@@ -8,6 +8,7 @@ use super::{Batch, Item};
 use crate::metrics::Metrics;
 use crate::model::ModelError;
 use crate::model::classifier::Classifier;
+use crate::store::beat_block;
 use crate::store::{BeatRow, SegmentKey, SegmentRow};
 
 /// The verdict for every beat of `samples` (mV at `fs` Hz, first sample at `t0_us`),
@@ -71,7 +72,8 @@ pub fn analyze_recording(
 pub struct Comparison {
     pub stored: usize,
     pub offline: usize,
-    /// Beats whose time, sample, quality, verdict, model or values differ,
+    /// Beats whose time, sample, quality, verdict, model or values differ
+    /// (values may also be exactly as a beat block keeps them, at 10 bits),
     /// or whose probability differs by more than 1e-5.
     pub mismatched: usize,
     /// The first difference, described.
@@ -101,21 +103,10 @@ pub fn compare(stored: &[BeatRow], offline: &[BeatRow]) -> Comparison {
             (None, None) => 0.0,
             _ => f32::INFINITY,
         };
-        let same = (
-            s.r_time_us,
-            s.sample,
-            s.quality,
-            s.verdict,
-            &s.model,
-            &s.values,
-        ) == (
-            o.r_time_us,
-            o.sample,
-            o.quality,
-            o.verdict,
-            &o.model,
-            &o.values,
-        ) && dp <= 1e-5;
+        let same = (s.r_time_us, s.sample, s.quality, s.verdict, &s.model)
+            == (o.r_time_us, o.sample, o.quality, o.verdict, &o.model)
+            && (s.values == o.values || s.values == beat_block::packed_vector(&o.values))
+            && dp <= 1e-5;
         if same {
             c.max_p_difference = c.max_p_difference.max(dp);
         } else {

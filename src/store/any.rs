@@ -168,6 +168,14 @@ impl Store for AnyStore {
     ) -> Result<Compaction, StoreError> {
         dispatch!(self, s => s.compact_signal(before_us, after, devices).await)
     }
+    async fn compact_beats(
+        &self,
+        before_us: i64,
+        after: Option<&str>,
+        devices: u32,
+    ) -> Result<BeatCompaction, StoreError> {
+        dispatch!(self, s => s.compact_beats(before_us, after, devices).await)
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.ping().await)
     }

@@ -13,6 +13,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write raced another and was rolled back; the next attempt will do.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Database error codes that mean "not now" rather than "wrong": Postgres
@@ -232,6 +235,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: Option<&str>,
         devices: u32,
     ) -> impl Future<Output = Result<Compaction, StoreError>> + Send;
+
+    /// Packs the normal and unreadable beat rows before `before_us` (R time) of
+    /// the next `devices` devices after `after` (by id) into compressed blocks
+    /// ([`super::beat_block`]), deleting them in the same transaction; every
+    /// read returns them as before. Call again with the returned
+    /// `last_device` until it is `None`.
+    fn compact_beats(
+        &self,
+        before_us: i64,
+        after: Option<&str>,
+        devices: u32,
+    ) -> impl Future<Output = Result<BeatCompaction, StoreError>> + Send;
 
     /// Checks the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

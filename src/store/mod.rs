@@ -14,11 +14,15 @@
 //! - [`interface`]: the [`Store`] trait and [`StoreError`];
 //! - [`any`]: [`AnyStore`], the configured one of the two;
 //! - [`signal`]: raw signal as stored (the device's counts, delta-coded);
+//! - [`beat_block`]: beats packed by segment once they are past review's hot window;
+//! - `codec`: the varints and zstd both packed layouts use;
 //! - `shared`: the SQL both stores run, written once; `postgres` and `sqlite`: the rest.
 
 #[macro_use]
 mod shared;
 mod any;
+pub mod beat_block;
+mod codec;
 mod interface;
 mod postgres;
 mod rows;

@@ -4,9 +4,9 @@
 use super::rows::class_probs_bytes;
 use super::signal;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
-    EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead,
-    UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatCompaction, BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow,
+    EpisodeQuery, EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError,
+    StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -101,6 +101,8 @@ impl Store for PgStore {
     stream_reads!();
 
     signal_compaction!();
+
+    beat_compaction!();
 
     async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
         let mut removed = sqlx::query("DELETE FROM chunks WHERE received_us < $1")
@@ -366,11 +368,17 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
         stored = sqlx::query(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
                                 rr_prev_ms, rr_next_ms, quality, searchback, verdict,
-                                p_abnormal, model, model_version, beat, class, class_probs)
+                                p_abnormal, model, model_version, beat, class, class_probs,
+                                beat_encoding)
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[],
                                   $5::bigint[], $6::real[], $7::real[], $8::text[],
                                   $9::bool[], $10::text[], $11::real[], $12::text[],
-                                  $13::text[], $14::bytea[], $15::text[], $16::bytea[])
+                                  $13::text[], $14::bytea[], $15::text[], $16::bytea[],
+                                  $17::smallint[])
+                 AS u(device_id, r_time_us, stream, first_seq)
+             WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE s.device_id = u.device_id
+                 AND s.stream = u.stream AND s.first_seq = u.first_seq
+                 AND s.beats_packed_to_us >= u.r_time_us)
              ON CONFLICT DO NOTHING
              RETURNING device_id, r_time_us",
         )
@@ -410,7 +418,7 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
         .bind(
             beats
                 .iter()
-                .map(|b| f32_bytes(&b.values))
+                .map(|b| super::beat_block::encode_vector(&b.values))
                 .collect::<Vec<_>>(),
         )
         .bind(
@@ -425,6 +433,10 @@ async fn insert_beats(tx: &mut sqlx::PgConnection, beats: &[BeatRow]) -> Result<
                 .map(|b| class_probs_bytes(b.class_probs))
                 .collect::<Vec<_>>(),
         )
+        .bind(vec![
+            super::beat_block::VectorEncoding::Steps as i16;
+            beats.len()
+        ])
         .fetch_all(&mut *tx)
         .await?
         .iter()
@@ -505,4 +517,5 @@ async fn close_segments(
 
 upload_insert!(sqlx::PgConnection);
 episode_upsert!(sqlx::PgConnection);
+packed_beat_reads!(PgPool);
 row_decoders!(sqlx::postgres::PgRow);

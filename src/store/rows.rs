@@ -138,6 +138,17 @@ pub struct Compaction {
     pub last_device: Option<String>,
 }
 
+/// What one [`super::Store::compact_beats`] call packed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BeatCompaction {
+    pub beats: u64,
+    pub blocks: u64,
+    /// Bytes of the blocks written.
+    pub bytes_out: u64,
+    /// The last device of this call; `None` when there are no more.
+    pub last_device: Option<String>,
+}
+
 /// Where a device's stream stands, to resume sequencing after a restart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamHead {

@@ -102,7 +102,10 @@ macro_rules! row_decoders {
                 class_probs: super::rows::parse_class_probs(r.try_get("class_probs")?)?,
                 model: r.try_get("model")?,
                 model_version: r.try_get("model_version")?,
-                values: super::bytes_f32(r.try_get("beat")?)?,
+                values: super::beat_block::decode_vector(
+                    r.try_get::<i16, _>("beat_encoding")?.into(),
+                    r.try_get("beat")?,
+                )?,
             })
         }
 
@@ -351,6 +354,252 @@ macro_rules! signal_compaction {
     };
 }
 
+/// The devices one beat compaction call covers: the next `$2` ids after `$1`
+/// that have beat rows (a loose index scan of the primary key).
+pub(crate) const BEAT_COMPACTION_DEVICES: &str = "
+    WITH RECURSIVE d(id) AS (
+        SELECT min(device_id) FROM beats WHERE device_id > $1
+        UNION ALL
+        SELECT (SELECT min(b.device_id) FROM beats b WHERE b.device_id > d.id)
+        FROM d WHERE d.id IS NOT NULL)
+    SELECT id FROM d WHERE id IS NOT NULL LIMIT $2";
+
+/// The most beat rows one compaction call reads (about 20 MB in memory): a
+/// database written before beat blocks, or a backlog, packs over several calls.
+pub(crate) const BEAT_COMPACTION_MAX: usize = 20_000;
+
+/// Columns of a beat row, as [`row_decoders`]' `beat_from` reads them.
+macro_rules! beat_columns {
+    () => {
+        "device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
+         quality, searchback, verdict, p_abnormal, class, class_probs, model, model_version, beat,
+         beat_encoding"
+    };
+}
+
+/// [`Store::compact_beats`](super::Store::compact_beats), the same SQL on
+/// both stores. Expands inside `impl Store`.
+macro_rules! beat_compaction {
+    () => {
+        async fn compact_beats(
+            &self,
+            before_us: i64,
+            after: Option<&str>,
+            devices: u32,
+        ) -> Result<BeatCompaction, StoreError> {
+            let after = after.unwrap_or("");
+            let ids: Vec<String> = sqlx::query_scalar(shared::BEAT_COMPACTION_DEVICES)
+                .bind(after)
+                .bind(i64::from(devices.max(1)))
+                .fetch_all(&self.pool)
+                .await?;
+            let Some(last) = ids.last().cloned() else {
+                return Ok(BeatCompaction::default());
+            };
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                beat_columns!(),
+                ", (SELECT s.fs FROM segments s WHERE s.device_id = beats.device_id
+                      AND s.stream = beats.stream AND s.first_seq = beats.first_seq) AS fs
+                 FROM beats
+                 WHERE device_id > $1 AND device_id <= $2 AND r_time_us < $3
+                   AND verdict <> 'abnormal'
+                 ORDER BY device_id, stream, first_seq, r_time_us LIMIT $4"
+            ))
+            .bind(after)
+            .bind(&last)
+            .bind(before_us)
+            .bind(shared::BEAT_COMPACTION_MAX as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+            let truncated = rows.len() >= shared::BEAT_COMPACTION_MAX;
+            let mut beats = Vec::with_capacity(rows.len());
+            let mut rates = std::collections::HashMap::new();
+            for r in &rows {
+                let b = beat_from(r)?;
+                let fs: Option<f64> = r.try_get("fs")?;
+                rates.insert(b.segment.clone(), fs.unwrap_or(f64::NAN));
+                beats.push(b);
+            }
+            drop(rows);
+            let blocks = super::beat_block::pack(&beats, |k| {
+                rates.get(k).copied().unwrap_or(f64::NAN)
+            });
+            for b in &blocks {
+                sqlx::query(
+                    "INSERT INTO beat_blocks (device_id, stream, first_seq, t_from_us, t_to_us, beats, data)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&b.segment.device)
+                .bind(b.segment.stream as i64)
+                .bind(b.segment.first_seq as i64)
+                .bind(b.t_from_us)
+                .bind(b.t_to_us)
+                .bind(b.beats)
+                .bind(b.data.as_slice())
+                .execute(&mut *tx)
+                .await?;
+                // Deleted by range, then counted: a beat stored in the range
+                // after it was read would make the count differ, and the whole
+                // pass is rolled back (and tried again next time) rather than
+                // a beat lost.
+                let deleted = sqlx::query(
+                    "DELETE FROM beats WHERE device_id = $1 AND stream = $2 AND first_seq = $3
+                       AND r_time_us >= $4 AND r_time_us <= $5 AND verdict <> 'abnormal'",
+                )
+                .bind(&b.segment.device)
+                .bind(b.segment.stream as i64)
+                .bind(b.segment.first_seq as i64)
+                .bind(b.t_from_us)
+                .bind(b.t_to_us)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if deleted != b.beats as u64 {
+                    return Err(StoreError::Conflict(format!(
+                        "beats of {} changed while being packed ({deleted} rows for {} beats); packed again next pass",
+                        b.segment.device, b.beats
+                    )));
+                }
+                sqlx::query(
+                    "UPDATE segments SET beats_packed_to_us = $4
+                     WHERE device_id = $1 AND stream = $2 AND first_seq = $3
+                       AND (beats_packed_to_us IS NULL OR beats_packed_to_us < $4)",
+                )
+                .bind(&b.segment.device)
+                .bind(b.segment.stream as i64)
+                .bind(b.segment.first_seq as i64)
+                .bind(b.t_to_us)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(BeatCompaction {
+                beats: beats.len() as u64,
+                blocks: blocks.len() as u64,
+                bytes_out: blocks.iter().map(|b| b.data.len() as u64).sum(),
+                // A pass cut short by its row limit goes on from the same device.
+                last_device: if truncated {
+                    Some(after.to_string())
+                } else {
+                    (ids.len() as u32 >= devices.max(1)).then_some(last)
+                },
+            })
+        }
+    };
+}
+
+/// Reads of packed beats, the same SQL on both stores: expands to free
+/// functions `packed_beats`, `packed_segment_beats`, `packed_beat` and
+/// `packed_to` over the pool type `$pool`.
+macro_rules! packed_beat_reads {
+    ($pool:ty) => {
+        /// Packed beats matching `q`, by time, decoded block by block until
+        /// `need` of them are certain to precede every later one.
+        async fn packed_beats(
+            pool: &$pool,
+            q: &BeatQuery,
+            need: usize,
+            vectors: bool,
+        ) -> Result<Vec<BeatRow>, StoreError> {
+            if !super::beat_block::may_match_packed(q) {
+                return Ok(Vec::new());
+            }
+            // A block ends within its span of its start: bounding the end
+            // time keeps the index scan to the range.
+            let blocks = sqlx::query(
+                "SELECT stream, first_seq, t_from_us FROM beat_blocks
+                 WHERE device_id = $1 AND t_to_us >= $2 AND t_to_us < $3 AND t_from_us < $4
+                 ORDER BY t_from_us",
+            )
+            .bind(&q.device)
+            .bind(q.from_us)
+            .bind(q.to_us.saturating_add(super::beat_block::BLOCK_MAX_SPAN_US + 1))
+            .bind(q.to_us)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<BeatRow> = Vec::new();
+            let mut latest = i64::MIN;
+            for r in &blocks {
+                let t_from: i64 = r.try_get("t_from_us")?;
+                if out.len() >= need && t_from > latest {
+                    break;
+                }
+                let key = SegmentKey {
+                    device: q.device.clone(),
+                    stream: r.try_get::<i64, _>("stream")? as u32,
+                    first_seq: r.try_get::<i64, _>("first_seq")? as u64,
+                };
+                let beats = packed_block(pool, &key, t_from, vectors).await?;
+                latest = latest.max(beats.last().map_or(t_from, |b| b.r_time_us));
+                out.extend(beats.into_iter().filter(|b| super::beat_block::matches(b, q)));
+            }
+            out.sort_by_key(|b| b.r_time_us);
+            Ok(out)
+        }
+
+        /// The beats of one block.
+        async fn packed_block(
+            pool: &$pool,
+            key: &SegmentKey,
+            t_from_us: i64,
+            vectors: bool,
+        ) -> Result<Vec<BeatRow>, StoreError> {
+            let data: Vec<u8> = sqlx::query_scalar(
+                "SELECT data FROM beat_blocks
+                 WHERE device_id = $1 AND stream = $2 AND first_seq = $3 AND t_from_us = $4",
+            )
+            .bind(&key.device)
+            .bind(key.stream as i64)
+            .bind(key.first_seq as i64)
+            .bind(t_from_us)
+            .fetch_one(pool)
+            .await?;
+            super::beat_block::decode_with(key, &data, vectors)
+        }
+
+        /// A segment's packed beats before `before_us`, by time, without vectors.
+        async fn packed_segment_beats(
+            pool: &$pool,
+            key: &SegmentKey,
+            before_us: i64,
+        ) -> Result<Vec<BeatRow>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT data FROM beat_blocks
+                 WHERE device_id = $1 AND stream = $2 AND first_seq = $3 AND t_from_us < $4
+                 ORDER BY t_from_us",
+            )
+            .bind(&key.device)
+            .bind(key.stream as i64)
+            .bind(key.first_seq as i64)
+            .bind(before_us)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                let beats = super::beat_block::decode_with(key, r.try_get("data")?, false)?;
+                out.extend(beats.into_iter().filter(|b| b.r_time_us < before_us));
+            }
+            Ok(out)
+        }
+
+        /// The packed beat of `device` at `r_time_us`, if any.
+        async fn packed_beat(
+            pool: &$pool,
+            device: &str,
+            r_time_us: i64,
+        ) -> Result<Option<BeatRow>, StoreError> {
+            let q = BeatQuery {
+                from_us: r_time_us,
+                to_us: r_time_us.saturating_add(1),
+                ..BeatQuery::all(device, 1)
+            };
+            Ok(packed_beats(pool, &q, 1, true).await?.into_iter().next())
+        }
+    };
+}
+
 /// The trait's write methods, as transactions over the store module's own
 /// `insert_chunks`, `insert_beats` and `close_segments` (which hold the
 /// dialect-specific bulk SQL). Expands inside `impl Store`.
@@ -490,7 +739,7 @@ macro_rules! upload_insert {
 /// lets both planners use that partial index. Class N and no class scan the
 /// primary key by time, as most beats are N.
 macro_rules! select_beats {
-    ($pool:expr, $q:expr, $columns:literal) => {{
+    ($pool:expr, $q:expr, $need:expr, $columns:expr) => {{
         macro_rules! sql {
             ($class:literal) => {
                 concat!(
@@ -501,14 +750,14 @@ macro_rules! select_beats {
                        AND (CAST($4 AS TEXT) IS NULL OR verdict = $4)
                        AND (CAST($5 AS REAL) IS NULL OR p_abnormal >= $5) AND ",
                     $class,
-                    " ORDER BY r_time_us LIMIT $6 OFFSET $7"
+                    " ORDER BY r_time_us LIMIT $6"
                 )
             };
         }
         let sql = match $q.class {
-            None => sql!("CAST($8 AS TEXT) IS NULL"),
-            Some(crate::formats::wfdb::AamiClass::N) => sql!("class = $8"),
-            Some(_) => sql!("verdict = 'abnormal' AND class = $8"),
+            None => sql!("CAST($7 AS TEXT) IS NULL"),
+            Some(crate::formats::wfdb::AamiClass::N) => sql!("class = $7"),
+            Some(_) => sql!("verdict = 'abnormal' AND class = $7"),
         };
         sqlx::query(sql)
             .bind(&$q.device)
@@ -516,12 +765,31 @@ macro_rules! select_beats {
             .bind($q.to_us)
             .bind($q.verdict.map(|v| v.as_str()))
             .bind($q.min_p_abnormal)
-            .bind($q.limit as i64)
-            .bind($q.offset.min(i64::MAX as u64) as i64)
+            .bind(i64::try_from($need).unwrap_or(i64::MAX))
             .bind($q.class.map(|c| c.as_str()))
             .fetch_all(&$pool)
             .await?
     }};
+}
+
+/// The rows part of `q`, given the packed beats' sorted times: when blocks
+/// already hold `need` beats, rows after the `need`-th cannot be on the page,
+/// so the read stops there instead of at the range's end.
+pub(crate) fn rows_query(
+    q: &super::BeatQuery,
+    mut packed_times: impl Iterator<Item = i64>,
+    need: usize,
+) -> super::BeatQuery {
+    let mut rows_q = q.clone();
+    if let Some(t) = need.checked_sub(1).and_then(|i| packed_times.nth(i)) {
+        rows_q.to_us = rows_q.to_us.min(t.saturating_add(1));
+    }
+    rows_q
+}
+
+/// Beats a page of `q` needs from each of rows and blocks: its offset and limit.
+pub(crate) fn page_need(q: &super::BeatQuery) -> usize {
+    usize::try_from(q.offset.saturating_add(u64::from(q.limit))).unwrap_or(usize::MAX)
 }
 
 /// The stream reads the daemon needs at start and for re-analysis, identical
@@ -586,7 +854,12 @@ macro_rules! stream_reads {
 
         async fn last_beat_us(&self, key: &SegmentKey) -> Result<Option<i64>, StoreError> {
             Ok(sqlx::query_scalar(
-                "SELECT max(r_time_us) FROM beats WHERE device_id = $1 AND stream = $2 AND first_seq = $3",
+                "SELECT max(m.t) FROM (
+                   SELECT max(r_time_us) AS t FROM beats
+                   WHERE device_id = $1 AND stream = $2 AND first_seq = $3
+                   UNION ALL
+                   SELECT max(t_to_us) FROM beat_blocks
+                   WHERE device_id = $1 AND stream = $2 AND first_seq = $3) m",
             )
             .bind(&key.device)
             .bind(key.stream as i64)
@@ -616,18 +889,19 @@ macro_rules! stream_reads {
             .bind(before_us)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter().map(mark_from).collect()
+            let rows = rows.iter().map(mark_from).collect::<Result<Vec<_>, _>>()?;
+            let packed = packed_segment_beats(&self.pool, key, before_us).await?;
+            let packed = packed.into_iter().map(super::beat_block::mark_of).collect();
+            Ok(super::beat_block::merge_page(rows, packed, |m| m.r_time_us, 0, u32::MAX))
         }
 
         async fn beats(&self, q: &BeatQuery) -> Result<Vec<BeatRow>, StoreError> {
-            let rows = select_beats!(
-                self.pool,
-                q,
-                "device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
-                 quality, searchback, verdict, p_abnormal, class, class_probs, model,
-                 model_version, beat"
-            );
-            rows.iter().map(beat_from).collect()
+            let need = shared::page_need(q);
+            let packed = packed_beats(&self.pool, q, need, true).await?;
+            let rows_q = shared::rows_query(q, packed.iter().map(|b| b.r_time_us), need);
+            let rows = select_beats!(self.pool, rows_q, need, beat_columns!());
+            let rows = rows.iter().map(beat_from).collect::<Result<Vec<_>, _>>()?;
+            Ok(super::beat_block::merge_page(rows, packed, |b| b.r_time_us, q.offset, q.limit))
         }
 
         async fn ping(&self) -> Result<(), StoreError> {
@@ -696,26 +970,34 @@ macro_rules! review_reads {
         }
 
         async fn beat(&self, device: &str, r_time_us: i64) -> Result<Option<BeatRow>, StoreError> {
-            let row = sqlx::query(
-                "SELECT device_id, stream, first_seq, r_time_us, sample_index, rr_prev_ms, rr_next_ms,
-                        quality, searchback, verdict, p_abnormal, class, class_probs, model,
-                        model_version, beat
-                 FROM beats WHERE device_id = $1 AND r_time_us = $2",
-            )
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                beat_columns!(),
+                " FROM beats WHERE device_id = $1 AND r_time_us = $2"
+            ))
             .bind(device)
             .bind(r_time_us)
             .fetch_optional(&self.pool)
             .await?;
-            row.as_ref().map(beat_from).transpose()
+            match row {
+                Some(r) => beat_from(&r).map(Some),
+                None => packed_beat(&self.pool, device, r_time_us).await,
+            }
         }
 
         async fn beat_marks(&self, q: &BeatQuery) -> Result<Vec<BeatMark>, StoreError> {
+            let need = shared::page_need(q);
+            let packed = packed_beats(&self.pool, q, need, false).await?;
+            let rows_q = shared::rows_query(q, packed.iter().map(|b| b.r_time_us), need);
             let rows = select_beats!(
                 self.pool,
-                q,
+                rows_q,
+                need,
                 "r_time_us, rr_prev_ms, quality, verdict, p_abnormal, class, model"
             );
-            rows.iter().map(mark_from).collect()
+            let rows = rows.iter().map(mark_from).collect::<Result<Vec<_>, _>>()?;
+            let packed = packed.into_iter().map(super::beat_block::mark_of).collect();
+            Ok(super::beat_block::merge_page(rows, packed, |m| m.r_time_us, q.offset, q.limit))
         }
 
         async fn flagged_neighbour(

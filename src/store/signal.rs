@@ -20,6 +20,7 @@
 //!   zigzag LEB128 varint per sample of `count[i] − count[i−1]` (`count[−1] = 0`).
 
 use super::StoreError;
+use super::codec::{self, Cursor, put_varint, unzigzag, zigzag};
 use crate::formats::wire::Scale;
 
 /// How a chunk's samples are laid out (the `encoding` column).
@@ -120,12 +121,12 @@ pub fn decode_samples(
     match encoding {
         Encoding::F32 => Ok((super::bytes_f32(bytes)?, None)),
         Encoding::Counts => {
-            let mut body = Cursor(bytes);
+            let mut body = Cursor::new(bytes, "raw chunk");
             let fixed = body.take(16)?;
             let scale = checked_scale(f64_le(&fixed[..8]), f64_le(&fixed[8..]))?;
             let mut samples = Vec::with_capacity(bytes.len() - 16);
             let mut previous = 0i64;
-            while !body.0.is_empty() {
+            while !body.rest.is_empty() {
                 previous = take_deltas(&mut body, 1, previous, scale, &mut samples)?;
             }
             Ok((samples, Some(scale)))
@@ -145,8 +146,6 @@ pub const BLOCK_MAX_SPAN_US: i64 = 10 * 60 * 1_000_000;
 const BLOCK_LEVEL: i32 = 3;
 /// Layout version of a block's decompressed body.
 const BLOCK_VERSION: u8 = 1;
-/// Refuses a block that inflates past this (a corrupt or hostile row).
-const BLOCK_MAX_BYTES: u64 = 256 << 20;
 
 /// Consecutive chunks of one segment as one compressed block.
 ///
@@ -200,8 +199,7 @@ pub fn encode_block(chunks: &[super::ChunkRow]) -> Vec<u8> {
         (t0, received, fs) = (c.t0_us, c.received_us, Some(c.fs));
         layout = Some((scale, previous));
     }
-    // Compressing a buffer in memory fails only on allocation failure.
-    zstd::bulk::compress(&body, BLOCK_LEVEL).unwrap_or_else(|e| panic!("zstd: {e}"))
+    codec::compress(&body, BLOCK_LEVEL)
 }
 
 /// Block chunk flag: the sampling rate follows.
@@ -214,28 +212,19 @@ pub fn decode_block(
     segment: &super::SegmentKey,
     data: &[u8],
 ) -> Result<Vec<super::ChunkRow>, StoreError> {
-    use std::io::Read;
     let corrupt = |what: &str| StoreError::Corrupt(format!("signal block: {what}"));
-    let mut body = Vec::new();
-    zstd::stream::read::Decoder::new(data)
-        .map_err(|e| corrupt(&e.to_string()))?
-        .take(BLOCK_MAX_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| corrupt(&e.to_string()))?;
-    if body.len() as u64 > BLOCK_MAX_BYTES {
-        return Err(corrupt("inflates past 256 MiB"));
-    }
+    let body = codec::inflate(data, "signal block")?;
     match body.first() {
         Some(&BLOCK_VERSION) => {}
         Some(v) => return Err(corrupt(&format!("layout version {v}"))),
         None => return Err(corrupt("empty")),
     }
-    let mut body = Cursor(&body[1..]);
+    let mut body = Cursor::new(&body[1..], "signal block");
     let mut chunks = Vec::new();
     let (mut t0, mut received) = (0i64, 0i64);
     let mut fs: Option<f64> = None;
     let mut layout: Option<(Option<Scale>, i64)> = None;
-    while !body.0.is_empty() {
+    while !body.rest.is_empty() {
         let seq = body.varint()?;
         t0 = t0.wrapping_add(unzigzag(body.varint()?));
         received = received.wrapping_add(unzigzag(body.varint()?));
@@ -260,7 +249,7 @@ pub fn decode_block(
             return Err(corrupt("first chunk lacks its rate or layout"));
         };
         let n = usize::try_from(body.varint()?).map_err(|_| corrupt("length"))?;
-        if n > body.0.len() {
+        if n > body.rest.len() {
             return Err(corrupt("truncated"));
         }
         let mut samples = Vec::with_capacity(n);
@@ -320,18 +309,16 @@ fn chunk_end_us(c: &super::ChunkRow) -> i64 {
 /// chunks of one segment, each at most [`BLOCK_MAX_CHUNKS`] chunks and
 /// [`BLOCK_MAX_SPAN_US`] long.
 pub fn pack(chunks: &[super::ChunkRow]) -> Vec<BlockRow> {
-    let mut blocks = Vec::new();
-    let mut start = 0;
-    for i in 1..=chunks.len() {
-        let split = i == chunks.len() || {
-            let (first, c) = (&chunks[start], &chunks[i]);
-            c.segment != first.segment
-                || i - start >= BLOCK_MAX_CHUNKS
-                || chunk_end_us(c) - first.t0_us > BLOCK_MAX_SPAN_US
-        };
-        if split && i > start {
-            let part = &chunks[start..i];
-            blocks.push(BlockRow {
+    let runs = codec::runs(chunks.len(), |start, i| {
+        let (first, c) = (&chunks[start], &chunks[i]);
+        c.segment != first.segment
+            || i - start >= BLOCK_MAX_CHUNKS
+            || chunk_end_us(c) - first.t0_us > BLOCK_MAX_SPAN_US
+    });
+    runs.into_iter()
+        .map(|run| {
+            let part = &chunks[run];
+            BlockRow {
                 segment: part[0].segment.clone(),
                 seq_from: part[0].seq,
                 seq_to: part[part.len() - 1].seq,
@@ -341,11 +328,9 @@ pub fn pack(chunks: &[super::ChunkRow]) -> Vec<BlockRow> {
                 chunks: part.len() as i32,
                 samples: part.iter().map(|c| c.samples.len() as i32).sum(),
                 data: encode_block(part),
-            });
-            start = i;
-        }
-    }
-    blocks
+            }
+        })
+        .collect()
 }
 
 /// Chunks read from loose rows and from blocks, each (segment, `seq`) once (a
@@ -360,54 +345,6 @@ pub fn merge(mut chunks: Vec<super::ChunkRow>, by_time: bool) -> Vec<super::Chun
     let mut seen = std::collections::HashSet::new();
     chunks.retain(|c| seen.insert((c.segment.clone(), c.seq)));
     chunks
-}
-
-/// Reads a block's body front to back.
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        if self.0.len() < n {
-            return Err(StoreError::Corrupt("signal block: truncated".into()));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn varint(&mut self) -> Result<u64, StoreError> {
-        let (v, used) = take_varint(self.0)?;
-        self.0 = &self.0[used..];
-        Ok(v)
-    }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// One LEB128 varint from the front of `bytes`, and how many bytes it took.
-fn take_varint(bytes: &[u8]) -> Result<(u64, usize), StoreError> {
-    let mut v = 0u64;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok((v, i + 1));
-        }
-    }
-    Err(StoreError::Corrupt("unterminated varint".into()))
 }
 
 #[cfg(test)]
@@ -584,11 +521,11 @@ mod tests {
         let mut encoding = body.clone();
         // The first chunk's encoding byte follows three varints, the flags and the f64 rate.
         let varints = {
-            let mut c = Cursor(&body[1..]);
+            let mut c = Cursor::new(&body[1..], "test");
             for _ in 0..3 {
                 c.varint().unwrap();
             }
-            body.len() - 1 - c.0.len()
+            body.len() - 1 - c.rest.len()
         };
         encoding[1 + varints + 1 + 8] = 5;
         let mut flags = body.clone();

@@ -4,9 +4,9 @@
 use super::rows::class_probs_bytes;
 use super::signal;
 use super::{
-    BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow, EpisodeQuery,
-    EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError, StreamHead,
-    UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
+    BeatCompaction, BeatMark, BeatQuery, BeatRow, ChunkRow, ClassCounts, Compaction, DeviceRow,
+    EpisodeQuery, EpisodeRow, FlaggedLink, MinuteRow, SegmentKey, SegmentRow, Store, StoreError,
+    StreamHead, UploadBeatRow, UploadRow, Verdict, VerdictCounts, f32_bytes, shared,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -90,6 +90,8 @@ impl Store for SqliteStore {
     stream_reads!();
 
     signal_compaction!();
+
+    beat_compaction!();
 
     async fn prune_chunks(&self, before_us: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -234,7 +236,7 @@ async fn insert_beats(
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO beats (device_id, r_time_us, stream, first_seq, sample_index,
                 rr_prev_ms, rr_next_ms, quality, searchback, verdict, p_abnormal, model,
-                model_version, beat, class, class_probs) ",
+                model_version, beat, class, class_probs, beat_encoding) SELECT * FROM (",
         );
         q.push_values(part, |mut b, r| {
             b.push_bind(r.segment.device.clone())
@@ -250,12 +252,18 @@ async fn insert_beats(
                 .push_bind(r.p_abnormal)
                 .push_bind(r.model.clone())
                 .push_bind(r.model_version.clone())
-                .push_bind(f32_bytes(&r.values))
+                .push_bind(super::beat_block::encode_vector(&r.values))
                 .push_bind(r.class.map(|c| c.as_str()))
-                .push_bind(class_probs_bytes(r.class_probs));
+                .push_bind(class_probs_bytes(r.class_probs))
+                .push_bind(super::beat_block::VectorEncoding::Steps as i64);
         });
         // Only a stored beat is skipped (as on Postgres): a row a CHECK refuses
         // is an error, which `INSERT OR IGNORE` would drop silently.
+        q.push(
+            ") AS u WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE s.device_id = u.column1
+                 AND s.stream = u.column3 AND s.first_seq = u.column4
+                 AND s.beats_packed_to_us >= u.column2)",
+        );
         q.push(" ON CONFLICT DO NOTHING RETURNING device_id, r_time_us");
         for r in q.build().fetch_all(&mut *tx).await? {
             stored.push((r.try_get(0)?, r.try_get(1)?));
@@ -318,4 +326,5 @@ async fn close_segments(
 
 upload_insert!(sqlx::SqliteConnection);
 episode_upsert!(sqlx::SqliteConnection);
+packed_beat_reads!(sqlx::SqlitePool);
 row_decoders!(SqliteRow);

@@ -50,5 +50,9 @@ for m in holterd_messages_total holterd_duplicate_messages_total holterd_gaps_to
          'holterd_store_errors_total{what="chunks"}' 'holterd_store_errors_total{what="beats"}' holterd_recovered_segments_total; do
   echo "$m $(metric "$m")"
 done
+wait_beats_packed
 "$BIN" check --records all --device-prefix record --t0-us $T0 --set "store.url=$URL" | tail -1
-echo "beats in the database: $(sql "SELECT count(*) FROM beats"), distinct (device, time): $(sql "SELECT count(DISTINCT (device_id, r_time_us)) FROM beats")"
+rows=$(sql "SELECT count(*) FROM beats"); packed=$(sql "SELECT coalesce(sum(beats), 0) FROM beat_blocks")
+counted=$(sql "SELECT coalesce(sum(beats), 0) FROM beat_minutes")
+echo "beats in the database: $rows rows + $packed packed; the per-minute rollups count $counted"
+[ "$((rows + packed))" = "$counted" ] || { echo "rows and blocks do not add up to the rollups: a beat stored twice or lost" >&2; exit 1; }

@@ -74,4 +74,17 @@ broker_backlog() {
   mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t '$SYS/broker/store/messages/count' -C 1 -W 15
 }
 
+# Waits until the compactor has packed every normal and unreadable beat row
+# older than its cutoff (it runs once a minute; replayed beats of past
+# times are due at once), so that what is checked next is read from blocks.
+wait_beats_packed() {
+  for _ in $(seq 100); do
+    local loose
+    loose=$(sql "SELECT count(*) FROM beats WHERE verdict <> 'abnormal' AND r_time_us < (extract(epoch FROM now()) * 1e6)::bigint - 180000000" 2>/dev/null || echo 1)
+    [ "$loose" = 0 ] && { log "beats packed: $(sql "SELECT coalesce(sum(beats), 0) FROM beat_blocks") in $(sql "SELECT count(*) FROM beat_blocks") blocks, $(sql "SELECT count(*) FROM beats") abnormal beats as rows"; return; }
+    sleep 1
+  done
+  echo "the compactor did not pack the beats in 100 s; see $WORK/daemon.log" >&2; exit 1
+}
+
 metric() { curl -s "http://$HTTP/metrics" | awk -v m="$1" '$1 == m {print $2}'; }

@@ -83,6 +83,7 @@ for stage in ('stored', 'published'):
 packed = val('holterd_signal_packed_chunks_total')
 b_in = val('holterd_signal_packed_bytes_total{stage="in"}'); b_out = val('holterd_signal_packed_bytes_total{stage="out"}')
 print(f"compactor: packed {packed:.0f} chunks, {b_in / 1e6:.1f} MB of samples into {b_out / 1e6:.1f} MB of blocks")
+print(f"compactor: packed {val('holterd_beats_packed_total'):.0f} beats into {val('holterd_beats_packed_bytes_total') / 1e6:.1f} MB of beat blocks")
 waits = val('holterd_backpressure_waits_total{queue="ingest"}')
 print(f"backpressure waits source->ingest {waits:.0f}, duplicates {val('holterd_duplicate_messages_total'):.0f}, gaps {val('holterd_gaps_total'):.0f}")
 PY
