@@ -186,7 +186,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            models: vec!["models/context-mlp-beat-inter".into()],
+            models: vec![crate::model::DEFAULT_MODEL.into()],
             device: "cpu".into(),
             inference_workers: 1,
             max_batch: 64,

@@ -35,7 +35,7 @@ pub(super) struct BenchStorageArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "models/context-mlp-beat-inter"
+        default_value = crate::model::DEFAULT_MODEL
     )]
     model: Vec<PathBuf>,
     /// Minutes of beats per block (the compactor's pass).

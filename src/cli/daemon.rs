@@ -140,7 +140,7 @@ pub struct AnalyzeArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "models/context-mlp-beat-inter"
+        default_value = crate::model::DEFAULT_MODEL
     )]
     model: Vec<PathBuf>,
     /// Time of the first sample, µs since the Unix epoch.

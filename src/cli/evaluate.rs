@@ -35,7 +35,7 @@ pub(super) struct EvalEc57Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "models/context-mlp-beat-inter"
+        default_value = crate::model::DEFAULT_MODEL
     )]
     model: Vec<PathBuf>,
     #[command(flatten)]
@@ -134,7 +134,7 @@ pub(super) struct EvalRhythmArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "models/context-mlp-beat-inter"
+        default_value = crate::model::DEFAULT_MODEL
     )]
     model: Vec<PathBuf>,
     #[command(flatten)]
@@ -210,6 +210,11 @@ fn rhythm_grid(a: &EvalRhythmArgs) -> Vec<RhythmConfig> {
         }
     }
     grid
+}
+
+/// Each case's episodes as the analyser under `config` finds them.
+fn spans_of(cases: &[RhythmCase], config: &RhythmConfig) -> Vec<Vec<Span>> {
+    cases.iter().map(|c| algorithm_spans(c, config)).collect()
 }
 
 /// The scored episodes the rhythm analyser finds in one case with `config`.
@@ -319,7 +324,7 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
         let mut json = Vec::new();
         println!("af.on | af.off | af.window | af.min_s | AF ep Se | ep +P | dur Se | dur +P");
         for config in &grid {
-            let spans: Vec<Vec<Span>> = cases.iter().map(|c| algorithm_spans(c, config)).collect();
+            let spans = spans_of(&cases, config);
             let report = score_rhythm_cases(&cases, &spans);
             let af = report
                 .gross()
@@ -347,7 +352,7 @@ pub(super) fn eval_rhythm(a: EvalRhythmArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let spans: Vec<Vec<Span>> = cases.iter().map(|c| algorithm_spans(c, &grid[0])).collect();
+    let spans = spans_of(&cases, &grid[0]);
     let report = score_rhythm_cases(&cases, &spans);
     let episodes = a.episodes.then(|| listed_episodes(&cases, &spans));
     if a.json {

@@ -4,7 +4,7 @@ use super::{LeadArgs, default_db, selected_records};
 use crate::dsp::ExtractorConfig;
 use crate::eval::NoiseKind;
 use crate::formats::wfdb::LeadChoice;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ pub(super) struct ProfileArgs {
     /// Directory written by `holterd dataset build`.
     #[arg(long)]
     data: PathBuf,
+    /// Datasets the models were trained with as `train --augment` (inter only).
+    #[arg(long)]
+    augment: Vec<PathBuf>,
     /// Model directories whose cards get the profile of their protocol's training beats.
     #[arg(required = true)]
     models: Vec<PathBuf>,
@@ -184,19 +187,26 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
 }
 
 pub(super) fn profile(a: ProfileArgs) -> Result<()> {
-    use crate::dataset::{self, protocol_split};
     use crate::model::card::ModelCard;
     use crate::model::profile::InputProfile;
-    let set = dataset::load(&a.data)?;
     for dir in &a.models {
         let path = dir.join("card.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut card: ModelCard = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a model card", path.display()))?;
-        let (train_idx, test_idx) = protocol_split(&set, card.protocol);
+        let training = crate::model::recipe::training_set(&a.data, &a.augment, card.protocol)?;
+        if training.augmentation.len() != card.augmentation.len() {
+            bail!(
+                "{} was trained with {} augmentation set(s) and {} are given (--augment): its profile must be fitted on the beats it was trained on",
+                card.name,
+                card.augmentation.len(),
+                training.augmentation.len()
+            );
+        }
+        let (set, train_idx, test_idx) = (&training.set, &training.train_idx, &training.test_idx);
         let profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
-        let abstained = profile.count_outliers(&set.values, &test_idx);
+        let abstained = profile.count_outliers(&set.values, test_idx);
         eprintln!(
             "{}: profile of {} training beats; abstains on {abstained} of {} test beats ({:.3} %)",
             card.name,

@@ -25,6 +25,15 @@ use std::collections::VecDeque;
 pub const BEAT_LEN: usize = 187;
 /// Sampling rate of the beat vector, Hz.
 pub const BEAT_RATE_HZ: f64 = 125.0;
+/// Steps of a beat vector value over [0, 1]: the precision beats are stored
+/// at (10 bits) and the finest difference abstention tells apart, so a beat
+/// read back from the store is judged as it was when first classified.
+pub const BEAT_STEPS: f32 = 1023.0;
+
+/// A beat vector value as the step of [`BEAT_STEPS`] nearest to it.
+pub fn beat_step(v: f32) -> i64 {
+    (v * BEAT_STEPS).round() as i64
+}
 /// Beat length in RR intervals.
 const WINDOW_RR: f64 = 1.2;
 /// RR intervals within this many seconds set the beat length.

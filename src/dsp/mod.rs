@@ -18,7 +18,9 @@ mod filter;
 mod quality;
 mod resample;
 
-pub use beat::{BEAT_LEN, BEAT_RATE_HZ, Beat, BeatExtractor, ExtractorConfig};
+pub use beat::{
+    BEAT_LEN, BEAT_RATE_HZ, BEAT_STEPS, Beat, BeatExtractor, ExtractorConfig, beat_step,
+};
 pub use detect::{QrsDetection, QrsDetector};
 pub use filter::{FilterBank, decimation_for};
 pub use quality::{Quality, QualityMonitor};

@@ -42,6 +42,10 @@ pub use transformer::PaperTransformer;
 use candle_core::Tensor;
 use std::path::{Path, PathBuf};
 
+/// The model the daemon, `analyze` and the benchmarks use unless told
+/// otherwise: the five-class, patient-adaptive one.
+pub const DEFAULT_MODEL: &str = "models/context-mlp-beat-inter";
+
 /// A model path as given when it exists; else, for a relative path such as the
 /// default `models/context-mlp-beat-inter`, the same path in the source tree this
 /// binary was built from, so that `cargo run` works from any directory.

@@ -10,7 +10,7 @@
 //! and anything not min-max normalised like the extractor's beats has the
 //! wrong range.
 
-use crate::dsp::BEAT_LEN;
+use crate::dsp::{BEAT_LEN, beat_step};
 use serde::{Deserialize, Serialize};
 
 /// Names of the features, in the order of [`features`].
@@ -55,7 +55,13 @@ pub fn features(beat: &[f32; BEAT_LEN]) -> [f64; 6] {
         0.0
     };
     let steps = (x.len().max(2) - 1) as f64;
-    let flat = x.windows(2).filter(|w| w[0] == w[1]).count() as f64 / steps;
+    // Equal at the precision beats are stored at, so that a beat read back
+    // from the store has the flat share it had when it was first judged.
+    let flat = beat[..active]
+        .windows(2)
+        .filter(|w| beat_step(w[0]) == beat_step(w[1]))
+        .count() as f64
+        / steps;
     let crossings = x
         .windows(2)
         .filter(|w| (w[0] - mean) * (w[1] - mean) < 0.0)
@@ -199,6 +205,39 @@ mod tests {
             ("not normalised", millivolts),
         ] {
             assert!(profile.outlier(&x).is_some(), "{name} accepted");
+        }
+    }
+
+    #[test]
+    fn a_beat_at_storage_precision_is_judged_as_the_beat_was() {
+        let mut rng = SplitMix64::new(5);
+        let training: Vec<_> = (0..2000).map(|_| beat_like(&mut rng)).collect();
+        let profile = InputProfile::fit(&training);
+        let stored = |b: &[f32; BEAT_LEN]| b.map(|v| beat_step(v) as f32 / crate::dsp::BEAT_STEPS);
+        // Smooth beats with long plateaus at the storage step, as slow waves
+        // give once stored, and the noisy beats of the profile.
+        let mut beats: Vec<_> = (0..200).map(|_| beat_like(&mut rng)).collect();
+        for b in beats.iter_mut().take(100) {
+            for (k, v) in b.iter_mut().enumerate() {
+                *v = if *v == 0.0 {
+                    0.0
+                } else {
+                    0.2 + 0.3 * (k as f32 / 60.0).sin().abs()
+                };
+            }
+        }
+        for b in &beats {
+            let (a, q) = (features(b), features(&stored(b)));
+            assert_eq!(a[4], q[4], "flat share moved");
+            for (x, y) in a.iter().zip(q) {
+                assert!((x - y).abs() < 2e-3, "{a:?} vs {q:?}");
+            }
+        }
+        for b in &beats[100..] {
+            assert_eq!(
+                profile.outlier(b).is_some(),
+                profile.outlier(&stored(b)).is_some()
+            );
         }
     }
 

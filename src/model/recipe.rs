@@ -65,23 +65,36 @@ pub enum TrainEvent<'a> {
     Epoch(&'a EpochStats),
 }
 
-/// Trains and writes one model; returns its directory and card.
-pub fn train_model(
-    a: &TrainRequest,
-    mut progress: impl FnMut(TrainEvent),
-) -> Result<(PathBuf, ModelCard)> {
-    let device = crate::model::device(&a.device)?;
-    let mut set = dataset::load(&a.data)?;
-    let (mut train_idx, test_idx) = protocol_split(&set, a.protocol);
+/// A protocol's beats, with the noisy copies of its training beats added.
+pub struct TrainingSet {
+    pub set: dataset::BeatSet,
+    /// Beats trained on (augmented copies included).
+    pub train_idx: Vec<usize>,
+    /// Beats held out for evaluation.
+    pub test_idx: Vec<usize>,
+    /// What each augmentation directory added, for the card.
+    pub augmentation: Vec<String>,
+}
+
+/// Loads `data` and the augmentation directories `augment` and splits them
+/// by `protocol`; training and refitting a card's input profile both use it,
+/// so a profile is fitted on exactly the beats its model was trained on.
+pub fn training_set(
+    data: &std::path::Path,
+    augment: &[PathBuf],
+    protocol: dataset::Protocol,
+) -> Result<TrainingSet> {
+    let mut set = dataset::load(data)?;
+    let (mut train_idx, test_idx) = protocol_split(&set, protocol);
     let mut augmentation = Vec::new();
-    if !a.augment.is_empty() && a.protocol != dataset::Protocol::Inter {
+    if !augment.is_empty() && protocol != dataset::Protocol::Inter {
         bail!(
             "augmentation (--augment) needs the inter protocol (--protocol inter): under intra, a noisy copy of a scored beat could be trained on"
         );
     }
-    for dir in &a.augment {
+    for dir in augment {
         let extra = dataset::load(dir)?;
-        let (extra_train, _) = protocol_split(&extra, a.protocol);
+        let (extra_train, _) = protocol_split(&extra, protocol);
         let offset = set.len();
         augmentation.push(format!(
             "{} readable beats of the training records: {}",
@@ -91,6 +104,26 @@ pub fn train_model(
         train_idx.extend(extra_train.iter().map(|&i| i + offset));
         set.append(extra);
     }
+    Ok(TrainingSet {
+        set,
+        train_idx,
+        test_idx,
+        augmentation,
+    })
+}
+
+/// Trains and writes one model; returns its directory and card.
+pub fn train_model(
+    a: &TrainRequest,
+    mut progress: impl FnMut(TrainEvent),
+) -> Result<(PathBuf, ModelCard)> {
+    let device = crate::model::device(&a.device)?;
+    let TrainingSet {
+        set,
+        train_idx,
+        test_idx,
+        augmentation,
+    } = training_set(&a.data, &a.augment, a.protocol)?;
     let mut params = Params::new(&device);
     let network = Network::build(&a.architecture, &mut params, &mut SplitMix64::new(a.seed))?;
     // Binary models learn normal/abnormal with the paper's balancing; five-class

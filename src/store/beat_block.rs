@@ -37,7 +37,7 @@
 use super::StoreError;
 use super::codec::{self, Cursor, put_varint, unzigzag, zigzag};
 use super::rows::{BeatMark, BeatQuery, BeatRow, SegmentKey, Verdict};
-use crate::dsp::Quality;
+use crate::dsp::{BEAT_STEPS as STEPS, Quality, beat_step};
 use crate::formats::wfdb::AamiClass;
 
 /// The most beats one block holds, and the longest time it spans.
@@ -48,8 +48,6 @@ pub const BLOCK_MAX_SPAN_US: i64 = 10 * 60 * 1_000_000;
 /// 2–8 times the cost (measured with `holterd bench storage`).
 const LEVEL: i32 = 3;
 const VERSION: u8 = 1;
-/// Steps of the stored beat vector over [0, 1]: 10 bits.
-const STEPS: f32 = 1023.0;
 /// The largest error [`pack`] allows itself on a beat vector value.
 pub const VALUE_TOLERANCE: f32 = 0.5 / STEPS + f32::EPSILON;
 
@@ -233,7 +231,7 @@ fn put_vector(out: &mut Vec<u8>, values: &[f32]) {
         out.push(1);
         let (mut q1, mut q2) = (0i64, 0i64);
         for (k, v) in values.iter().enumerate() {
-            let q = (v * STEPS).round() as i64;
+            let q = beat_step(*v);
             put_varint(out, zigzag(q - predict(k, q1, q2)));
             (q1, q2) = (q, q1);
         }
