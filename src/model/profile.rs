@@ -10,7 +10,7 @@
 //! and anything not min-max normalised like the extractor's beats has the
 //! wrong range.
 
-use crate::dsp::{BEAT_LEN, beat_step};
+use crate::dsp::{BEAT_LEN, BEAT_STEPS, beat_step};
 use serde::{Deserialize, Serialize};
 
 /// Names of the features, in the order of [`features`].
@@ -41,8 +41,13 @@ pub fn features(beat: &[f32; BEAT_LEN]) -> [f64; 6] {
             });
         (hi - lo) as f64
     };
-    // The beat proper ends at its last non-zero value; the rest is padding.
-    let active = beat.iter().rposition(|&v| v != 0.0).map_or(0, |i| i + 1);
+    // The beat proper ends at its last value that is not zero at the precision
+    // beats are stored at (so a stored beat ends where it did); the rest is
+    // padding. NaN counts as a value.
+    let active = beat
+        .iter()
+        .rposition(|&v| !(v.abs() < 0.5 / BEAT_STEPS))
+        .map_or(0, |i| i + 1);
     let x: Vec<f64> = beat[..active].iter().map(|&v| v as f64).collect();
     let n = x.len().max(1) as f64;
     let mean = x.iter().sum::<f64>() / n;
@@ -213,7 +218,7 @@ mod tests {
         let mut rng = SplitMix64::new(5);
         let training: Vec<_> = (0..2000).map(|_| beat_like(&mut rng)).collect();
         let profile = InputProfile::fit(&training);
-        let stored = |b: &[f32; BEAT_LEN]| b.map(|v| beat_step(v) as f32 / crate::dsp::BEAT_STEPS);
+        let stored = |b: &[f32; BEAT_LEN]| b.map(|v| beat_step(v) as f32 / BEAT_STEPS);
         // Smooth beats with long plateaus at the storage step, as slow waves
         // give once stored, and the noisy beats of the profile.
         let mut beats: Vec<_> = (0..200).map(|_| beat_like(&mut rng)).collect();

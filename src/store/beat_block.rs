@@ -35,7 +35,7 @@
 //! best.
 
 use super::StoreError;
-use super::codec::{self, Cursor, put_varint, unzigzag, zigzag};
+use super::codec::{self, Cursor, LinearPredictor, put_varint, unzigzag, zigzag};
 use super::rows::{BeatMark, BeatQuery, BeatRow, SegmentKey, Verdict};
 use crate::dsp::{BEAT_STEPS as STEPS, Quality, beat_step};
 use crate::formats::wfdb::AamiClass;
@@ -218,7 +218,7 @@ fn unplanes(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
 
 /// Appends a beat vector: its length, the length before the zero padding, a
 /// layout byte (1: 10-bit steps, each as the zigzag varint of its
-/// difference from [`predict`]; 0: `f32` LE).
+/// difference from a [`LinearPredictor`]; 0: `f32` LE).
 fn put_vector(out: &mut Vec<u8>, values: &[f32]) {
     let used = values
         .iter()
@@ -229,25 +229,15 @@ fn put_vector(out: &mut Vec<u8>, values: &[f32]) {
     let values = &values[..used];
     if values.iter().all(|v| (0.0..=1.0).contains(v)) {
         out.push(1);
-        let (mut q1, mut q2) = (0i64, 0i64);
-        for (k, v) in values.iter().enumerate() {
+        let mut line = LinearPredictor::default();
+        for v in values {
             let q = beat_step(*v);
-            put_varint(out, zigzag(q - predict(k, q1, q2)));
-            (q1, q2) = (q, q1);
+            put_varint(out, zigzag(q.wrapping_sub(line.predict())));
+            line.push(q);
         }
     } else {
         out.push(0);
         out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    }
-}
-
-/// The vector's step `k` predicted from the two before it (a straight line;
-/// the first from 0, the second from the first).
-fn predict(k: usize, q1: i64, q2: i64) -> i64 {
-    match k {
-        0 => 0,
-        1 => q1,
-        _ => 2 * q1 - q2,
     }
 }
 
@@ -261,14 +251,14 @@ fn take_vector(c: &mut Cursor) -> Result<Vec<f32>, StoreError> {
     let mut values = Vec::with_capacity(len);
     match c.byte()? {
         1 => {
-            let (mut q1, mut q2) = (0i64, 0i64);
-            for k in 0..used {
-                let q = predict(k, q1, q2).wrapping_add(unzigzag(c.varint()?));
+            let mut line = LinearPredictor::default();
+            for _ in 0..used {
+                let q = line.predict().wrapping_add(unzigzag(c.varint()?));
                 if !(0..=STEPS as i64).contains(&q) {
                     return Err(c.corrupt("beat vector step out of range"));
                 }
                 values.push(q as f32 / STEPS);
-                (q1, q2) = (q, q1);
+                line.push(q);
             }
         }
         0 => {
