@@ -4,6 +4,7 @@
 
 use super::{default_db, selected_records};
 use crate::formats::wfdb::{self, LeadChoice};
+use crate::formats::wire::Scale;
 use crate::model::classifier::Classifier;
 use crate::pipeline::offline::analyze_recording;
 use crate::pipeline::recording::{Recording, recording_rows};
@@ -41,9 +42,10 @@ pub(super) struct BenchStorageArgs {
     /// Minutes of beats per block (the compactor's pass).
     #[arg(long, default_value_t = 1.0)]
     beat_block_min: f64,
-    /// Also store the records in a store of their own, pack them as the
-    /// compactor does and weigh every table with its indexes: a Postgres URL,
-    /// or `sqlite` for a temporary SQLite file.
+    /// Also store the records in a store of their own (their signal in
+    /// `--chunk-ms` messages, as live), pack them as the compactor does and
+    /// weigh every table with its indexes: a Postgres URL, or `sqlite` for a
+    /// temporary SQLite file.
     #[arg(long)]
     store: Option<String>,
 }
@@ -77,25 +79,12 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         let rec = wfdb::Recording::from_wfdb(&db.join(&name), &LeadChoice::Default)?;
         let scale = rec.scale();
         let mv = rec.millivolts();
-        let per = ((rec.fs * f64::from(a.chunk_ms) / 1000.0).round() as usize).max(1);
         let segment = SegmentKey {
             device: name.clone(),
             stream: 0,
             first_seq: 0,
         };
-        let chunks: Vec<ChunkRow> = mv
-            .chunks(per)
-            .enumerate()
-            .map(|(i, part)| ChunkRow {
-                segment: segment.clone(),
-                seq: i as u64,
-                t0_us: (i as f64 * per as f64 / rec.fs * 1e6).round() as i64,
-                fs: rec.fs,
-                received_us: (i as f64 * per as f64 / rec.fs * 1e6).round() as i64 + 40_000,
-                samples: part.to_vec(),
-                scale: Some(scale),
-            })
-            .collect();
+        let chunks = wire_chunks(&segment, 0, rec.fs, &mv, Some(scale), a.chunk_ms);
         for c in &chunks {
             let (encoding, bytes) = signal::encode_samples(&c.samples, c.scale);
             counts_chunks += usize::from(encoding == Encoding::Counts);
@@ -168,18 +157,46 @@ pub(super) fn bench_storage(a: BenchStorageArgs) -> Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        rt.block_on(weigh_stored(url, stored, &classifier, &mut out))?;
+        rt.block_on(weigh_stored(url, stored, a.chunk_ms, &classifier, &mut out))?;
     }
     Ok(())
 }
 
-/// Stores the recordings as uploads are stored (segment, chunks, beats,
-/// episodes), packs them as the daemon's compactor does, compacts the
-/// database files, and reports every table's bytes with its indexes, per
-/// patient-day of signal.
+/// `mv` cut into chunks of `chunk_ms` as a device sends them, each received
+/// 40 ms after its last sample.
+fn wire_chunks(
+    segment: &SegmentKey,
+    t0_us: i64,
+    fs: f64,
+    mv: &[f32],
+    scale: Option<Scale>,
+    chunk_ms: u32,
+) -> Vec<ChunkRow> {
+    let per = ((fs * f64::from(chunk_ms) / 1000.0).round() as usize).max(1);
+    let at = |i: usize| t0_us + (i as f64 / fs * 1e6).round() as i64;
+    mv.chunks(per)
+        .enumerate()
+        .map(|(k, part)| ChunkRow {
+            segment: segment.clone(),
+            seq: k as u64,
+            t0_us: at(k * per),
+            fs,
+            received_us: at(k * per + part.len()) + 40_000,
+            samples: part.to_vec(),
+            scale,
+        })
+        .collect()
+}
+
+/// Stores the recordings as uploads are stored (segment, beats, episodes)
+/// but with their signal in `chunk_ms` messages as a live device sends it,
+/// packs them as the daemon's compactor does, compacts the database files,
+/// and reports every table's bytes with its indexes, per patient-day of
+/// signal.
 async fn weigh_stored(
     url: &str,
     recordings: Vec<Recording>,
+    chunk_ms: u32,
     classifier: &Classifier,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -190,7 +207,16 @@ async fn weigh_stored(
         let mut seconds = 0.0;
         for rec in recordings {
             seconds += rec.samples.len() as f64 / rec.fs;
-            let rows = recording_rows(rec, None, classifier, 0.5, &RhythmConfig::default())?;
+            let live = wire_chunks(
+                &rec.key,
+                rec.t0_us,
+                rec.fs,
+                &rec.samples,
+                rec.scale,
+                chunk_ms,
+            );
+            let mut rows = recording_rows(rec, None, classifier, 0.5, &RhythmConfig::default())?;
+            rows.chunks = live;
             store
                 .import_recording(&[rows.segment], &rows.chunks, &rows.beats, &rows.episodes)
                 .await?;

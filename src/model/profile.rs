@@ -46,7 +46,7 @@ pub fn features(beat: &[f32; BEAT_LEN]) -> [f64; 6] {
     // padding. NaN counts as a value.
     let active = beat
         .iter()
-        .rposition(|&v| !(v.abs() < 0.5 / BEAT_STEPS))
+        .rposition(|&v| v.is_nan() || v.abs() >= 0.5 / BEAT_STEPS)
         .map_or(0, |i| i + 1);
     let x: Vec<f64> = beat[..active].iter().map(|&v| v as f64).collect();
     let n = x.len().max(1) as f64;
@@ -60,13 +60,7 @@ pub fn features(beat: &[f32; BEAT_LEN]) -> [f64; 6] {
         0.0
     };
     let steps = (x.len().max(2) - 1) as f64;
-    // Equal at the precision beats are stored at, so that a beat read back
-    // from the store has the flat share it had when it was first judged.
-    let flat = beat[..active]
-        .windows(2)
-        .filter(|w| beat_step(w[0]) == beat_step(w[1]))
-        .count() as f64
-        / steps;
+    let flat = plateau_steps(&beat[..active]) as f64 / steps;
     let crossings = x
         .windows(2)
         .filter(|w| (w[0] - mean) * (w[1] - mean) < 0.0)
@@ -80,6 +74,28 @@ pub fn features(beat: &[f32; BEAT_LEN]) -> [f64; 6] {
         flat,
         crossings,
     ]
+}
+
+/// Equal neighbouring steps that make a plateau: runs of at least this many.
+/// Values are compared at the precision beats are stored at, so a beat read
+/// back from the store has the flat share it had live; at that precision a
+/// clean baseline ties now and then, singly or in pairs, while a square wave,
+/// a clipped signal or a dead electrode holds a value for tens of
+/// milliseconds (4 steps: 32 ms at 125 Hz).
+const PLATEAU_STEPS: usize = 4;
+
+/// Steps of `x` that lie on plateaus ([`PLATEAU_STEPS`]).
+fn plateau_steps(x: &[f32]) -> usize {
+    let (mut total, mut run) = (0, 0);
+    for w in x.windows(2) {
+        if beat_step(w[0]) == beat_step(w[1]) {
+            run += 1;
+        } else {
+            total += if run >= PLATEAU_STEPS { run } else { 0 };
+            run = 0;
+        }
+    }
+    total + if run >= PLATEAU_STEPS { run } else { 0 }
 }
 
 /// Per-feature bounds of the beats a model was trained on.

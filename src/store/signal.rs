@@ -525,7 +525,7 @@ mod tests {
             put_varint(&mut body, zigzag(c.received_us - received));
             let first = k == 0;
             let new_layout = first || chunks[k - 1].scale != c.scale;
-            body.push(u8::from(first) * FLAG_FS | u8::from(new_layout) * FLAG_LAYOUT);
+            body.push((u8::from(first) * FLAG_FS) | (u8::from(new_layout) * FLAG_LAYOUT));
             if first {
                 body.extend_from_slice(&c.fs.to_le_bytes());
             }
