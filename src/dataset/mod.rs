@@ -12,7 +12,9 @@
 //!   next RR intervals, quality, number of real values, local (median) RR, then
 //!   the beat's patient-context features (`context0`…, see [`crate::dsp::context`]);
 //! - `unmatched.csv`: detected beats with no reference beat (false detections,
-//!   or beats whose symbol has no AAMI class), kept apart, never labelled;
+//!   or beats whose symbol has no AAMI class), kept apart, never labelled:
+//!   record, sample, symbol, RR intervals, quality, length, the 187 values,
+//!   then the patient context (for studying what the gate should refuse);
 //! - `source.txt`: one line saying what the beats are (clean, or with which noise).
 
 use crate::dsp::context::CONTEXT_FEATURES;
@@ -423,6 +425,9 @@ pub fn build(
     for i in 0..BEAT_LEN {
         write!(unmatched_csv, ",v{i}")?;
     }
+    for k in 0..CONTEXT_FEATURES {
+        write!(unmatched_csv, ",context{k}")?;
+    }
     writeln!(unmatched_csv)?;
     // Three decimals: the RR features computed from these equal the daemon's to float precision.
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
@@ -438,11 +443,11 @@ pub fn build(
                 .map(|v| format!("{v:.6}"))
                 .collect::<Vec<_>>()
                 .join(",");
+            // Context features in full (shortest exact) precision: no train/serve skew.
+            let context: String = b.context.iter().map(|c| format!(",{c}")).collect();
             match l.class {
                 Some(class) => {
                     writeln!(beats_csv, "{values},{}", class.index())?;
-                    // Context features in full (shortest exact) precision: no train/serve skew.
-                    let context: String = b.context.iter().map(|c| format!(",{c}")).collect();
                     writeln!(
                         meta_csv,
                         "{},{},{},{:?},{},{},{},{},{},{}{context}",
@@ -463,7 +468,7 @@ pub fn build(
                 None => {
                     writeln!(
                         unmatched_csv,
-                        "{},{},{},{},{},{},{},{values}",
+                        "{},{},{},{},{},{},{},{values}{context}",
                         l.record,
                         b.sample,
                         l.symbol.unwrap_or(""),
