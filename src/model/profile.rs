@@ -230,13 +230,33 @@ mod tests {
     }
 
     #[test]
+    fn plateaus_are_runs_of_ties_not_single_ties() {
+        let step = 1.0 / BEAT_STEPS;
+        // Ties singly and in pairs (a clean baseline at storage precision).
+        let ties: Vec<f32> = [0, 0, 1, 2, 2, 2, 3, 4, 4, 5]
+            .iter()
+            .map(|&k| k as f32 * step)
+            .collect();
+        assert_eq!(plateau_steps(&ties), 0);
+        // Values within half a step of each other are one step.
+        let at = 300.0 * step;
+        let near = [at, at + 0.2 * step, at - 0.3 * step, at, at, 0.9];
+        assert_eq!(plateau_steps(&near), 4);
+        // A held value (a square wave's top) and a run at the end.
+        let held = [
+            0.1, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3,
+        ];
+        assert_eq!(plateau_steps(&held), 5 + 4);
+    }
+
+    #[test]
     fn a_beat_at_storage_precision_is_judged_as_the_beat_was() {
         let mut rng = SplitMix64::new(5);
         let training: Vec<_> = (0..2000).map(|_| beat_like(&mut rng)).collect();
         let profile = InputProfile::fit(&training);
         let stored = |b: &[f32; BEAT_LEN]| b.map(|v| beat_step(v) as f32 / BEAT_STEPS);
-        // Smooth beats with long plateaus at the storage step, as slow waves
-        // give once stored, and the noisy beats of the profile.
+        // Smooth beats whose slow parts tie at the storage step, and the
+        // noisy beats of the profile.
         let mut beats: Vec<_> = (0..200).map(|_| beat_like(&mut rng)).collect();
         for b in beats.iter_mut().take(100) {
             for (k, v) in b.iter_mut().enumerate() {
