@@ -187,15 +187,31 @@ pub(super) fn train(a: TrainArgs) -> Result<()> {
 }
 
 pub(super) fn profile(a: ProfileArgs) -> Result<()> {
+    use crate::dataset::Protocol;
     use crate::model::card::ModelCard;
     use crate::model::profile::InputProfile;
+    use crate::model::recipe::{TrainingSet, training_set};
+    // Models of one protocol share their training beats, hence their profile:
+    // each protocol's set is loaded and fitted once.
+    let mut fitted: Vec<(Protocol, TrainingSet, InputProfile, usize)> = Vec::new();
     for dir in &a.models {
         let path = dir.join("card.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut card: ModelCard = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a model card", path.display()))?;
-        let training = crate::model::recipe::training_set(&a.data, &a.augment, card.protocol)?;
+        let k = match fitted.iter().position(|(p, ..)| *p == card.protocol) {
+            Some(k) => k,
+            None => {
+                let training = training_set(&a.data, &a.augment, card.protocol)?;
+                let (set, train_idx) = (&training.set, &training.train_idx);
+                let profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
+                let abstained = profile.count_outliers(&set.values, &training.test_idx);
+                fitted.push((card.protocol, training, profile, abstained));
+                fitted.len() - 1
+            }
+        };
+        let (_, training, profile, abstained) = &fitted[k];
         if training.augmentation.len() != card.augmentation.len() {
             bail!(
                 "{} was trained with {} augmentation set(s) and {} are given (--augment): its profile must be fitted on the beats it was trained on",
@@ -204,18 +220,15 @@ pub(super) fn profile(a: ProfileArgs) -> Result<()> {
                 training.augmentation.len()
             );
         }
-        let (set, train_idx, test_idx) = (&training.set, &training.train_idx, &training.test_idx);
-        let profile = InputProfile::fit(train_idx.iter().map(|&i| &set.values[i]));
-        let abstained = profile.count_outliers(&set.values, test_idx);
+        let tested = training.test_idx.len();
         eprintln!(
-            "{}: profile of {} training beats; abstains on {abstained} of {} test beats ({:.3} %)",
+            "{}: profile of {} training beats; abstains on {abstained} of {tested} test beats ({:.3} %)",
             card.name,
             profile.fitted_on,
-            test_idx.len(),
-            100.0 * abstained as f64 / test_idx.len().max(1) as f64
+            100.0 * *abstained as f64 / tested.max(1) as f64
         );
-        card.evaluation.abstained = Some(abstained);
-        card.input_profile = Some(profile);
+        card.evaluation.abstained = Some(*abstained);
+        card.input_profile = Some(profile.clone());
         std::fs::write(&path, serde_json::to_string_pretty(&card)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
