@@ -7,6 +7,7 @@
 
 mod credentials;
 
+use crate::formats::partition::Partitions;
 pub use credentials::{CheckedToken, CheckedUser, Credentials, Role};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -55,8 +56,11 @@ pub struct MqttConfig {
     pub broker: String,
     /// Client id; the broker keeps this client's session (subscriptions, unacknowledged messages).
     pub client_id: String,
-    /// Topic filter; `+` stands for the device id. Prefix `$share/<group>/` to share the load.
+    /// Topic filter; `+` stands for the device id, `{partition}` for each of
+    /// `partitions.owned` (see [`Partitions`]).
     pub topic_filter: String,
+    /// The share of the fleet this daemon takes when several share it.
+    pub partitions: Partitions,
     pub username: String,
     /// File holding the password (kept out of this file); `HOLTER_MQTT_PASSWORD` also works.
     pub password_file: String,
@@ -80,6 +84,7 @@ impl Default for MqttConfig {
             broker: String::new(),
             client_id: "holterd".into(),
             topic_filter: "holter/+/ecg".into(),
+            partitions: Partitions::default(),
             username: String::new(),
             password_file: String::new(),
             tls: false,
@@ -329,6 +334,10 @@ impl Config {
                 "needs exactly one `+` level (the device id) and no `#`",
             ));
         }
+        self.mqtt
+            .partitions
+            .check(topic)
+            .map_err(|e| key_error("mqtt.partitions", e))?;
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
             return Err(key_error("mqtt.client_id", "must be 1 to 64 characters"));
         }
@@ -647,6 +656,52 @@ mod tests {
         assert!(e.contains("nonsense"), "{e}");
         let e = load_str("not toml ][", &[], &[]).unwrap_err().to_string();
         assert!(e.contains("TOML"), "{e}");
+    }
+
+    #[test]
+    fn partitions_come_from_the_file_or_flags_and_are_checked() {
+        let c = load_str(
+            "[mqtt]\ntopic_filter = \"holterp/{partition}/+/ecg\"\n[mqtt.partitions]\ncount = 4\nowned = [0, 2]\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.partitions.owned, vec![0, 2]);
+        let c = load_str(
+            "",
+            &[],
+            &[
+                "mqtt.topic_filter=holterp/{partition}/+/ecg",
+                "mqtt.partitions.count=4",
+                "mqtt.partitions.owned=1,3",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.partitions.count, 4);
+        assert_eq!(c.mqtt.partitions.owned, vec![1, 3]);
+        let e = load_str(
+            "",
+            &[],
+            &["mqtt.partitions.count=4", "mqtt.partitions.owned=1"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("mqtt.partitions") && e.contains("{partition}"),
+            "{e}"
+        );
+        let e = load_str(
+            "",
+            &[],
+            &[
+                "mqtt.topic_filter=holterp/{partition}/+/ecg",
+                "mqtt.partitions.count=4",
+                "mqtt.partitions.owned=one",
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"one\""), "{e}");
     }
 
     #[test]

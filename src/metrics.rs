@@ -38,6 +38,7 @@ pub struct Metrics {
     pub subscribed: IntGauge,
     pub mqtt_reconnects: IntCounter,
     pub recovered_segments: IntCounter,
+    pub partition_mismatches: IntCounter,
     pub signal_packed_chunks: IntCounter,
     pub signal_packed_bytes: IntCounterVec,
     pub beats_packed: IntCounter,
@@ -236,6 +237,11 @@ impl Metrics {
                 &r,
                 "holterd_recovered_segments_total",
                 "Open segments re-analysed from stored signal at start",
+            ),
+            partition_mismatches: counter(
+                &r,
+                "holterd_partition_mismatches_total",
+                "Messages on a partition other than the one this daemon computes for their device (the broker's mapping is not partition(N, 1) on the device id)",
             ),
             signal_packed_chunks: counter(
                 &r,

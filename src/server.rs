@@ -68,15 +68,20 @@ pub async fn run<S: Store>(
     let (source, acker) =
         MqttSource::new(&config.mqtt, &broker, password.clone()).map_err(anyhow::Error::msg)?;
 
-    // Both read before ingest starts: analysis re-derives exactly what was stored until now.
-    let heads = store
+    // Both read before ingest starts: analysis re-derives exactly what was
+    // stored until now, of this daemon's devices only (another daemon sharing
+    // the store carries on with its own).
+    let partitions = &config.mqtt.partitions;
+    let mut heads = store
         .stream_heads()
         .await
         .context("reading stream positions")?;
-    let open = store
+    heads.retain(|h| partitions.owns(&h.segment.key.device));
+    let mut open = store
         .open_segments()
         .await
         .context("reading open segments")?;
+    open.retain(|s| partitions.owns(&s.key.device));
     let cap = config.pipeline.queue_capacity;
     let (inbound_tx, inbound_rx) = mpsc::channel(cap);
     let (analysis_tx, analysis_rx) = mpsc::channel(cap);

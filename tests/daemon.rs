@@ -343,6 +343,96 @@ async fn restart_mid_stream(store: AnyStore, broker: &str, publish_while_down: b
     daemon.stop_for_good().await;
 }
 
+/// Two daemons share a fleet and a store by partition: each takes its own
+/// devices' messages, and a restart re-analyses only its own open segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_owning_partitions_share_a_fleet_and_recover_only_their_own() {
+    use holterd::formats::partition::{Partitions, partition_of};
+    let broker = embedded_broker();
+    let store = common::sqlite_store().await;
+    let recs = fixtures();
+    // Device names in partitions 0, 1, 0 of 2 (the broker's mapping would put them there).
+    let devices: Vec<String> = (0..recs.len())
+        .map(|i| {
+            loop {
+                let d = common::unique(&format!("{}-", recs[i].name));
+                if partition_of(&d, 2) == (i % 2) as u32 {
+                    break d;
+                }
+            }
+        })
+        .collect();
+    let topics = common::unique("p");
+    let partitioned = |owned: u32, client: &str| {
+        let mut c = config(&broker, client, &topics);
+        c.mqtt.topic_filter = format!("{topics}/{{partition}}/+/ecg");
+        c.mqtt.partitions = Partitions {
+            count: 2,
+            owned: vec![owned],
+        };
+        c
+    };
+    let clients = [common::unique("holterd-a-"), common::unique("holterd-b-")];
+    let start = |k: usize| {
+        let (store, config) = (store.clone(), partitioned(k as u32, &clients[k]));
+        async move {
+            let d = Daemon::spawn(store, config).await;
+            d.wait_until(|m| m.subscribed.get() == 1, "the subscription")
+                .await;
+            d
+        }
+    };
+    // Publishes seconds `from..to` of each record on its device's partition topic.
+    let publish = |from: f64, to: f64| {
+        let (recs, devices, broker, topics) = (
+            recs.clone(),
+            devices.clone(),
+            broker.clone(),
+            topics.clone(),
+        );
+        async move {
+            for k in 0..2 {
+                let mine: Vec<usize> = (0..recs.len()).filter(|i| i % 2 == k).collect();
+                let mut o = options(
+                    &broker,
+                    &format!("{topics}/{k}"),
+                    mine.iter().map(|&i| devices[i].clone()).collect(),
+                    Encoding::Binary,
+                );
+                (o.from_seconds, o.max_seconds, o.end) = (from, to, to == 0.0);
+                let part: Vec<Recording> = mine.iter().map(|&i| recs[i].clone()).collect();
+                replay_all(&part, o).await;
+            }
+        }
+    };
+    let (a, b) = (start(0).await, start(1).await);
+    publish(0.0, 95.0).await;
+    a.wait_until(|m| m.messages.get() == 2 * 95, "partition 0's first half")
+        .await;
+    b.wait_until(|m| m.messages.get() == 95, "partition 1's first half")
+        .await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(store.open_segments().await.unwrap().len(), 3);
+    // Daemon a alone re-analyses its two devices, not b's.
+    let a = start(0).await;
+    a.wait_until(|m| m.recovered_segments.get() == 2, "a's recovery")
+        .await;
+    let b = start(1).await;
+    b.wait_until(|m| m.recovered_segments.get() == 1, "b's recovery")
+        .await;
+    publish(95.0, 0.0).await;
+    wait_stored(&store, &devices).await;
+    assert_matches_offline(&store, &recs, &devices).await;
+    for d in [&a, &b] {
+        assert_eq!(d.metrics.partition_mismatches.get(), 0);
+        assert_eq!(d.metrics.gaps.get(), 0);
+    }
+    assert_eq!(a.metrics.recovered_segments.get(), 2);
+    a.stop_for_good().await;
+    b.stop_for_good().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_stream_loses_and_doubles_nothing_sqlite() {
     let broker = embedded_broker();

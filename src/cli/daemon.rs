@@ -124,6 +124,9 @@ pub struct CheckArgs {
     /// As given to `replay`.
     #[arg(long)]
     t0_us: i64,
+    /// As given to `replay`: only this many seconds of each record were sent (0: all).
+    #[arg(long, default_value_t = 0.0)]
+    max_seconds: f64,
     #[command(flatten)]
     lead: LeadArgs,
 }
@@ -377,11 +380,15 @@ pub fn check(a: CheckArgs) -> Result<()> {
             } else {
                 format!("{}-{i}", a.device_prefix)
             };
+            let mut mv = rec.millivolts();
+            if a.max_seconds > 0.0 {
+                mv.truncate((a.max_seconds * rec.fs) as usize);
+            }
             let offline = analyze_recording(
                 &device,
                 a.t0_us,
                 rec.fs,
-                &rec.millivolts(),
+                &mv,
                 config.powerline(),
                 &classifier,
                 config.pipeline.threshold,

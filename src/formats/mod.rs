@@ -3,5 +3,6 @@
 //! Readers only: nothing here knows about streams, models or stores.
 
 pub mod csv;
+pub mod partition;
 pub mod wfdb;
 pub mod wire;

@@ -132,7 +132,8 @@ pub fn check_device_id(id: &str) -> Result<(), Reject> {
     }
 }
 
-/// The device id in `topic` for a filter with one `+` level (a `$share/<group>/` prefix is ignored).
+/// The device id in `topic` for a filter with one `+` level (a `$share/<group>/`
+/// prefix is ignored; a `{partition}` level matches a partition number).
 pub fn device_from_topic(filter: &str, topic: &str) -> Result<String, Reject> {
     let filter = filter
         .strip_prefix("$share/")
@@ -146,6 +147,8 @@ pub fn device_from_topic(filter: &str, topic: &str) -> Result<String, Reject> {
         match (f.next(), t.next()) {
             (None, None) => break,
             (Some("+"), Some(level)) => device = Some(level),
+            (Some(super::partition::PLACEHOLDER), Some(level))
+                if !level.is_empty() && level.bytes().all(|b| b.is_ascii_digit()) => {}
             (Some(a), Some(b)) if a == b => {}
             _ => return Err(bad()),
         }
@@ -505,6 +508,18 @@ mod tests {
             "x.1"
         );
         assert_eq!(device_from_topic(f, "holter/.a/ecg").unwrap(), ".a");
+        let partitioned = "holterp/{partition}/+/ecg";
+        assert_eq!(
+            device_from_topic(partitioned, "holterp/3/p-17/ecg").unwrap(),
+            "p-17"
+        );
+        for topic in ["holterp/x/p-17/ecg", "holterp//p-17/ecg", "holter/p-17/ecg"] {
+            assert_eq!(
+                device_from_topic(partitioned, topic).unwrap_err().reason(),
+                "bad_topic",
+                "{topic}"
+            );
+        }
         for (topic, reason) in [
             ("holter/a/b/ecg", "bad_topic"),
             ("other/a/ecg", "bad_topic"),

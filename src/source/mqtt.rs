@@ -14,13 +14,14 @@
 
 use crate::clock::now_us;
 use crate::config::MqttConfig;
+use crate::formats::partition::{partition_in_topic, partition_of};
 use crate::formats::wire;
 use crate::metrics::Metrics;
 use crate::pipeline::Inbound;
 use crate::pipeline::ack::{AckToken, Acker};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS,
-    SubscribeReasonCode, TlsConfiguration, Transport,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -119,12 +120,16 @@ impl MqttSource {
         ))
     }
 
-    /// Asks the broker for the subscription (again: rumqttc does not on reconnection).
+    /// Asks the broker for the subscriptions, one per owned partition (again:
+    /// rumqttc does not on reconnection).
     fn subscribe(&self) {
-        if let Err(e) = self
-            .client
-            .try_subscribe(&self.config.topic_filter, QoS::AtLeastOnce)
-        {
+        let filters = self
+            .config
+            .partitions
+            .topic_filters(&self.config.topic_filter)
+            .into_iter()
+            .map(|path| SubscribeFilter::new(path, QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(filters) {
             tracing::error!(error = %e, "subscribe request failed");
         }
     }
@@ -449,8 +454,10 @@ fn decode(
 ) -> Result<Inbound, AckToken> {
     metrics.messages.inc();
     let received = Instant::now();
-    let decoded = wire::device_from_topic(&config.topic_filter, &p.topic)
-        .and_then(|device| wire::decode(&device, &p.payload, config.max_payload_bytes));
+    let decoded = wire::device_from_topic(&config.topic_filter, &p.topic).and_then(|device| {
+        check_partition(config, &p.topic, &device, metrics);
+        wire::decode(&device, &p.payload, config.max_payload_bytes)
+    });
     let pkid = (p.qos != QoS::AtMostOnce).then_some(p.pkid);
     let token = AckToken {
         connection,
@@ -470,6 +477,26 @@ fn decode(
             tracing::warn!(%topic, reason = reject.reason(), error = %reject, "message rejected");
             Err(token)
         }
+    }
+}
+
+/// Counts and logs a message whose topic's partition is not the one this
+/// daemon computes for its device: it is still taken (dropping it would lose
+/// signal), but a restart would not re-analyse that device's open segment here.
+fn check_partition(config: &MqttConfig, topic: &str, device: &str, metrics: &Metrics) {
+    let partitions = &config.partitions;
+    let Some(on) = partition_in_topic(&config.topic_filter, topic) else {
+        return;
+    };
+    let computed = partition_of(device, partitions.count);
+    if on != computed {
+        metrics.partition_mismatches.inc();
+        // Once: a wrong mapping sends every such message.
+        if metrics.partition_mismatches.get() > 1 {
+            return;
+        }
+        tracing::warn!(%device, on, computed,
+            "message on another partition than its device's: the broker's mapping must be partition(mqtt.partitions.count, 1) on the device id");
     }
 }
 

@@ -126,6 +126,13 @@ impl Store for PgStore {
             };
             if (day + 1) * DAY_US <= before_us {
                 let mut tx = self.pool.begin().await?;
+                let gone: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NULL")
+                    .bind(&name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !maintenance_lock(&mut tx).await? || gone {
+                    continue;
+                }
                 let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT CAST(coalesce(sum(chunks), 0) AS BIGINT) FROM {name}"
                 )))
@@ -175,6 +182,20 @@ fn partition_day(name: &str) -> Option<i64> {
     );
     let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
     Some(date.midnight().assume_utc().unix_timestamp() / 86_400)
+}
+
+/// The advisory lock key of compaction and retention ("holter" in ASCII).
+const MAINTENANCE_LOCK: i64 = 0x686f_6c74_6572;
+
+/// Takes, for the rest of `tx`, the lock that makes compaction and retention
+/// run in one daemon at a time when several share this database (two
+/// compactors reading the same loose chunks would both pack them); `false`
+/// when another holds it, and this pass is left to that one.
+async fn maintenance_lock(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(MAINTENANCE_LOCK)
+        .fetch_one(&mut *tx)
+        .await?)
 }
 
 /// Creates the block partitions of today and tomorrow (UTC) if missing, so that

@@ -305,8 +305,8 @@ pub(crate) const COMPACTION_CHUNKS: &str =
      ORDER BY device_id, stream, first_seq, seq";
 
 /// [`Store::compact_signal`](super::Store::compact_signal) over the store
-/// module's `prepare_blocks`, `insert_blocks` and `delete_chunks`. Expands
-/// inside `impl Store`.
+/// module's `maintenance_lock`, `prepare_blocks`, `insert_blocks` and
+/// `delete_chunks`. Expands inside `impl Store`.
 macro_rules! signal_compaction {
     () => {
         async fn compact_signal(
@@ -324,8 +324,11 @@ macro_rules! signal_compaction {
             let Some(last) = ids.last().cloned() else {
                 return Ok(Compaction::default());
             };
-            prepare_blocks(&self.pool).await;
             let mut tx = self.pool.begin().await?;
+            if !maintenance_lock(&mut tx).await? {
+                return Ok(Compaction::default());
+            }
+            prepare_blocks(&self.pool).await;
             let rows = sqlx::query(shared::COMPACTION_CHUNKS)
                 .bind(after)
                 .bind(&last)
@@ -378,7 +381,7 @@ macro_rules! beat_columns {
 }
 
 /// [`Store::compact_beats`](super::Store::compact_beats), the same SQL on
-/// both stores. Expands inside `impl Store`.
+/// both stores (after the store module's `maintenance_lock`). Expands inside `impl Store`.
 macro_rules! beat_compaction {
     () => {
         async fn compact_beats(
@@ -397,6 +400,9 @@ macro_rules! beat_compaction {
                 return Ok(BeatCompaction::default());
             };
             let mut tx = self.pool.begin().await?;
+            if !maintenance_lock(&mut tx).await? {
+                return Ok(BeatCompaction::default());
+            }
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 beat_columns!(),

@@ -115,6 +115,11 @@ impl Store for SqliteStore {
     }
 }
 
+/// Always granted: one daemon writes an SQLite file.
+async fn maintenance_lock(_tx: &mut sqlx::SqliteConnection) -> Result<bool, StoreError> {
+    Ok(true)
+}
+
 /// Nothing to prepare: SQLite keeps blocks in one table.
 async fn prepare_blocks(_pool: &sqlx::SqlitePool) {}
 
