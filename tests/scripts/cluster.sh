@@ -4,7 +4,9 @@
 # The first 5 minutes of all 48 MIT-BIH records are replayed at 2x real time while daemon B is
 # killed with SIGKILL and restarted, and one NATS node is killed and
 # restarted. Then the stored beats must equal the offline analysis (what a
-# single daemon stores): nothing lost, nothing doubled.
+# single daemon stores): nothing lost, nothing doubled. Not yet reliable on a
+# 2-core machine: NATS' redeliveries after the node failure can outlast the
+# daemons' reorder window (docs/operations.md#scale-out), so .ci/run leaves it out.
 #   tests/scripts/cluster.sh
 # Needs nats-server (Debian's nats-server, 2.9) besides what lib.sh needs.
 WORK=${WORK:-/tmp/holterd-cluster}
