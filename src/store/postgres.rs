@@ -126,11 +126,15 @@ impl Store for PgStore {
             };
             if (day + 1) * DAY_US <= before_us {
                 let mut tx = self.pool.begin().await?;
+                // The lock first: another daemon may drop the partition until we hold it.
+                if !maintenance_lock(&mut tx).await? {
+                    continue;
+                }
                 let gone: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NULL")
                     .bind(&name)
                     .fetch_one(&mut *tx)
                     .await?;
-                if !maintenance_lock(&mut tx).await? || gone {
+                if gone {
                     continue;
                 }
                 let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
