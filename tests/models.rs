@@ -151,10 +151,22 @@ fn an_ensemble_directory_loads_as_one_model_averaging_its_members() {
     set_members(serde_json::json!(["seed-2"]));
 
     let ensemble = Classifier::load(&[&dir], &device).unwrap();
+    // The shipped default is itself an ensemble: its top network alone is
+    // its card without the member list.
+    let single = common::temp_dir("ensemble-top");
+    copy(&top, &single);
+    let card_path = single.join("card.json");
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    if let Some(card) = card.as_object_mut() {
+        card.remove("ensemble");
+    }
+    std::fs::write(&card_path, card.to_string()).unwrap();
     let (a, b) = (
-        Classifier::load(&[&top], &device).unwrap(),
+        Classifier::load(&[&single], &device).unwrap(),
         Classifier::load(&[&other], &device).unwrap(),
     );
+    assert_eq!(a.members().len(), 1);
     assert_eq!(ensemble.members().len(), 2);
     assert_eq!(ensemble.name(), a.name());
     assert_ne!(ensemble.version(), a.version());
@@ -183,6 +195,7 @@ fn an_ensemble_directory_loads_as_one_model_averaging_its_members() {
         .to_string();
     assert!(e.contains("seed-3") && e.contains("card.json"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&single).ok();
 }
 
 /// `holterd dataset build` of every fixture record into `out`.

@@ -84,9 +84,10 @@ impl Default for RhythmConfig {
     }
 }
 
-/// Largest change between successive intervals, as a share, for which an
-/// SVT goes on through beats called N ([`RhythmAnalyser::svt_goes_on`]).
-const SVT_STEADY: f64 = 0.15;
+/// Largest change between successive intervals, as a share, for which a
+/// tachycardia goes on through beats not of its class
+/// ([`RhythmAnalyser::steady_and_fast`]).
+const RUN_STEADY: f64 = 0.15;
 
 /// An AF episode with no reading for this long after its last irregular
 /// one ends there, µs.
@@ -178,6 +179,9 @@ pub struct RhythmAnalyser {
     signal_loss: Tracker,
     /// A pause or asystole announced by [`advance`](Self::advance) before its closing beat.
     pending_pause: Option<Episode>,
+    /// A single beat not called V inside a ventricular tachycardia, held
+    /// until the next beat says whether the tachycardia went on through it.
+    vt_capture: Option<RhythmBeat>,
 }
 
 impl RhythmAnalyser {
@@ -198,6 +202,7 @@ impl RhythmAnalyser {
             trigeminy: Pattern::new(3, EpisodeKind::Trigeminy),
             signal_loss: Tracker::default(),
             pending_pause: None,
+            vt_capture: None,
         }
     }
 
@@ -310,6 +315,7 @@ impl RhythmAnalyser {
         ] {
             t.close(out);
         }
+        self.vt_capture = None;
         // A pause announced without its closing beat ends with the stream: the
         // silence may have been the recording stopping, so it is not reported.
         if let Some(p) = self.pending_pause.take() {
@@ -445,29 +451,81 @@ impl RhythmAnalyser {
         }
     }
 
+    /// Whether the newest beat (the last of `recent`) keeps the rhythm fast
+    /// (its interval over `run_tachy_bpm`) and steady (within [`RUN_STEADY`]
+    /// of the interval before).
+    fn steady_and_fast(&self) -> bool {
+        let n = self.recent.len();
+        if n < 3 {
+            return false;
+        }
+        let at = |i: usize| self.recent[i].r_time_us as f64;
+        let rr = at(n - 1) - at(n - 2);
+        let before = at(n - 2) - at(n - 3);
+        rr > 0.0
+            && 60e6 / rr > self.config.run_tachy_bpm
+            && (rr - before).abs() <= RUN_STEADY * before
+    }
+
     /// Whether an SVT under way goes on through `beat`, which the beat model
     /// called N: the beats of a supraventricular tachycardia after its abrupt
     /// onset are not early against the beats before them, and the beat model
-    /// calls them N, while the rhythm stays fast (over `run_tachy_bpm`) and
-    /// regular (this interval within [`SVT_STEADY`] of the one before).
+    /// calls them N, while the rhythm stays fast and steady.
     fn svt_goes_on(&self, beat: RhythmBeat) -> bool {
+        beat.class == Some(AamiClass::N)
+            && self.s_run.kind() == Some(EpisodeKind::SupraventricularTachycardia)
+            && self.steady_and_fast()
+    }
+
+    /// Whether the newest beat keeps a run's rhythm: its interval is within
+    /// [`RUN_STEADY`] of the range of the three intervals before it, and the
+    /// four are fast on average (over `run_tachy_bpm`). A range and a mean
+    /// rather than the last interval, as a ventricular tachycardia may
+    /// alternate longer and shorter intervals.
+    fn keeps_run_rhythm(&self) -> bool {
         let n = self.recent.len();
-        if beat.class != Some(AamiClass::N)
-            || n < 3
-            || self.s_run.kind() != Some(EpisodeKind::SupraventricularTachycardia)
-        {
+        if n < 5 {
             return false;
         }
-        let rr = (beat.r_time_us - self.recent[n - 2].r_time_us) as f64;
-        let before = (self.recent[n - 2].r_time_us - self.recent[n - 3].r_time_us) as f64;
-        rr > 0.0
-            && 60e6 / rr > self.config.run_tachy_bpm
-            && (rr - before).abs() <= SVT_STEADY * before
+        let rr = |i: usize| (self.recent[i].r_time_us - self.recent[i - 1].r_time_us) as f64;
+        let (low, high) = (n - 4..n - 1)
+            .map(rr)
+            .fold((f64::MAX, 0.0_f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+        let last = rr(n - 1);
+        let mean = (n - 4..n).map(rr).sum::<f64>() / 4.0;
+        last > 0.0
+            && 60e6 / mean > self.config.run_tachy_bpm
+            && last >= (1.0 - RUN_STEADY) * low
+            && last <= (1.0 + RUN_STEADY) * high
+    }
+
+    /// Whether `beat`, readable and not V, may be a capture or fusion beat
+    /// of the VT under way: a single supraventricular or fusion complex
+    /// after at least two V beats, on the tachycardia's rhythm (a hallmark
+    /// of VT, not its end). The VT goes on through it when the next beat is
+    /// V on the same rhythm; a ventricular bigeminy (V and N alternating)
+    /// ends it.
+    fn vt_may_go_on(&self, beat: RhythmBeat) -> bool {
+        let n = self.recent.len();
+        beat.class.is_some_and(|c| c != AamiClass::V)
+            && self.vt_capture.is_none()
+            && self.v_run.kind() == Some(EpisodeKind::VentricularTachycardia)
+            && n >= 3
+            && self.recent[n - 2].class == Some(AamiClass::V)
+            && self.recent[n - 3].class == Some(AamiClass::V)
+            && self.keeps_run_rhythm()
     }
 
     fn runs(&mut self, beat: RhythmBeat, out: &mut Vec<RhythmEvent>) {
         let k = self.config.run_beats;
         let svt_goes_on = self.svt_goes_on(beat);
+        let vt_may_go_on = self.vt_may_go_on(beat);
+        // A beat held as a capture beat of the VT: the VT went on through it
+        // when this beat is V on the same fast, steady rhythm; otherwise the
+        // VT ended at its last V beat, before the held one.
+        let capture = self.vt_capture.take();
+        let vt_goes_on =
+            capture.is_some() && beat.class == Some(AamiClass::V) && self.keeps_run_rhythm();
         for (class, fast, slow) in [
             (
                 AamiClass::V,
@@ -489,10 +547,22 @@ impl RhythmAnalyser {
                 if class == AamiClass::S && svt_goes_on {
                     let bpm = rate_of(tracker.last_us(), beat.r_time_us);
                     tracker.extend(beat.r_time_us, bpm);
+                } else if class == AamiClass::V && vt_may_go_on {
+                    self.vt_capture = Some(beat);
                 } else {
                     tracker.close(out);
                 }
                 continue;
+            }
+            if class == AamiClass::V
+                && let Some(c) = capture
+            {
+                if vt_goes_on {
+                    let bpm = rate_of(tracker.last_us(), c.r_time_us);
+                    tracker.extend(c.r_time_us, bpm);
+                } else {
+                    tracker.close(out);
+                }
             }
             if tracker.is_running() {
                 let bpm = rate_of(tracker.last_us(), beat.r_time_us);

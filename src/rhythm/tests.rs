@@ -157,6 +157,97 @@ fn an_svt_goes_on_through_beats_called_n_while_fast_and_steady() {
 }
 
 #[test]
+fn a_vt_goes_on_through_single_capture_beats_on_its_rhythm() {
+    let vt = |closed: &[Episode]| -> Vec<Episode> {
+        closed
+            .iter()
+            .filter(|e| e.kind == EpisodeKind::VentricularTachycardia)
+            .cloned()
+            .collect()
+    };
+    // 21 beats at 160 /min, every fourth called N on the same rhythm
+    // (capture or fusion beats): one VT of all 21 beats.
+    let mut seq = sinus(30, 0.8);
+    for i in 0..21 {
+        let class = if i % 4 == 3 { N } else { V };
+        seq.push((0.375, Some(class)));
+    }
+    seq.extend(sinus(30, 0.8));
+    let (events, closed) = run(&seq);
+    let found = vt(&closed);
+    assert_eq!(found.len(), 1, "{closed:?}");
+    assert_eq!(found[0].beats, 21);
+    assert_eq!(found[0].start_us, beats(&seq)[30].r_time_us);
+    assert_eq!(found[0].end_us, beats(&seq)[50].r_time_us);
+    let opened = events
+        .iter()
+        .filter(|e| matches!(e, RhythmEvent::Opened(e) if e.kind == EpisodeKind::VentricularTachycardia))
+        .count();
+    assert_eq!(opened, 1);
+    // Two non-V beats in a row end it at the last V beat.
+    let mut two = sinus(30, 0.8);
+    two.extend([(0.375, Some(V)); 5]);
+    two.extend([(0.375, Some(N)); 2]);
+    two.extend([(0.375, Some(V)); 5]);
+    two.extend(sinus(30, 0.8));
+    let found = vt(&run(&two).1);
+    assert_eq!(found.iter().map(|e| e.beats).collect::<Vec<_>>(), [5, 5]);
+    // A single N beat off the rhythm (a sinus beat after a pause) ends it,
+    // and the VT ends at its last V beat, not at the held beat.
+    let mut off = sinus(30, 0.8);
+    off.extend([(0.375, Some(V)); 5]);
+    off.push((0.8, Some(N)));
+    off.extend([(0.375, Some(V)); 5]);
+    off.extend(sinus(30, 0.8));
+    let all = beats(&off);
+    let found = vt(&run(&off).1);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].end_us, all[34].r_time_us);
+    // A held beat followed by a V beat off the rhythm ends it too.
+    let mut late = sinus(30, 0.8);
+    late.extend([(0.375, Some(V)); 5]);
+    late.push((0.375, Some(N)));
+    late.push((0.6, Some(V)));
+    late.extend(sinus(30, 0.8));
+    let found = vt(&run(&late).1);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].beats, 5);
+    // A VT alternating longer and shorter intervals goes on through a
+    // capture beat within their range.
+    let mut alternating = sinus(30, 0.8);
+    for i in 0..12 {
+        let rr = if i % 2 == 0 { 0.47 } else { 0.65 };
+        alternating.push((rr, Some(if i == 7 { N } else { V })));
+    }
+    alternating.extend(sinus(30, 0.8));
+    let found = vt(&run(&alternating).1);
+    assert_eq!(found.iter().map(|e| e.beats).collect::<Vec<_>>(), [12]);
+    // Ventricular bigeminy after a VT ends it: V and N alternating.
+    let mut bigeminy = sinus(30, 0.8);
+    bigeminy.extend([(0.375, Some(V)); 4]);
+    for _ in 0..5 {
+        bigeminy.extend([(0.375, Some(N)), (0.375, Some(V))]);
+    }
+    bigeminy.extend(sinus(30, 0.8));
+    let found = vt(&run(&bigeminy).1);
+    assert_eq!(found.iter().map(|e| e.beats).collect::<Vec<_>>(), [6]);
+    // A slow (idioventricular) run does not go on through N beats.
+    let mut slow = sinus(30, 1.0);
+    for i in 0..12 {
+        slow.push((0.9, Some(if i % 4 == 2 { N } else { V })));
+    }
+    slow.extend(sinus(30, 1.0));
+    let closed = run(&slow).1;
+    assert!(
+        closed
+            .iter()
+            .filter(|e| e.kind == EpisodeKind::IdioventricularRhythm)
+            .all(|e| e.beats < 12),
+        "{closed:?}"
+    );
+}
+
+#[test]
 fn bigeminy_and_trigeminy_after_three_cycles() {
     let mut seq = sinus(20, 0.8);
     for _ in 0..10 {
