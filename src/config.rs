@@ -324,10 +324,7 @@ impl Config {
     /// Checks values that parse but can't work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let topic = &self.mqtt.topic_filter;
-        let bare = topic
-            .strip_prefix("$share/")
-            .and_then(|t| t.split_once('/').map(|(_, rest)| rest))
-            .unwrap_or(topic);
+        let bare = crate::formats::wire::unshared_filter(topic);
         if bare.split('/').filter(|l| *l == "+").count() != 1 || bare.contains('#') {
             return Err(key_error(
                 "mqtt.topic_filter",

@@ -778,22 +778,7 @@ async fn corrupt_rows_are_errors_not_panics() {
 
 /// Compacts everything received before `before_us`, a device at a time.
 async fn compact_all(s: &AnyStore, before_us: i64) -> Compaction {
-    let mut total = Compaction::default();
-    let mut after: Option<String> = None;
-    loop {
-        let c = s
-            .compact_signal(before_us, after.as_deref(), 1)
-            .await
-            .unwrap();
-        total.chunks += c.chunks;
-        total.blocks += c.blocks;
-        total.bytes_in += c.bytes_in;
-        total.bytes_out += c.bytes_out;
-        match c.last_device {
-            Some(d) => after = Some(d),
-            None => return total,
-        }
-    }
+    s.compact_signal_all(before_us, 1).await.unwrap()
 }
 
 /// Raw signal at rest: compaction packs old chunks into blocks that every read
@@ -906,21 +891,7 @@ async fn postgres_signal_at_rest() {
 
 /// Packs every beat row before `before_us`, a device at a time.
 async fn compact_beats_all(s: &AnyStore, before_us: i64) -> BeatCompaction {
-    let mut total = BeatCompaction::default();
-    let mut after: Option<String> = None;
-    loop {
-        let c = s
-            .compact_beats(before_us, after.as_deref(), 1)
-            .await
-            .unwrap();
-        total.beats += c.beats;
-        total.blocks += c.blocks;
-        total.bytes_out += c.bytes_out;
-        match c.last_device {
-            Some(d) => after = Some(d),
-            None => return total,
-        }
-    }
+    s.compact_beats_all(before_us, 1).await.unwrap()
 }
 
 /// Beats with their vectors as a block keeps them (packing is idempotent).

@@ -322,16 +322,9 @@ async fn seed(store: &AnyStore, n: usize) -> Result<(i64, i64)> {
     store.write_chunks(&[segment], &chunks).await?;
     // Beats at rest as the daemon's compactor leaves them: all but the last
     // two minutes packed, abnormal ones kept as rows.
-    let mut after: Option<String> = None;
-    loop {
-        let c = store
-            .compact_beats(t_last_target - 120_000_000, after.as_deref(), 1)
-            .await?;
-        match c.last_device {
-            Some(d) => after = Some(d),
-            None => break,
-        }
-    }
+    store
+        .compact_beats_all(t_last_target - 120_000_000, 1)
+        .await?;
     // What autovacuum does after a bulk load: fresh statistics and, on Postgres, a
     // visibility map that lets the covering flagged-beat index answer alone.
     match store {

@@ -221,23 +221,8 @@ async fn weigh_stored(
                 .import_recording(&[rows.segment], &rows.chunks, &rows.beats, &rows.episodes)
                 .await?;
         }
-        let far = i64::MAX;
-        let mut after: Option<String> = None;
-        while let Some(d) = store
-            .compact_signal(far, after.as_deref(), 50)
-            .await?
-            .last_device
-        {
-            after = Some(d);
-        }
-        let mut after: Option<String> = None;
-        while let Some(d) = store
-            .compact_beats(far, after.as_deref(), 50)
-            .await?
-            .last_device
-        {
-            after = Some(d);
-        }
+        store.compact_signal_all(i64::MAX, 50).await?;
+        store.compact_beats_all(i64::MAX, 50).await?;
         let tables = table_bytes(store, scratch.sqlite_file()).await?;
         let days = seconds / 86_400.0;
         let total: i64 = tables.iter().map(|(_, b)| b).sum();

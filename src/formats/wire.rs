@@ -132,13 +132,19 @@ pub fn check_device_id(id: &str) -> Result<(), Reject> {
     }
 }
 
+/// `filter` without an MQTT shared-subscription prefix (`$share/<group>/`):
+/// the topics it matches.
+pub fn unshared_filter(filter: &str) -> &str {
+    filter
+        .strip_prefix("$share/")
+        .and_then(|t| t.split_once('/').map(|(_, rest)| rest))
+        .unwrap_or(filter)
+}
+
 /// The device id in `topic` for a filter with one `+` level (a `$share/<group>/`
 /// prefix is ignored; a `{partition}` level matches a partition number).
 pub fn device_from_topic(filter: &str, topic: &str) -> Result<String, Reject> {
-    let filter = filter
-        .strip_prefix("$share/")
-        .and_then(|t| t.split_once('/').map(|(_, rest)| rest))
-        .unwrap_or(filter);
+    let filter = unshared_filter(filter);
     let bad = || Reject::BadTopic(topic.chars().take(200).collect());
     let mut f = filter.split('/');
     let mut t = topic.split('/');

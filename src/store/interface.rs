@@ -250,6 +250,57 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Checks the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Packs every device's loose chunks received before `before_us`,
+    /// `devices` devices a call (as [`Self::compact_signal`]); the totals.
+    fn compact_signal_all(
+        &self,
+        before_us: i64,
+        devices: u32,
+    ) -> impl Future<Output = Result<Compaction, StoreError>> + Send {
+        async move {
+            let mut total = Compaction::default();
+            let mut after: Option<String> = None;
+            loop {
+                let c = self
+                    .compact_signal(before_us, after.as_deref(), devices)
+                    .await?;
+                total.chunks += c.chunks;
+                total.blocks += c.blocks;
+                total.bytes_in += c.bytes_in;
+                total.bytes_out += c.bytes_out;
+                match c.last_device {
+                    Some(d) => after = Some(d),
+                    None => return Ok(total),
+                }
+            }
+        }
+    }
+
+    /// Packs every device's beat rows before `before_us`, `devices` devices
+    /// a call (as [`Self::compact_beats`]); the totals.
+    fn compact_beats_all(
+        &self,
+        before_us: i64,
+        devices: u32,
+    ) -> impl Future<Output = Result<BeatCompaction, StoreError>> + Send {
+        async move {
+            let mut total = BeatCompaction::default();
+            let mut after: Option<String> = None;
+            loop {
+                let c = self
+                    .compact_beats(before_us, after.as_deref(), devices)
+                    .await?;
+                total.beats += c.beats;
+                total.blocks += c.blocks;
+                total.bytes_out += c.bytes_out;
+                match c.last_device {
+                    Some(d) => after = Some(d),
+                    None => return Ok(total),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
