@@ -188,18 +188,23 @@ fn partition_day(name: &str) -> Option<i64> {
     Some(date.midnight().assume_utc().unix_timestamp() / 86_400)
 }
 
-/// The advisory lock key of compaction and retention ("holter" in ASCII).
-const MAINTENANCE_LOCK: i64 = 0x686f_6c74_6572;
+/// The first advisory lock key of compaction and retention ("holt" in
+/// ASCII); the second is the store's schema, so that stores in different
+/// schemas of one database (test suites, staging beside production) never
+/// skip each other's passes.
+const MAINTENANCE_LOCK: i32 = 0x686f_6c74;
 
 /// Takes, for the rest of `tx`, the lock that makes compaction and retention
-/// run in one daemon at a time when several share this database (two
+/// run in one daemon at a time when several share this store (two
 /// compactors reading the same loose chunks would both pack them); `false`
 /// when another holds it, and this pass is left to that one.
 async fn maintenance_lock(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
-    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(MAINTENANCE_LOCK)
-        .fetch_one(&mut *tx)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))")
+            .bind(MAINTENANCE_LOCK)
+            .fetch_one(&mut *tx)
+            .await?,
+    )
 }
 
 /// Creates the block partitions of today and tomorrow (UTC) if missing, so that
