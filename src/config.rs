@@ -104,12 +104,17 @@ impl Default for MqttConfig {
 pub struct EmbeddedBrokerConfig {
     /// Address it listens on (not 1883, so that it can run beside a system Mosquitto).
     pub listen: SocketAddr,
+    /// MiB of the devices' messages the broker holds for the daemon (its
+    /// routing log, which takes this much memory once full): how far the
+    /// daemon may fall behind before the oldest messages are lost.
+    pub buffer_mib: u32,
 }
 
 impl Default for EmbeddedBrokerConfig {
     fn default() -> Self {
         EmbeddedBrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1884)),
+            buffer_mib: 128,
         }
     }
 }
@@ -356,6 +361,12 @@ impl Config {
             return Err(key_error(
                 "mqtt.reconnect_max_ms",
                 "needs 0 < reconnect_min_ms <= reconnect_max_ms",
+            ));
+        }
+        if !(8..=65_536).contains(&self.embedded_broker.buffer_mib) {
+            return Err(key_error(
+                "embedded_broker.buffer_mib",
+                "must be 8 to 65536 (MiB)",
             ));
         }
         if !self.store.url.is_empty()

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub broker_connected: IntGauge,
     pub subscribed: IntGauge,
     pub mqtt_reconnects: IntCounter,
+    pub embedded_broker_skips: IntCounter,
     pub recovered_segments: IntCounter,
     pub partition_mismatches: IntCounter,
     pub signal_packed_chunks: IntCounter,
@@ -232,6 +233,11 @@ impl Metrics {
                 &r,
                 "holterd_mqtt_reconnects_total",
                 "Connections to the broker after the first",
+            ),
+            embedded_broker_skips: counter(
+                &r,
+                "holterd_embedded_broker_skips_total",
+                "Times the embedded broker dropped the oldest messages for the daemon, which had fallen further behind than embedded_broker.buffer_mib holds",
             ),
             recovered_segments: counter(
                 &r,

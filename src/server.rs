@@ -56,9 +56,13 @@ pub async fn run<S: Store>(
     let broker = if config.mqtt.broker.is_empty() {
         let listen = config.embedded_broker.listen;
         let max = config.mqtt.max_payload_bytes;
-        tokio::task::spawn_blocking(move || crate::source::broker::start(listen, max))
-            .await?
-            .map_err(anyhow::Error::msg)?;
+        let buffer = config.embedded_broker.buffer_mib as usize * (1 << 20);
+        let skips = metrics.embedded_broker_skips.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::source::broker::start(listen, max, buffer, skips)
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?;
         tracing::info!(%listen, "embedded MQTT broker started");
         listen.to_string()
     } else {

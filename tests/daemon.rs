@@ -36,7 +36,8 @@ fn embedded_broker() -> String {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
         .parse()
         .unwrap();
-    holterd::source::broker::start(addr, 256 * 1024).unwrap();
+    let skips = prometheus::IntCounter::new("skips", "unread messages dropped").unwrap();
+    holterd::source::broker::start(addr, 256 * 1024, 128 << 20, skips).unwrap();
     addr.to_string()
 }
 
@@ -477,6 +478,64 @@ async fn publish_raw(broker: &str, messages: Vec<(String, Vec<u8>)>) {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// The embedded broker holds `embedded_broker.buffer_mib` of messages for a
+/// subscriber that reads none; past that it drops the oldest, counts each
+/// drop, and delivers the rest in order, the newest included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_bounds_its_buffer_and_counts_what_a_stalled_reader_loses() {
+    let port = common::free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let skips = prometheus::IntCounter::new("skips", "unread messages dropped").unwrap();
+    holterd::source::broker::start(addr, 256 * 1024, 8 << 20, skips.clone()).unwrap();
+    let prefix = common::unique("lag");
+    let mut o = MqttOptions::new(common::unique("stalled-"), "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (sub, mut sub_loop) = AsyncClient::new(o, 100);
+    sub.subscribe(format!("{prefix}/+/ecg"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), sub_loop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no subscription: {other:?}"),
+        }
+    }
+    // 16 MiB for an 8 MiB buffer while the subscriber reads nothing.
+    let n = 4000u32;
+    let topic = format!("{prefix}/dev/ecg");
+    let messages = (0..n)
+        .map(|i| {
+            let mut payload = vec![0u8; 4096];
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            (topic.clone(), payload)
+        })
+        .collect();
+    publish_raw(&addr.to_string(), messages).await;
+    let mut got = Vec::new();
+    while got.last() != Some(&(n - 1)) {
+        match tokio::time::timeout(Duration::from_secs(10), sub_loop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                got.push(u32::from_be_bytes(p.payload[..4].try_into().unwrap()))
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("delivery stopped after {} messages: {other:?}", got.len()),
+        }
+    }
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert!(
+        got.len() < n as usize - 1000,
+        "{} of {n} delivered: nothing was dropped",
+        got.len()
+    );
+    // Alerts come from the broker each second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while skips.get() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(skips.get() >= 1, "the drop was not counted");
 }
 
 async fn bad_payloads(store: AnyStore, broker: &str) {
