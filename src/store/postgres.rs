@@ -125,11 +125,10 @@ impl Store for PgStore {
                 continue;
             };
             if (day + 1) * DAY_US <= before_us {
-                let mut tx = self.pool.begin().await?;
                 // The lock first: another daemon may drop the partition until we hold it.
-                if !maintenance_lock(&mut tx).await? {
+                let Some(mut tx) = begin_maintenance(&self.pool).await? else {
                     continue;
-                }
+                };
                 let gone: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NULL")
                     .bind(&name)
                     .fetch_one(&mut *tx)
@@ -194,17 +193,20 @@ fn partition_day(name: &str) -> Option<i64> {
 /// skip each other's passes.
 const MAINTENANCE_LOCK: i32 = 0x686f_6c74;
 
-/// Takes, for the rest of `tx`, the lock that makes compaction and retention
-/// run in one daemon at a time when several share this store (two
-/// compactors reading the same loose chunks would both pack them); `false`
-/// when another holds it, and this pass is left to that one.
-async fn maintenance_lock(tx: &mut sqlx::PgConnection) -> Result<bool, StoreError> {
-    Ok(
+/// Opens the transaction of a compaction or retention pass holding the lock
+/// that makes these passes run in one daemon at a time when several share
+/// this store (two compactors packing the same loose chunks would both pack
+/// them); `None` when another holds it, and this pass is left to that one.
+async fn begin_maintenance(
+    pool: &PgPool,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let granted: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))")
             .bind(MAINTENANCE_LOCK)
             .fetch_one(&mut *tx)
-            .await?,
-    )
+            .await?;
+    Ok(granted.then_some(tx))
 }
 
 /// Creates the block partitions of today and tomorrow (UTC) if missing, so that
@@ -289,11 +291,15 @@ async fn insert_blocks(
 
 /// Deletes exactly the chunks given (never by a predicate: a chunk whose write
 /// committed after they were read stays loose until the next compaction).
-async fn delete_chunks(tx: &mut sqlx::PgConnection, chunks: &[ChunkRow]) -> Result<(), StoreError> {
+/// Deletes the loose chunks packed; how many rows it deleted.
+async fn delete_chunks(
+    tx: &mut sqlx::PgConnection,
+    chunks: &[ChunkRow],
+) -> Result<u64, StoreError> {
     if chunks.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    sqlx::query(
+    Ok(sqlx::query(
         "DELETE FROM chunks c USING UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS k(d, s, q)
          WHERE c.device_id = k.d AND c.stream = k.s AND c.seq = k.q",
     )
@@ -311,8 +317,8 @@ async fn delete_chunks(tx: &mut sqlx::PgConnection, chunks: &[ChunkRow]) -> Resu
     )
     .bind(chunks.iter().map(|c| c.seq as i64).collect::<Vec<_>>())
     .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected())
 }
 
 async fn insert_chunks(

@@ -305,8 +305,11 @@ pub(crate) const COMPACTION_CHUNKS: &str =
      ORDER BY device_id, stream, first_seq, seq";
 
 /// [`Store::compact_signal`](super::Store::compact_signal) over the store
-/// module's `maintenance_lock`, `prepare_blocks`, `insert_blocks` and
-/// `delete_chunks`. Expands inside `impl Store`.
+/// module's `begin_maintenance`, `prepare_blocks`, `insert_blocks` and
+/// `delete_chunks`. Expands inside `impl Store`. The chunks are read before
+/// the pass's transaction, so that live writers wait on it only while it
+/// writes; it deletes exactly the chunks it read and rolls back unless it
+/// deleted every one (another compactor or retention got there first).
 macro_rules! signal_compaction {
     () => {
         async fn compact_signal(
@@ -324,16 +327,12 @@ macro_rules! signal_compaction {
             let Some(last) = ids.last().cloned() else {
                 return Ok(Compaction::default());
             };
-            let mut tx = self.pool.begin().await?;
-            if !maintenance_lock(&mut tx).await? {
-                return Ok(Compaction::default());
-            }
             prepare_blocks(&self.pool).await;
             let rows = sqlx::query(shared::COMPACTION_CHUNKS)
                 .bind(after)
                 .bind(&last)
                 .bind(before_us)
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?;
             let mut bytes_in = 0u64;
             let mut chunks = Vec::with_capacity(rows.len());
@@ -343,8 +342,17 @@ macro_rules! signal_compaction {
             }
             drop(rows);
             let blocks = super::signal::pack(&chunks);
+            let Some(mut tx) = begin_maintenance(&self.pool).await? else {
+                return Ok(Compaction::default());
+            };
             insert_blocks(&mut tx, &blocks).await?;
-            delete_chunks(&mut tx, &chunks).await?;
+            let deleted = delete_chunks(&mut tx, &chunks).await?;
+            if deleted != chunks.len() as u64 {
+                return Err(StoreError::Conflict(format!(
+                    "loose chunks changed while being packed ({deleted} deleted of {}); packed again next pass",
+                    chunks.len()
+                )));
+            }
             tx.commit().await?;
             Ok(Compaction {
                 chunks: chunks.len() as u64,
@@ -381,7 +389,9 @@ macro_rules! beat_columns {
 }
 
 /// [`Store::compact_beats`](super::Store::compact_beats), the same SQL on
-/// both stores (after the store module's `maintenance_lock`). Expands inside `impl Store`.
+/// both stores (over the store module's `begin_maintenance`). Expands inside
+/// `impl Store`. The beats are read before the pass's transaction, as
+/// [`signal_compaction`]'s chunks are.
 macro_rules! beat_compaction {
     () => {
         async fn compact_beats(
@@ -399,10 +409,6 @@ macro_rules! beat_compaction {
             let Some(last) = ids.last().cloned() else {
                 return Ok(BeatCompaction::default());
             };
-            let mut tx = self.pool.begin().await?;
-            if !maintenance_lock(&mut tx).await? {
-                return Ok(BeatCompaction::default());
-            }
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 beat_columns!(),
@@ -417,7 +423,7 @@ macro_rules! beat_compaction {
             .bind(&last)
             .bind(before_us)
             .bind(shared::BEAT_COMPACTION_MAX as i64)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
             let truncated = rows.len() >= shared::BEAT_COMPACTION_MAX;
             let mut beats = Vec::with_capacity(rows.len());
@@ -432,6 +438,9 @@ macro_rules! beat_compaction {
             let blocks = super::beat_block::pack(&beats, |k| {
                 rates.get(k).copied().unwrap_or(f64::NAN)
             });
+            let Some(mut tx) = begin_maintenance(&self.pool).await? else {
+                return Ok(BeatCompaction::default());
+            };
             for b in &blocks {
                 sqlx::query(
                     "INSERT INTO beat_blocks (device_id, stream, first_seq, t_from_us, t_to_us, beats, data)

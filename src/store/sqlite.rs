@@ -115,9 +115,15 @@ impl Store for SqliteStore {
     }
 }
 
-/// Always granted: one daemon writes an SQLite file.
-async fn maintenance_lock(_tx: &mut sqlx::SqliteConnection) -> Result<bool, StoreError> {
-    Ok(true)
+/// Opens the transaction of a compaction pass with the write lock taken at
+/// once (`BEGIN IMMEDIATE`, waiting as long as the busy timeout): a deferred
+/// transaction that must write after live writers committed can fail
+/// (`SQLITE_BUSY_SNAPSHOT`), and under load every pass did. One daemon
+/// writes an SQLite file, so the pass is always its own.
+async fn begin_maintenance(
+    pool: &SqlitePool,
+) -> Result<Option<sqlx::Transaction<'static, Sqlite>>, StoreError> {
+    Ok(Some(pool.begin_with("BEGIN IMMEDIATE").await?))
 }
 
 /// Nothing to prepare: SQLite keeps blocks in one table.
@@ -151,10 +157,12 @@ async fn insert_blocks(
 }
 
 /// Deletes exactly the chunks given.
+/// Deletes the loose chunks packed; how many rows it deleted.
 async fn delete_chunks(
     tx: &mut sqlx::SqliteConnection,
     chunks: &[ChunkRow],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
     for part in chunks.chunks(ROWS_PER_STATEMENT) {
         let mut q =
             QueryBuilder::<Sqlite>::new("DELETE FROM chunks WHERE (device_id, stream, seq) IN (");
@@ -169,9 +177,9 @@ async fn delete_chunks(
                 .push_unseparated(")");
         }
         q.push(")");
-        q.build().execute(&mut *tx).await?;
+        deleted += q.build().execute(&mut *tx).await?.rows_affected();
     }
-    Ok(())
+    Ok(deleted)
 }
 
 async fn insert_chunks(
