@@ -25,6 +25,7 @@ rss() { awk '/VmRSS/ {print $2}' /proc/$pid/status; }
 cpu() { awk '{print $14 + $15}' /proc/$pid/stat; }   # utime + stime, clock ticks
 hz=$(getconf CLK_TCK)
 log "daemon idle RSS $(rss) KiB; replaying $N devices for $S s, $CHUNK ms per message"
+t_replay=$(date +%s.%N)
 "$BIN" replay --broker 127.0.0.1:$MQTT_PORT --records all --devices "$N" --speed 1 \
   --chunk-ms "$CHUNK" --max-seconds "$((FROM + S))" --from-seconds "$FROM" > "$WORK/replay.log" 2>&1 &
 replay=$!
@@ -38,9 +39,13 @@ c0=$(cpu); t0=$(date +%s.%N)
 for i in $(seq 1 $((S / 10))); do
   sleep 10
   r=$(ticks $replay); [ "$r" -gt 0 ] && r1=$r   # the last reading while it runs
-  printf '%4ds  RSS %7s KiB  streams %5s  source queue %5s  ingest queue %5s\n' $((i * 10)) "$(rss)" \
+  # Seconds of the fleet's messages published but not yet received: the
+  # broker's backlog, which the end-to-end latency (from arrival) leaves out.
+  behind=$(awk -v now="$(date +%s.%N)" -v t="$t_replay" -v n="$N" -v ms="$CHUNK" -v got="$(metric holterd_messages_total)" \
+    'BEGIN { rate = n * 1000 / ms; b = (now - t) - got / rate; printf "%.1f", (b > 0 ? b : 0) }')
+  printf '%4ds  RSS %7s KiB  streams %5s  source queue %5s  ingest queue %5s  received %5s s behind\n' $((i * 10)) "$(rss)" \
     "$(metric holterd_active_streams)" "$(metric 'holterd_queue_depth{queue="source"}')" \
-    "$(metric 'holterd_queue_depth{queue="ingest"}')"
+    "$(metric 'holterd_queue_depth{queue="ingest"}')" "$behind"
 done
 pg1=$(ticks $(pg_pids)); mq1=$(ticks $(mq_pids))
 wait $replay || true
@@ -48,7 +53,8 @@ c1=$(cpu); t1=$(date +%s.%N)
 cat "$WORK/replay.log" | tail -1
 sleep 3
 curl -s "http://$HTTP/metrics" > "$WORK/metrics.txt"
-python3 - "$WORK/metrics.txt" "$c0" "$c1" "$t0" "$t1" "$hz" "$N" "$((r1 - r0))" "$((pg1 - pg0))" "$((mq1 - mq0))" <<'PY'
+published=$(grep -o '[0-9]* messages' "$WORK/replay.log" | tail -1 | cut -d' ' -f1)
+PUBLISHED=${published:-0} CHUNK_MS=$CHUNK python3 - "$WORK/metrics.txt" "$c0" "$c1" "$t0" "$t1" "$hz" "$N" "$((r1 - r0))" "$((pg1 - pg0))" "$((mq1 - mq0))" <<'PY'
 import sys, re
 text = open(sys.argv[1]).read()
 c0, c1, t0, t1, hz, n, replay_ticks, pg_ticks, mq_ticks = map(float, sys.argv[2:])
@@ -66,6 +72,11 @@ def val(name):
     return float(m.group(1)) if m else float('nan')
 e2e = hist('holterd_end_to_end_seconds')
 print(f"beats stored: {val('holterd_end_to_end_seconds_count'):.0f}, messages {val('holterd_messages_total'):.0f}, samples {val('holterd_samples_total'):.0f}")
+import os
+published = float(os.environ.get('PUBLISHED', '0'))
+backlog = max(0.0, published - val('holterd_messages_total'))
+rate = n * 1000 / float(os.environ.get('CHUNK_MS', '250'))
+print(f"broker backlog 3 s after the fleet stopped: {backlog:.0f} messages, {backlog / rate if rate else 0:.1f} s of the fleet's")
 print(f"end-to-end latency (bucket upper bounds): p50 <= {q(e2e, .5)} s, p99 <= {q(e2e, .99)} s, p99.9 <= {q(e2e, .999)} s, mean {val('holterd_end_to_end_seconds_sum') / max(1, val('holterd_end_to_end_seconds_count')):.3f} s")
 inf = hist('holterd_inference_seconds'); bs = hist('holterd_batch_size')
 print(f"inference: {val('holterd_inference_seconds_count'):.0f} batches, mean {val('holterd_batch_size_sum') / max(1, val('holterd_batch_size_count')):.1f} beats, {val('holterd_inference_seconds_sum'):.1f} s in total")
