@@ -290,8 +290,8 @@ async fn insert_blocks(
 }
 
 /// Deletes exactly the chunks given (never by a predicate: a chunk whose write
-/// committed after they were read stays loose until the next compaction).
-/// Deletes the loose chunks packed; how many rows it deleted.
+/// committed after they were read stays loose until the next compaction);
+/// how many rows it deleted.
 async fn delete_chunks(
     tx: &mut sqlx::PgConnection,
     chunks: &[ChunkRow],

@@ -156,8 +156,7 @@ async fn insert_blocks(
     Ok(())
 }
 
-/// Deletes exactly the chunks given.
-/// Deletes the loose chunks packed; how many rows it deleted.
+/// Deletes exactly the chunks given; how many rows it deleted.
 async fn delete_chunks(
     tx: &mut sqlx::SqliteConnection,
     chunks: &[ChunkRow],
